@@ -1,0 +1,127 @@
+//! The ACME account: created once per CA, stored 0600 in the state dir, reused.
+
+use super::{AcmeError, MAX_ATTEMPTS, backoff, describe, retryable};
+use crate::settings::AcmeSettings;
+use crate::store::Store;
+use instant_acme::{Account, AccountBuilder, AccountCredentials, NewAccount};
+use std::path::Path;
+
+/// An ACME CA we hold an account with.
+pub struct Issuer {
+    pub(super) account: Account,
+    pub(super) directory_url: String,
+    pub(super) order_timeout: std::time::Duration,
+}
+
+impl Issuer {
+    pub fn directory_url(&self) -> &str {
+        &self.directory_url
+    }
+
+    /// Loads the stored account for this directory, or registers a new one.
+    pub async fn load_or_create(settings: &AcmeSettings, store: &Store) -> Result<Issuer, AcmeError> {
+        if let Some(root) = &settings.root_ca_file {
+            std::fs::read(root).map_err(|e| AcmeError::Root {
+                path: root.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let rel = account_file(&settings.directory_url);
+        let path = store.root().join(&rel);
+        let stored = store.read_state(&rel).map_err(|e| AcmeError::AccountFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let account = match stored {
+            Some(bytes) => {
+                let creds: AccountCredentials =
+                    serde_json::from_slice(&bytes).map_err(|e| AcmeError::AccountFile {
+                        path: path.display().to_string(),
+                        message: format!("unreadable ({e}); move it aside to register a new account"),
+                    })?;
+                let account = retry("account", || async {
+                    builder(settings.root_ca_file.as_deref())?
+                        .from_credentials(clone_creds(&creds))
+                        .await
+                })
+                .await?;
+                tracing::debug!(event = "acme.account.loaded", directory = %settings.directory_url);
+                account
+            }
+            None => {
+                let contact = settings.contact.as_deref().map(|c| {
+                    if c.contains(':') { c.to_string() } else { format!("mailto:{c}") }
+                });
+                let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let (account, creds) = retry("newAccount", || async {
+                    builder(settings.root_ca_file.as_deref())?
+                        .create(
+                            &NewAccount {
+                                contact: &contacts,
+                                terms_of_service_agreed: true,
+                                only_return_existing: false,
+                            },
+                            settings.directory_url.clone(),
+                            None,
+                        )
+                        .await
+                })
+                .await?;
+                let json = serde_json::to_vec(&creds).expect("credentials serialize");
+                store.write_state(&rel, &json).map_err(|e| AcmeError::AccountFile {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                })?;
+                tracing::info!(event = "acme.account.created", directory = %settings.directory_url, account = account.id());
+                account
+            }
+        };
+        Ok(Issuer {
+            account,
+            directory_url: settings.directory_url.clone(),
+            order_timeout: settings.order_timeout,
+        })
+    }
+}
+
+/// One file per directory URL, so switching CAs never reuses a foreign account.
+fn account_file(directory_url: &str) -> String {
+    let digest = crate::x509::sha256_hex(directory_url.as_bytes());
+    format!("accounts/{}.json", &digest[..16])
+}
+
+fn builder(root: Option<&Path>) -> Result<AccountBuilder, instant_acme::Error> {
+    match root {
+        Some(path) => Account::builder_with_root(path),
+        None => Account::builder(),
+    }
+}
+
+/// AccountCredentials is not Clone; a JSON round trip is.
+fn clone_creds(c: &AccountCredentials) -> AccountCredentials {
+    serde_json::from_value(serde_json::to_value(c).expect("serialize")).expect("deserialize")
+}
+
+pub(super) async fn retry<T, F, Fut>(step: &'static str, mut f: F) -> Result<T, AcmeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, instant_acme::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if retryable(&e) && attempt + 1 < MAX_ATTEMPTS => {
+                tracing::debug!(event = "acme.retry", step, attempt, error = %describe(&e));
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(AcmeError::Step {
+                    step,
+                    message: describe(&e),
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! ACME: the account, and one order from new-order to certificate chain.
+//!
+//! instant-acme retries a bad nonce only three times, and real CAs reject
+//! nonces; every step here is wrapped in our own bounded retry with backoff
+//! and jitter, re-reading the order from the CA before each new attempt so a
+//! retried step continues from the order's true state.
+
+mod account;
+mod order;
+
+pub use account::Issuer;
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("ACME {step} failed: {message}")]
+    Step { step: &'static str, message: String },
+    #[error("cannot read ACME root CA file {path}: {message}")]
+    Root { path: String, message: String },
+    #[error("ACME account file {path}: {message}")]
+    AccountFile { path: String, message: String },
+    #[error("challenge for {domain} failed: {message}")]
+    Challenge { domain: String, message: String },
+    #[error("order is {status}: {message}")]
+    OrderFailed { status: String, message: String },
+    #[error("key generation failed: {0}")]
+    Key(String),
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Whether an instant-acme error is worth another attempt.
+fn retryable(e: &instant_acme::Error) -> bool {
+    use instant_acme::Error as E;
+    match e {
+        E::Api(p) => {
+            p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce")
+                || p.status.is_some_and(|s| s >= 500)
+        }
+        E::Hyper(_) | E::Http(_) | E::Other(_) => true,
+        _ => false,
+    }
+}
+
+const MAX_ATTEMPTS: u32 = 8;
+
+/// Exponential backoff with full jitter: 100ms, 200ms, … capped at 5s.
+fn backoff(attempt: u32) -> Duration {
+    let cap = Duration::from_millis(100 * 2u64.pow(attempt.min(6))).min(Duration::from_secs(5));
+    cap.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+/// Describes an instant-acme error without leaking anything secret (its
+/// messages carry URLs and problem documents, never keys).
+fn describe(e: &instant_acme::Error) -> String {
+    match e {
+        instant_acme::Error::Api(p) => {
+            let mut s = format!(
+                "{}: {}",
+                p.r#type.as_deref().unwrap_or("problem"),
+                p.detail.as_deref().unwrap_or("")
+            );
+            for sub in &p.subproblems {
+                s.push_str(&format!(
+                    "; {:?}: {}",
+                    sub.identifier,
+                    sub.detail.as_deref().unwrap_or("")
+                ));
+            }
+            s
+        }
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,350 @@
+//! One ACME order, from new-order to the certificate chain, DNS-01 only.
+
+use super::{AcmeError, Issuer, MAX_ATTEMPTS, backoff, describe, retryable};
+use crate::config::{CertificateSpec, KeyType, domain::challenge_name};
+use crate::dns::{Dns01, TxtRecord, ZoneHint};
+use crate::secret::Secret;
+use crate::store::Issued;
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, NewOrder, Order,
+    OrderStatus,
+};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// The order we are working on, re-read from the CA after a failed step.
+struct OrderCtx<'a> {
+    account: &'a Account,
+    url: String,
+    order: Option<Order>,
+}
+
+impl OrderCtx<'_> {
+    async fn order(&mut self) -> Result<&mut Order, instant_acme::Error> {
+        if self.order.is_none() {
+            self.order = Some(self.account.order(self.url.clone()).await?);
+        }
+        Ok(self.order.as_mut().expect("just set"))
+    }
+}
+
+/// Runs `$body` (an async expression using `$o: &mut Order`) with retries;
+/// after a retryable failure the order is fetched again before the next try.
+macro_rules! step {
+    ($ctx:expr, $name:literal, |$o:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            let result = async {
+                let $o = $ctx.order().await?;
+                $body.await
+            }
+            .await;
+            match result {
+                Ok(v) => break v,
+                Err(e) if retryable(&e) && attempt + 1 < MAX_ATTEMPTS => {
+                    tracing::debug!(event = "acme.retry", step = $name, attempt, error = %describe(&e));
+                    $ctx.order = None;
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => {
+                    return Err(AcmeError::Step {
+                        step: $name,
+                        message: describe(&e),
+                    })
+                }
+            }
+        }
+    }};
+}
+
+/// A DNS-01 challenge still to be answered.
+struct Pending {
+    domain: String,
+    record: TxtRecord,
+}
+
+impl Issuer {
+    /// Gets a certificate for `spec` with a fresh key. TXT records written on
+    /// the way are removed on every path out of this function.
+    pub async fn issue(
+        &self,
+        spec: &CertificateSpec,
+        dns: &Dns01,
+        cancel: &CancellationToken,
+    ) -> Result<Issued, AcmeError> {
+        let key_type = spec.key_type;
+        let key = tokio::task::spawn_blocking(move || generate_key(key_type))
+            .await
+            .map_err(|e| AcmeError::Key(e.to_string()))??;
+
+        let identifiers: Vec<Identifier> =
+            spec.domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
+        let mut ctx = OrderCtx {
+            account: &self.account,
+            url: String::new(),
+            order: None,
+        };
+        let new_order = NewOrder::new(&identifiers);
+        let order = super::account::retry("newOrder", || self.account.new_order(&new_order))
+        .await?;
+        ctx.url = order.url().to_string();
+        ctx.order = Some(order);
+        tracing::info!(event = "order.created", cert = %spec.name, domains = ?spec.domains, order = %ctx.url);
+
+        let pending = step!(ctx, "authorizations", |o| pending_challenges(o));
+        let records: Vec<TxtRecord> = pending.iter().map(|p| p.record.clone()).collect();
+        let zone = ZoneHint {
+            zone_id: spec.dns.hosted_zone_id.clone(),
+        };
+
+        let validated = self
+            .validate(&mut ctx, spec, dns, &zone, &pending, &records, cancel)
+            .await;
+        if !records.is_empty() {
+            // Cleanup failure is logged by Dns01 and reported, but a valid
+            // order still gets its certificate.
+            let cleaned = dns.cleanup(&spec.name, &zone, &records).await;
+            if let (Ok(()), Err(e)) = (&validated, cleaned) {
+                tracing::warn!(event = "dns.cleanup.failed", cert = %spec.name, error = %e);
+            }
+        }
+        validated?;
+
+        let csr = csr(spec, &key)?;
+        let status = step!(ctx, "finalize", |o| finalize_if_ready(o, &csr));
+        tracing::debug!(event = "order.finalized", cert = %spec.name, status = ?status);
+        let chain = self.poll_certificate(&mut ctx, cancel).await?;
+        let (cert_pem, chain_pem) = split_chain(&chain)?;
+        Ok(Issued {
+            cert_pem,
+            chain_pem,
+            key_pem: Secret::new(key.serialize_pem()),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn validate(
+        &self,
+        ctx: &mut OrderCtx<'_>,
+        spec: &CertificateSpec,
+        dns: &Dns01,
+        zone: &ZoneHint,
+        pending: &[Pending],
+        records: &[TxtRecord],
+        cancel: &CancellationToken,
+    ) -> Result<(), AcmeError> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        dns.present(&spec.name, zone, records, cancel).await?;
+        step!(ctx, "challenge", |o| set_ready(o));
+        tracing::debug!(event = "challenge.ready", cert = %spec.name, challenges = pending.len());
+        self.poll_ready(ctx, pending, cancel).await
+    }
+
+    async fn poll_ready(
+        &self,
+        ctx: &mut OrderCtx<'_>,
+        pending: &[Pending],
+        cancel: &CancellationToken,
+    ) -> Result<(), AcmeError> {
+        let deadline = Instant::now() + self.order_timeout;
+        let mut delay = Duration::from_millis(250);
+        loop {
+            let state = step!(ctx, "poll order", |o| async {
+                let state = o.refresh().await?;
+                Ok::<_, instant_acme::Error>((state.status, state.error.clone()))
+            });
+            match state {
+                (OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid, _) => return Ok(()),
+                (OrderStatus::Invalid, error) => {
+                    let detail = step!(ctx, "authorizations", |o| failed_challenges(o));
+                    return Err(AcmeError::OrderFailed {
+                        status: "invalid".into(),
+                        message: if detail.is_empty() {
+                            error.map(|p| p.detail.unwrap_or_default()).unwrap_or_default()
+                        } else {
+                            detail
+                        },
+                    });
+                }
+                _ => {}
+            }
+            if Instant::now() + delay > deadline {
+                let domains: Vec<&str> = pending.iter().map(|p| p.domain.as_str()).collect();
+                return Err(AcmeError::OrderFailed {
+                    status: "pending".into(),
+                    message: format!(
+                        "CA did not validate {domains:?} within {}s",
+                        self.order_timeout.as_secs()
+                    ),
+                });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(AcmeError::Cancelled),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn poll_certificate(
+        &self,
+        ctx: &mut OrderCtx<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<String, AcmeError> {
+        let deadline = Instant::now() + self.order_timeout;
+        let mut delay = Duration::from_millis(250);
+        loop {
+            let cert = step!(ctx, "certificate", |o| o.certificate());
+            if let Some(chain) = cert {
+                return Ok(chain);
+            }
+            if Instant::now() + delay > deadline {
+                return Err(AcmeError::OrderFailed {
+                    status: "processing".into(),
+                    message: format!("no certificate within {}s", self.order_timeout.as_secs()),
+                });
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return Err(AcmeError::Cancelled),
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+async fn pending_challenges(order: &mut Order) -> Result<Vec<Pending>, instant_acme::Error> {
+    let mut out = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz?;
+        match authz.status {
+            AuthorizationStatus::Pending => {}
+            // Already proven (authorization reuse): nothing to write.
+            AuthorizationStatus::Valid => continue,
+            _ => return Err(instant_acme::Error::Str("authorization is neither pending nor valid")),
+        }
+        let ident = authz.identifier();
+        // The raw identifier has no "*." even for wildcards; the TXT name is
+        // built from it, never from the Display form.
+        let Identifier::Dns(raw) = ident.identifier else {
+            return Err(instant_acme::Error::Str("non-DNS identifier"));
+        };
+        let domain = ident.to_string();
+        let record_name = challenge_name(raw);
+        let challenge = authz
+            .challenge(ChallengeType::Dns01)
+            .ok_or(instant_acme::Error::Str("CA offered no dns-01 challenge"))?;
+        out.push(Pending {
+            domain,
+            record: TxtRecord {
+                name: record_name,
+                value: challenge.key_authorization().dns_value(),
+            },
+        });
+    }
+    Ok(out)
+}
+
+async fn set_ready(order: &mut Order) -> Result<(), instant_acme::Error> {
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let mut authz = authz?;
+        if authz.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        let Some(mut challenge) = authz.challenge(ChallengeType::Dns01) else {
+            continue;
+        };
+        // A retried step must not re-post a challenge already under way.
+        if challenge.status == ChallengeStatus::Pending {
+            challenge.set_ready().await?;
+        }
+    }
+    Ok(())
+}
+
+async fn failed_challenges(order: &mut Order) -> Result<String, instant_acme::Error> {
+    let mut out = Vec::new();
+    let mut authorizations = order.authorizations();
+    while let Some(authz) = authorizations.next().await {
+        let authz = authz?;
+        let domain = authz.identifier().to_string();
+        for c in &authz.challenges {
+            if let Some(p) = &c.error {
+                out.push(format!("{domain}: {}", p.detail.as_deref().unwrap_or("invalid")));
+            }
+        }
+    }
+    Ok(out.join("; "))
+}
+
+async fn finalize_if_ready(order: &mut Order, csr: &[u8]) -> Result<OrderStatus, instant_acme::Error> {
+    let status = order.refresh().await?.status;
+    if status == OrderStatus::Ready {
+        order.finalize_csr(csr).await?;
+        return Ok(order.state().status);
+    }
+    Ok(status)
+}
+
+fn generate_key(key_type: KeyType) -> Result<rcgen::KeyPair, AcmeError> {
+    use rcgen::{KeyPair, RsaKeySize};
+    let result = match key_type {
+        KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+        KeyType::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyType::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
+        KeyType::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072),
+        KeyType::Rsa4096 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096),
+    };
+    result.map_err(|e| AcmeError::Key(e.to_string()))
+}
+
+fn csr(spec: &CertificateSpec, key: &rcgen::KeyPair) -> Result<Vec<u8>, AcmeError> {
+    let mut params = rcgen::CertificateParams::new(spec.domains.clone())
+        .map_err(|e| AcmeError::Key(format!("CSR: {e}")))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    let csr = params
+        .serialize_request(key)
+        .map_err(|e| AcmeError::Key(format!("CSR: {e}")))?;
+    Ok(csr.der().to_vec())
+}
+
+/// The CA returns leaf + intermediates; split off the leaf.
+fn split_chain(pem: &str) -> Result<(String, String), AcmeError> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let Some(idx) = pem.find(END) else {
+        return Err(AcmeError::OrderFailed {
+            status: "valid".into(),
+            message: "CA returned no PEM certificate".into(),
+        });
+    };
+    let (leaf, rest) = pem.split_at(idx + END.len());
+    Ok((format!("{}\n", leaf.trim()), rest.trim_start().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_chain_separates_leaf() {
+        let pem = "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n";
+        let (leaf, chain) = split_chain(pem).unwrap();
+        assert_eq!(leaf, "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n");
+        assert_eq!(chain, "-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n");
+        assert!(split_chain("junk").is_err());
+    }
+
+    #[test]
+    fn every_key_type_generates() {
+        for kt in [KeyType::EcdsaP256, KeyType::EcdsaP384, KeyType::Rsa2048] {
+            let key = generate_key(kt).unwrap();
+            assert!(key.serialize_pem().contains("PRIVATE KEY"));
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! The config repo: which certificates exist, for which names, with which key.
+//!
+//! This module owns the repo's file format and its validation. It does no
+//! network I/O except in [`source`], which fetches the repo with git.
+
+pub mod domain;
+pub mod source;
+
+use crate::yaml::{self, Located};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Files looked at inside the config repo, in this order.
+pub const ROOT_FILE: &str = "certificates.yaml";
+pub const TEAM_DIR: &str = "certificates";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config repo has no {ROOT_FILE} and no {TEAM_DIR}/*.yaml files")]
+    Empty,
+    #[error("{}", join_lines(.0))]
+    Invalid(Vec<Located>),
+}
+
+fn join_lines(errors: &[Located]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One file of the repo as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CertificatesFile {
+    #[serde(default)]
+    certificates: Vec<CertificateSpec>,
+}
+
+/// A certificate as the config repo describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    pub name: String,
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub key_type: KeyType,
+    #[serde(default)]
+    pub dns: DnsSpec,
+    #[serde(default)]
+    pub renew_before: Option<RenewBefore>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSpec {
+    #[serde(default)]
+    pub provider: DnsProviderKind,
+    /// Route53 hosted zone id; found by longest matching suffix when absent.
+    pub hosted_zone_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsProviderKind {
+    #[default]
+    Route53,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+pub enum KeyType {
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyType::EcdsaP256 => "ecdsa-p256",
+            KeyType::EcdsaP384 => "ecdsa-p384",
+            KeyType::Rsa2048 => "rsa-2048",
+            KeyType::Rsa3072 => "rsa-3072",
+            KeyType::Rsa4096 => "rsa-4096",
+        })
+    }
+}
+
+/// How early to renew: a fixed time before expiry, or a share of the lifetime.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RenewBefore {
+    Remaining(Duration),
+    /// Renew when less than this fraction (0..1) of the lifetime remains.
+    Fraction(f64),
+}
+
+impl Eq for RenewBefore {}
+
+impl Default for RenewBefore {
+    fn default() -> Self {
+        RenewBefore::Fraction(1.0 / 3.0)
+    }
+}
+
+impl RenewBefore {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let fraction = if let Some(pct) = text.strip_suffix('%') {
+            Some(pct.trim().parse::<f64>().map(|p| p / 100.0))
+        } else {
+            text.split_once('/').map(|(a, b)| {
+                let a: f64 = a.trim().parse()?;
+                let b: f64 = b.trim().parse()?;
+                Ok(a / b)
+            })
+        };
+        match fraction {
+            Some(Ok(f)) if f > 0.0 && f < 1.0 => Ok(RenewBefore::Fraction(f)),
+            Some(_) => Err(format!(
+                "{text:?} is not a fraction between 0 and 1 (e.g. \"1/3\" or \"33%\")"
+            )),
+            None => crate::duration::parse(text).map(RenewBefore::Remaining),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RenewBefore {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        RenewBefore::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A certificate together with where it was declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certificate {
+    pub spec: CertificateSpec,
+    /// Repo-relative file and line of its `name:`.
+    pub origin: String,
+}
+
+impl Certificate {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+/// The validated config of one commit.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub certificates: Vec<Certificate>,
+}
+
+impl Config {
+    /// Loads and validates every certificates file of a working tree.
+    pub fn load(root: &Path) -> Result<Config, ConfigError> {
+        let files = certificate_files(root)?;
+        if files.is_empty() {
+            return Err(ConfigError::Empty);
+        }
+        let mut sources = Vec::new();
+        for path in files {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            sources.push((rel, text));
+        }
+        Config::parse(&sources)
+    }
+
+    /// Parses and validates already-read files, collecting every error.
+    pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, ConfigError> {
+        let mut errors = Vec::new();
+        let mut certificates = Vec::new();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (path, text) in files {
+            let file: CertificatesFile = match yaml::parse(path, text) {
+                Ok(f) => f,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let mut search_from = 1;
+            for (idx, spec) in file.certificates.into_iter().enumerate() {
+                let (line, _) = yaml::find_line(text, &spec.name, search_from);
+                search_from = line;
+                let mut err = |needle: &str, field: String, message: String| {
+                    let (line, column) = yaml::find_line(text, needle, line);
+                    errors.push(Located {
+                        file: path.clone(),
+                        line: Some(line),
+                        column: Some(column),
+                        field,
+                        message,
+                    });
+                };
+                let origin = format!("{}:{line}", path.display());
+                validate_spec(&spec, idx, &mut err);
+                if let Some(first) = seen.get(&spec.name) {
+                    err(
+                        &spec.name,
+                        format!("certificates[{idx}].name"),
+                        format!("duplicate certificate name {:?}, first defined at {first}", spec.name),
+                    );
+                } else {
+                    seen.insert(spec.name.clone(), origin.clone());
+                }
+                certificates.push(Certificate { spec, origin });
+            }
+        }
+        if errors.is_empty() {
+            Ok(Config { certificates })
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
+    }
+}
+
+fn validate_spec(spec: &CertificateSpec, idx: usize, err: &mut impl FnMut(&str, String, String)) {
+    if !valid_name(&spec.name) {
+        err(
+            &spec.name,
+            format!("certificates[{idx}].name"),
+            format!(
+                "{:?} is not a valid certificate name (letters, digits, '.', '-', '_'; it becomes a directory and S3 key)",
+                spec.name
+            ),
+        );
+    }
+    if spec.domains.is_empty() {
+        err(
+            "domains",
+            format!("certificates[{idx}].domains"),
+            "at least one domain is required".into(),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (d, domain) in spec.domains.iter().enumerate() {
+        let field = format!("certificates[{idx}].domains[{d}]");
+        if let Err(why) = domain::validate(domain) {
+            err(domain, field, why);
+        } else if !seen.insert(domain.to_ascii_lowercase()) {
+            err(domain, field, format!("{domain:?} is listed twice"));
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+fn certificate_files(root: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut files = Vec::new();
+    let root_file = root.join(ROOT_FILE);
+    if root_file.is_file() {
+        files.push(root_file);
+    }
+    let dir = root.join(TEAM_DIR);
+    if dir.is_dir() {
+        let entries = std::fs::read_dir(&dir).map_err(|source| ConfigError::Read {
+            path: dir.clone(),
+            source,
+        })?;
+        let mut team: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        team.sort();
+        files.extend(team);
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_one(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(&[(PathBuf::from("certificates.yaml"), text.to_string())])
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse_one("certificates:\n  - name: web\n    domains: [a.example.test]\n").unwrap();
+        let spec = &c.certificates[0].spec;
+        assert_eq!(spec.key_type, KeyType::EcdsaP256);
+        assert_eq!(spec.dns.provider, DnsProviderKind::Route53);
+        assert_eq!(spec.renew_before, None);
+        assert_eq!(c.certificates[0].origin, "certificates.yaml:2");
+    }
+
+    #[test]
+    fn all_errors_reported_with_locations() {
+        let text = "certificates:\n  - name: web\n    domains: [a.example.test]\n  - name: api\n    domains:\n      - ok.example.test\n      - \"*.*.example.test\"\n  - name: web\n    domains: [b.example.test]\n";
+        let err = parse_one(text).unwrap_err().to_string();
+        assert!(
+            err.contains("certificates.yaml:7:9: certificates[1].domains[1]:"),
+            "{err}"
+        );
+        assert!(err.contains("duplicate certificate name \"web\""), "{err}");
+        assert!(err.contains("certificates.yaml:8:"), "{err}");
+    }
+
+    #[test]
+    fn bad_key_type_is_located() {
+        let text = "certificates:\n  - name: web\n    domains: [a.example.test]\n    key_type: dsa\n";
+        let err = parse_one(text).unwrap_err().to_string();
+        assert!(err.starts_with("certificates.yaml:4:"), "{err}");
+        assert!(err.contains("certificates[0].key_type"), "{err}");
+    }
+
+    #[test]
+    fn duplicates_across_files() {
+        let a = (PathBuf::from("certificates/a.yaml"), "certificates:\n  - name: x\n    domains: [a.example.test]\n".to_string());
+        let b = (PathBuf::from("certificates/b.yaml"), "certificates:\n  - name: x\n    domains: [b.example.test]\n".to_string());
+        let err = Config::parse(&[a, b]).unwrap_err().to_string();
+        assert!(err.contains("certificates/b.yaml:2"), "{err}");
+        assert!(err.contains("first defined at certificates/a.yaml:2"), "{err}");
+    }
+
+    #[test]
+    fn renew_before_forms() {
+        assert_eq!(RenewBefore::parse("1/3").unwrap(), RenewBefore::Fraction(1.0 / 3.0));
+        assert_eq!(RenewBefore::parse("50%").unwrap(), RenewBefore::Fraction(0.5));
+        assert_eq!(
+            RenewBefore::parse("30d").unwrap(),
+            RenewBefore::Remaining(Duration::from_secs(30 * 86400))
+        );
+        assert!(RenewBefore::parse("3/2").is_err());
+        assert!(RenewBefore::parse("soon").is_err());
+    }
+
+    #[test]
+    fn example_repo_is_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/repo-example");
+        let c = Config::load(&root).unwrap();
+        assert!(c.certificates.len() >= 3);
+    }
+}

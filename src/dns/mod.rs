@@ -1,0 +1,180 @@
+//! DNS-01: the provider seam, and the checks around it.
+//!
+//! A [`DnsProvider`] only writes and removes TXT values. Waiting until the
+//! zone's nameservers actually serve them ([`propagation`]) is generic and
+//! lives here, so every provider gets it for free.
+
+pub mod propagation;
+pub mod route53;
+
+use async_trait::async_trait;
+use std::fmt;
+
+/// One TXT value at one name, e.g. `_acme-challenge.example.test` = `abc…`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxtRecord {
+    /// Fully qualified, lower case, no trailing dot.
+    pub name: String,
+    pub value: String,
+}
+
+impl fmt::Display for TxtRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} TXT \"{}\"", self.name, self.value)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("no {provider} hosted zone found for {name} (looked for every parent domain)")]
+    NoZone { provider: &'static str, name: String },
+    #[error("{provider} {operation} for {name} failed: {message}")]
+    Api {
+        provider: &'static str,
+        operation: &'static str,
+        name: String,
+        message: String,
+    },
+    #[error("TXT records not visible after {waited_secs}s: {details}")]
+    NotPropagated { waited_secs: u64, details: String },
+    #[error("cannot find the nameservers of {name}: {message}")]
+    Nameservers { name: String, message: String },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// Where a set of challenge records goes: provider-specific zone hint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneHint {
+    /// A zone id given in the config; `None` means discover it.
+    pub zone_id: Option<String>,
+}
+
+/// A DNS service that can hold `_acme-challenge` TXT values.
+///
+/// Implementations must keep values they did not add: `present` merges into
+/// what is there and `cleanup` removes only the given values, because a
+/// wildcard and its apex, or another ACME client, share the same name.
+#[async_trait]
+pub trait DnsProvider: Send + Sync {
+    /// Short name for logs and errors (`route53`).
+    fn kind(&self) -> &'static str;
+
+    /// Adds the values and returns once the provider reports them applied.
+    async fn present(&self, zone: &ZoneHint, records: &[TxtRecord]) -> Result<(), DnsError>;
+
+    /// Removes exactly these values, leaving any others at the same names.
+    async fn cleanup(&self, zone: &ZoneHint, records: &[TxtRecord]) -> Result<(), DnsError>;
+
+    /// Host names of the nameservers authoritative for `name`'s zone.
+    async fn authoritative_nameservers(
+        &self,
+        zone: &ZoneHint,
+        name: &str,
+    ) -> Result<Vec<String>, DnsError>;
+
+    /// API calls made so far, for the benchmark.
+    fn api_calls(&self) -> u64 {
+        0
+    }
+}
+
+/// Lower case, no trailing dot: how names are compared everywhere.
+pub fn normalize_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The generic DNS-01 steps around a provider: write, wait until the
+/// authoritative servers answer with the values, and remove.
+pub struct Dns01 {
+    provider: std::sync::Arc<dyn DnsProvider>,
+    /// Servers to ask instead of the zone's own (split-horizon, tests).
+    nameservers: Vec<std::net::SocketAddr>,
+    propagation_timeout: std::time::Duration,
+}
+
+impl Dns01 {
+    pub fn new(
+        provider: std::sync::Arc<dyn DnsProvider>,
+        nameservers: Vec<std::net::SocketAddr>,
+        propagation_timeout: std::time::Duration,
+    ) -> Self {
+        Self {
+            provider,
+            nameservers,
+            propagation_timeout,
+        }
+    }
+
+    pub fn provider(&self) -> &dyn DnsProvider {
+        self.provider.as_ref()
+    }
+
+    /// Writes the records and returns once every nameserver serves them.
+    pub async fn present(
+        &self,
+        cert: &str,
+        zone: &ZoneHint,
+        records: &[TxtRecord],
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), DnsError> {
+        let started = std::time::Instant::now();
+        tokio::select! {
+            r = self.provider.present(zone, records) => r?,
+            _ = cancel.cancelled() => return Err(DnsError::Cancelled),
+        }
+        let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        tracing::info!(
+            event = "dns.txt.upserted",
+            cert,
+            provider = self.provider.kind(),
+            names = ?names,
+            duration_ms = started.elapsed().as_millis() as u64,
+        );
+        let started = std::time::Instant::now();
+        let servers = match self.nameservers.is_empty() {
+            false => self.nameservers.clone(),
+            true => {
+                let first = records.first().map(|r| r.name.as_str()).unwrap_or_default();
+                let hosts = self.provider.authoritative_nameservers(zone, first).await?;
+                propagation::resolve_servers(&hosts)
+                    .await
+                    .map_err(|message| DnsError::Nameservers {
+                        name: first.to_string(),
+                        message,
+                    })?
+            }
+        };
+        propagation::wait_until_visible(&servers, records, self.propagation_timeout, cancel)
+            .await?;
+        tracing::info!(
+            event = "dns.propagated",
+            cert,
+            servers = ?servers,
+            duration_ms = started.elapsed().as_millis() as u64,
+        );
+        Ok(())
+    }
+
+    /// Removes the records. Not cancellable: cleanup must finish.
+    pub async fn cleanup(&self, cert: &str, zone: &ZoneHint, records: &[TxtRecord]) -> Result<(), DnsError> {
+        let started = std::time::Instant::now();
+        let result = self.provider.cleanup(zone, records).await;
+        match &result {
+            Ok(()) => tracing::info!(
+                event = "dns.txt.removed",
+                cert,
+                provider = self.provider.kind(),
+                records = records.len(),
+                duration_ms = started.elapsed().as_millis() as u64,
+            ),
+            Err(e) => tracing::error!(
+                event = "dns.cleanup.failed",
+                cert,
+                provider = self.provider.kind(),
+                error = %e,
+            ),
+        }
+        result
+    }
+}

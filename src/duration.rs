@@ -1,0 +1,62 @@
+//! Human durations in config files (`90s`, `15m`, `12h`, `30d`).
+//!
+//! Kept tiny on purpose: operators write these by hand, so the accepted
+//! grammar is one integer and one unit, nothing clever.
+
+use std::time::Duration;
+
+/// Parses `<integer><unit>` with unit one of `s`, `m`, `h`, `d`.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit (use s, m, h or d, e.g. \"30d\")"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => return Err(format!("{text:?} has unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// Serde adapter so settings fields can be written as `"30d"`.
+pub mod serde_human {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}s", value.as_secs()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units() {
+        assert_eq!(parse("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse("30d").unwrap(), Duration::from_secs(30 * 86400));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(parse("30").unwrap_err().contains("no unit"));
+        assert!(parse("d").is_err());
+        assert!(parse("3w").unwrap_err().contains("unknown unit"));
+        assert!(parse("-3d").is_err());
+    }
+}

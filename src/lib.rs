@@ -1,0 +1,33 @@
+//! certkeeper: keeps TLS certificates alive with nobody watching.
+//!
+//! The library is split the way the runbook it replaces is split: read the
+//! settings ([`settings`]), fetch and validate the config repo ([`config`]),
+//! decide what is due ([`plan`]), get certificates from an ACME CA ([`acme`])
+//! by answering DNS-01 challenges ([`dns`]), keep them on disk ([`store`]),
+//! copy them where they are used ([`publish`]) and say what happened
+//! ([`report`]). [`run`] strings those steps together for one renewal run.
+
+pub mod acme;
+pub mod config;
+pub mod dns;
+pub mod duration;
+pub mod logging;
+pub mod plan;
+pub mod publish;
+pub mod report;
+pub mod run;
+pub mod secret;
+pub mod settings;
+pub mod store;
+pub mod x509;
+pub mod yaml;
+
+/// Process exit codes, shared by `main` and the tests that read them.
+pub mod exit {
+    /// Every certificate is valid, current and published.
+    pub const OK: i32 = 0;
+    /// At least one certificate failed to renew or publish.
+    pub const RENEWAL_FAILED: i32 = 1;
+    /// The settings or the config repo are unusable; nothing was issued.
+    pub const CONFIG_ERROR: i32 = 2;
+}

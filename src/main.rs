@@ -1,0 +1,108 @@
+//! Command line: parse arguments, set up logging, run, map errors to exit codes.
+
+use certkeeper::settings::{LogFormat, Settings};
+use certkeeper::{exit, logging, run};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "certkeeper", version, about = "Keeps TLS certificates alive with nobody watching")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Renew every certificate of the config repo that is due, store and publish.
+    Run {
+        /// Run once and exit (for cron and Jenkins).
+        #[arg(long)]
+        once: bool,
+        /// Settings file.
+        #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
+        config: PathBuf,
+        /// Override the settings' log format.
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Run { once, config, log_format } => run_command(once, &config, log_format),
+    };
+    std::process::exit(code);
+}
+
+fn run_command(once: bool, config: &std::path::Path, log_format: Option<LogFormat>) -> i32 {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            logging::init(log_format.unwrap_or_default());
+            tracing::error!(event = "settings.invalid", error = %e);
+            eprintln!("certkeeper: {e}");
+            return exit::CONFIG_ERROR;
+        }
+    };
+    logging::init(log_format.unwrap_or(settings.log_format));
+    if !once {
+        let msg = "the scheduler (daemon mode) is not available yet: use `run --once` from cron or a systemd timer";
+        tracing::error!(event = "run.unsupported", error = msg);
+        eprintln!("certkeeper: {msg}");
+        return exit::CONFIG_ERROR;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("certkeeper: cannot start the async runtime: {e}");
+            return exit::RENEWAL_FAILED;
+        }
+    };
+    runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let signals = cancel.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::warn!(event = "run.cancelling", reason = "signal");
+            signals.cancel();
+        });
+        let services = run::Services::from_settings(&settings).await;
+        match run::run_once(&settings, &services, &cancel).await {
+            Ok(status) => status.exit_code(time::OffsetDateTime::now_utc()),
+            Err(e) => {
+                tracing::error!(event = "run.failed", error = %e);
+                eprintln!("certkeeper: {e}");
+                record_failure(&settings, &e.to_string());
+                exit::CONFIG_ERROR
+            }
+        }
+    })
+}
+
+/// A run that could not start still leaves a status file saying why.
+fn record_failure(settings: &Settings, error: &str) {
+    let Ok(store) = certkeeper::store::Store::open(&settings.state_dir) else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let status = certkeeper::report::Status {
+        started_at: now,
+        finished_at: now,
+        config_commit: None,
+        error: Some(error.to_string()),
+        certificates: Vec::new(),
+    };
+    run::write_status(&store, &status);
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

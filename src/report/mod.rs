@@ -1,0 +1,108 @@
+//! What a run says about itself: the status file, read by people, Jenkins and
+//! health checks. Written atomically at the end of every run.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub const STATUS_FILE: &str = "status.json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertState {
+    /// Valid and current; nothing was done.
+    Ok,
+    /// A new certificate was issued in this run.
+    Renewed,
+    /// This run failed to renew or publish it (see `last_error`).
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertStatus {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub state: CertState,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub not_after: Option<OffsetDateTime>,
+    pub days_left: Option<i64>,
+    pub serial: Option<String>,
+    pub config_commit: Option<String>,
+    pub last_error: Option<String>,
+    /// Whether every configured target holds the live set. `true` when no
+    /// target is configured.
+    pub published: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub finished_at: OffsetDateTime,
+    pub config_commit: Option<String>,
+    /// Set when the run could not start renewing at all (bad settings or config).
+    pub error: Option<String>,
+    pub certificates: Vec<CertStatus>,
+}
+
+impl Status {
+    /// Healthy: every certificate valid, current and published.
+    pub fn healthy(&self, now: OffsetDateTime) -> bool {
+        self.error.is_none()
+            && self.certificates.iter().all(|c| {
+                c.state != CertState::Failed && c.published && c.not_after.is_some_and(|t| t > now)
+            })
+    }
+
+    pub fn exit_code(&self, now: OffsetDateTime) -> i32 {
+        if self.healthy(now) {
+            crate::exit::OK
+        } else {
+            crate::exit::RENEWAL_FAILED
+        }
+    }
+}
+
+pub fn days_left(not_after: OffsetDateTime, now: OffsetDateTime) -> i64 {
+    (not_after - now).whole_days()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn cert(state: CertState, published: bool) -> CertStatus {
+        CertStatus {
+            name: "web".into(),
+            domains: vec![],
+            state,
+            not_after: Some(datetime!(2027-01-01 0:00 UTC)),
+            days_left: None,
+            serial: None,
+            config_commit: None,
+            last_error: None,
+            published,
+        }
+    }
+
+    fn status(certs: Vec<CertStatus>) -> Status {
+        Status {
+            started_at: datetime!(2026-01-01 0:00 UTC),
+            finished_at: datetime!(2026-01-01 0:00 UTC),
+            config_commit: None,
+            error: None,
+            certificates: certs,
+        }
+    }
+
+    #[test]
+    fn exit_codes() {
+        let now = datetime!(2026-06-01 0:00 UTC);
+        assert_eq!(status(vec![cert(CertState::Ok, true), cert(CertState::Renewed, true)]).exit_code(now), 0);
+        assert_eq!(status(vec![cert(CertState::Failed, true)]).exit_code(now), 1);
+        assert_eq!(status(vec![cert(CertState::Ok, false)]).exit_code(now), 1);
+        let later = datetime!(2027-06-01 0:00 UTC);
+        assert_eq!(status(vec![cert(CertState::Ok, true)]).exit_code(later), 1);
+    }
+}

@@ -1,0 +1,315 @@
+//! One renewal run, read top to bottom like the runbook it replaces:
+//! fetch the config, decide what is due, issue, store, publish, report.
+
+use crate::acme::Issuer;
+use crate::config::source::GitSource;
+use crate::config::{Certificate, Config};
+use crate::dns::{Dns01, DnsProvider, route53::Route53};
+use crate::plan::{self, Decision};
+use crate::publish::{self, Target, s3::S3};
+use crate::report::{self, CertState, CertStatus, Status};
+use crate::settings::Settings;
+use crate::store::{Meta, Store};
+use std::sync::Arc;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Errors that stop a run before any certificate is looked at. All of them
+/// are configuration problems (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Source(#[from] crate::config::source::SourceError),
+    #[error("config repo commit {commit} is invalid:\n{source}")]
+    Config {
+        commit: String,
+        source: crate::config::ConfigError,
+    },
+    #[error("state dir: {0}")]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Everything a run needs from outside, built once from the settings.
+pub struct Services {
+    pub dns: Arc<dyn DnsProvider>,
+    pub targets: Vec<Arc<dyn Target>>,
+}
+
+impl Services {
+    /// Real AWS clients, honouring the endpoint override.
+    pub async fn from_settings(settings: &Settings) -> Services {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &settings.aws.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &settings.aws.endpoint_url {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let sdk = loader.load().await;
+        let route53 = aws_sdk_route53::Client::new(&sdk);
+        let mut targets: Vec<Arc<dyn Target>> = Vec::new();
+        if let Some(s3) = &settings.s3 {
+            // Path-style addressing works with every endpoint override
+            // (an IP address has no virtual-host buckets).
+            let config = aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(settings.aws.endpoint_url.is_some())
+                .build();
+            targets.push(Arc::new(S3::new(aws_sdk_s3::Client::from_conf(config), s3.clone())));
+        }
+        Services {
+            dns: Arc::new(Route53::new(route53)),
+            targets,
+        }
+    }
+}
+
+/// Runs one renewal over every certificate of the config repo.
+pub async fn run_once(settings: &Settings, services: &Services, cancel: &CancellationToken) -> Result<Status, RunError> {
+    let started_at = OffsetDateTime::now_utc();
+    let store = Store::open(&settings.state_dir)?;
+
+    let source = GitSource::new(
+        &settings.config_repo.url,
+        &settings.config_repo.branch,
+        &store.root().join("repo"),
+    );
+    let checkout = tokio::task::spawn_blocking(move || source.sync())
+        .await
+        .expect("git task does not panic")?;
+    tracing::info!(event = "config.fetched", commit = %checkout.commit);
+    let config = Config::load(&checkout.dir).map_err(|source| RunError::Config {
+        commit: checkout.commit.clone(),
+        source,
+    })?;
+
+    let dns = Arc::new(Dns01::new(
+        services.dns.clone(),
+        settings
+            .dns
+            .nameservers
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+        settings.dns.propagation_timeout,
+    ));
+    let now = OffsetDateTime::now_utc();
+    let mut results = Vec::new();
+    let mut due = Vec::new();
+    for cert in &config.certificates {
+        match store.live_meta(cert.name()) {
+            Ok(meta) => match plan::decide(&cert.spec, meta.as_ref(), &settings.acme.directory_url, now) {
+                Decision::Due(reason) => {
+                    tracing::info!(event = "cert.due", cert = cert.name(), reason = reason.code());
+                    due.push(cert.clone());
+                }
+                Decision::Current { renew_at } => {
+                    tracing::info!(event = "cert.current", cert = cert.name(), renew_at = %renew_at);
+                }
+            },
+            Err(e) => {
+                // Never re-issue over state we cannot read: that is how
+                // rate-limit storms start. Say so and let a person look.
+                tracing::error!(event = "cert.state.unreadable", cert = cert.name(), error = %e);
+                results.push((cert.clone(), Err(e.to_string())));
+            }
+        }
+    }
+
+    let issued = issue_all(settings, &store, &dns, due, &checkout.commit, cancel).await;
+    results.extend(issued);
+
+    let mut statuses = Vec::new();
+    for (cert, result) in results {
+        statuses.push((cert, result));
+    }
+    let mut certificates = Vec::new();
+    for cert in &config.certificates {
+        let outcome = statuses.iter().find(|(c, _)| c.name() == cert.name()).map(|(_, r)| r.clone());
+        certificates.push(finish_cert(&store, services, cert, outcome).await);
+    }
+
+    let status = Status {
+        started_at,
+        finished_at: OffsetDateTime::now_utc(),
+        config_commit: Some(checkout.commit.clone()),
+        error: None,
+        certificates,
+    };
+    write_status(&store, &status);
+    let failed = status.certificates.iter().filter(|c| c.state == CertState::Failed).count();
+    tracing::info!(
+        event = "run.finished",
+        certificates = status.certificates.len(),
+        renewed = status.certificates.iter().filter(|c| c.state == CertState::Renewed).count(),
+        failed,
+        unpublished = status.certificates.iter().filter(|c| !c.published).count(),
+        route53_calls = services.dns.api_calls(),
+        duration_ms = (status.finished_at - started_at).whole_milliseconds() as u64,
+        config_commit = %checkout.commit,
+    );
+    Ok(status)
+}
+
+/// The result of trying to renew one certificate: `Ok(true)` when renewed.
+type Attempt = Result<bool, String>;
+
+async fn issue_all(
+    settings: &Settings,
+    store: &Store,
+    dns: &Arc<Dns01>,
+    due: Vec<Certificate>,
+    commit: &str,
+    cancel: &CancellationToken,
+) -> Vec<(Certificate, Attempt)> {
+    if due.is_empty() {
+        return Vec::new();
+    }
+    let issuer = match Issuer::load_or_create(&settings.acme, store).await {
+        Ok(i) => Arc::new(i),
+        Err(e) => {
+            tracing::error!(event = "acme.account.failed", error = %e);
+            return due.into_iter().map(|c| (c, Err(e.to_string()))).collect();
+        }
+    };
+    let limit = Arc::new(Semaphore::new(settings.max_concurrent_orders));
+    let mut tasks = JoinSet::new();
+    for cert in due {
+        let (issuer, dns, store, limit, cancel) =
+            (issuer.clone(), dns.clone(), store.clone(), limit.clone(), cancel.clone());
+        let commit = commit.to_string();
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore never closed");
+            if cancel.is_cancelled() {
+                return (cert, Err("cancelled before start".to_string()));
+            }
+            let result = renew_one(&issuer, &dns, &store, &cert, &commit, &cancel).await;
+            (cert, result)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(r) => out.push(r),
+            Err(e) => tracing::error!(event = "order.panicked", error = %e),
+        }
+    }
+    out
+}
+
+async fn renew_one(
+    issuer: &Issuer,
+    dns: &Dns01,
+    store: &Store,
+    cert: &Certificate,
+    commit: &str,
+    cancel: &CancellationToken,
+) -> Attempt {
+    let started = std::time::Instant::now();
+    let spec = &cert.spec;
+    let fail = |e: String| {
+        tracing::error!(event = "cert.failed", cert = %spec.name, domains = ?spec.domains, error = %e);
+        e
+    };
+    let issued = issuer.issue(spec, dns, cancel).await.map_err(|e| fail(e.to_string()))?;
+    let ders = crate::x509::pem_chain(&issued.cert_pem).map_err(|e| fail(format!("CA returned {e}")))?;
+    let info = crate::x509::leaf_info(&ders[0]).map_err(|e| fail(format!("CA returned {e}")))?;
+    let mut meta = Meta {
+        name: spec.name.clone(),
+        serial: info.serial,
+        not_before: info.not_before,
+        not_after: info.not_after,
+        domains: spec.domains.clone(),
+        sans: info.dns_names,
+        key_type: spec.key_type,
+        sha256: info.sha256,
+        issuer: issuer.directory_url().to_string(),
+        config_commit: commit.to_string(),
+        issued_at: OffsetDateTime::now_utc(),
+        version: 0,
+    };
+    let dir = store.install(&issued, &mut meta).map_err(|e| fail(e.to_string()))?;
+    tracing::info!(
+        event = "cert.issued",
+        cert = %spec.name,
+        domains = ?spec.domains,
+        serial = %meta.serial,
+        not_after = %meta.not_after,
+        version = meta.version,
+        path = %dir.display(),
+        config_commit = %commit,
+        duration_ms = started.elapsed().as_millis() as u64,
+    );
+    Ok(true)
+}
+
+/// Publishes whatever is live for `cert` and builds its status line.
+async fn finish_cert(store: &Store, services: &Services, cert: &Certificate, attempt: Option<Attempt>) -> CertStatus {
+    let now = OffsetDateTime::now_utc();
+    let meta = store.live_meta(cert.name()).ok().flatten();
+    let mut last_error = match &attempt {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
+    };
+    let mut published = true;
+    if let Some(meta) = &meta {
+        for target in &services.targets {
+            if let Err(e) = publish_to(store, target.as_ref(), meta).await {
+                published = false;
+                last_error.get_or_insert(e);
+            }
+        }
+    }
+    let state = match (&attempt, &last_error) {
+        (_, Some(_)) => CertState::Failed,
+        (Some(Ok(true)), None) => CertState::Renewed,
+        _ => CertState::Ok,
+    };
+    CertStatus {
+        name: cert.name().to_string(),
+        domains: cert.spec.domains.clone(),
+        state,
+        not_after: meta.as_ref().map(|m| m.not_after),
+        days_left: meta.as_ref().map(|m| report::days_left(m.not_after, now)),
+        serial: meta.as_ref().map(|m| m.serial.clone()),
+        config_commit: meta.as_ref().map(|m| m.config_commit.clone()),
+        last_error,
+        published: published && meta.is_some(),
+    }
+}
+
+async fn publish_to(store: &Store, target: &dyn Target, meta: &Meta) -> Result<(), String> {
+    let files = store.live_files(&meta.name).map_err(|e| e.to_string())?;
+    let fingerprint = publish::set_fingerprint(&files);
+    if publish::is_published(store, &meta.name, target.name(), &fingerprint) {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    match target.publish(meta, &files).await {
+        Ok(outcome) => {
+            tracing::info!(
+                event = "publish.uploaded",
+                target = target.name(),
+                cert = %meta.name,
+                uploaded = outcome.uploaded,
+                unchanged = outcome.unchanged,
+                duration_ms = started.elapsed().as_millis() as u64,
+            );
+            publish::mark_published(store, &meta.name, target.name(), &fingerprint).map_err(|e| e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(event = "publish.failed", target = target.name(), cert = %meta.name, error = %e);
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Status is best effort: failing to write it must not hide the run's result.
+pub fn write_status(store: &Store, status: &Status) {
+    let json = serde_json::to_vec_pretty(status).expect("status serializes");
+    let path = store.root().join(report::STATUS_FILE);
+    if let Err(e) = crate::store::write_atomic(&path, &json, 0o644) {
+        tracing::error!(event = "status.write.failed", error = %e);
+    }
+}

@@ -1,0 +1,259 @@
+//! The local settings file: where the config repo is, where state lives, which
+//! CA and AWS endpoints to use.
+//!
+//! Settings are local to the machine and never come from the config repo,
+//! because they decide who may issue what. Defaults live here and only here.
+
+use crate::yaml::{self, Located};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("cannot read settings file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Located),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub config_repo: RepoSettings,
+    pub state_dir: PathBuf,
+    pub acme: AcmeSettings,
+    #[serde(default)]
+    pub aws: AwsSettings,
+    #[serde(default)]
+    pub dns: DnsSettings,
+    #[serde(default)]
+    pub s3: Option<S3Settings>,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    #[serde(default = "defaults::max_concurrent_orders")]
+    pub max_concurrent_orders: usize,
+    /// The file this was read from, for error messages.
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoSettings {
+    /// A local path, `file://` URL or `https://` URL.
+    pub url: String,
+    #[serde(default = "defaults::branch")]
+    pub branch: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSettings {
+    pub directory_url: String,
+    pub contact: Option<String>,
+    /// Extra root CA (PEM) trusted for the ACME server's own TLS, for private
+    /// or test CAs. The system roots are still used when absent.
+    pub root_ca_file: Option<PathBuf>,
+    /// How long to wait for the CA to validate and issue.
+    #[serde(default = "defaults::order_timeout", with = "crate::duration::serde_human")]
+    pub order_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    /// Endpoint override for every AWS service (moto, LocalStack, VPC endpoints).
+    pub endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSettings {
+    /// Ask these `host:port` servers instead of the zone's authoritative ones
+    /// (split-horizon setups, tests).
+    #[serde(default)]
+    pub nameservers: Vec<String>,
+    #[serde(default = "defaults::propagation_timeout", with = "crate::duration::serde_human")]
+    pub propagation_timeout: Duration,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            propagation_timeout: defaults::propagation_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Settings {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub sse: Sse,
+    /// KMS key id or ARN, only with `sse: aws:kms`.
+    pub kms_key_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Sse {
+    #[default]
+    #[serde(rename = "AES256")]
+    Aes256,
+    #[serde(rename = "aws:kms")]
+    Kms,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
+
+mod defaults {
+    use std::time::Duration;
+    pub fn branch() -> String {
+        "main".into()
+    }
+    pub fn max_concurrent_orders() -> usize {
+        8
+    }
+    pub fn order_timeout() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn propagation_timeout() -> Duration {
+        Duration::from_secs(300)
+    }
+}
+
+impl Settings {
+    pub fn load(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, SettingsError> {
+        let mut settings: Settings = yaml::parse(path, text).map_err(SettingsError::Invalid)?;
+        settings.source = path.to_path_buf();
+        // Relative paths are relative to the settings file, not to wherever
+        // cron happened to start us.
+        let base = path.parent().unwrap_or(Path::new("."));
+        settings.state_dir = base.join(&settings.state_dir);
+        if let Some(root) = &settings.acme.root_ca_file {
+            settings.acme.root_ca_file = Some(base.join(root));
+        }
+        if is_local_path(&settings.config_repo.url) {
+            settings.config_repo.url = base.join(&settings.config_repo.url).display().to_string();
+        }
+        settings.validate(text)?;
+        Ok(settings)
+    }
+
+    fn validate(&self, text: &str) -> Result<(), SettingsError> {
+        let fail = |field: &str, needle: &str, message: String| {
+            let (line, column) = yaml::find_line(text, needle, 1);
+            SettingsError::Invalid(Located {
+                file: self.source.clone(),
+                line: Some(line),
+                column: Some(column),
+                field: field.into(),
+                message,
+            })
+        };
+        if self.max_concurrent_orders == 0 {
+            return Err(fail(
+                "max_concurrent_orders",
+                "max_concurrent_orders",
+                "must be at least 1".into(),
+            ));
+        }
+        let url = &self.acme.directory_url;
+        if !url.starts_with("https://") {
+            return Err(fail(
+                "acme.directory_url",
+                "directory_url",
+                format!("{url:?} must be an https:// URL"),
+            ));
+        }
+        if let Some(s3) = &self.s3 {
+            if s3.bucket.is_empty() {
+                return Err(fail("s3.bucket", "bucket", "must not be empty".into()));
+            }
+            if s3.kms_key_id.is_some() && s3.sse != Sse::Kms {
+                return Err(fail(
+                    "s3.kms_key_id",
+                    "kms_key_id",
+                    "is only used with `sse: aws:kms`".into(),
+                ));
+            }
+        }
+        for ns in &self.dns.nameservers {
+            if ns.parse::<std::net::SocketAddr>().is_err() {
+                return Err(fail(
+                    "dns.nameservers",
+                    ns,
+                    format!("{ns:?} is not an ip:port address"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_local_path(url: &str) -> bool {
+    !url.contains("://") && !url.contains('@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "config_repo:\n  url: repo\nstate_dir: state\nacme:\n  directory_url: https://ca.test/dir\n";
+
+    #[test]
+    fn minimal_settings_get_defaults() {
+        let s = Settings::parse(Path::new("/etc/ck/s.yaml"), MINIMAL).unwrap();
+        assert_eq!(s.config_repo.branch, "main");
+        assert_eq!(s.state_dir, PathBuf::from("/etc/ck/state"));
+        assert_eq!(s.config_repo.url, "/etc/ck/repo");
+        assert_eq!(s.max_concurrent_orders, 8);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert!(s.s3.is_none());
+    }
+
+    #[test]
+    fn unknown_field_is_located() {
+        let text = format!("{MINIMAL}bogus: 1\n");
+        let err = Settings::parse(Path::new("s.yaml"), &text).unwrap_err().to_string();
+        assert!(err.starts_with("s.yaml:6:"), "{err}");
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+    }
+
+    #[test]
+    fn http_directory_is_refused_with_line() {
+        let text = MINIMAL.replace("https://", "http://");
+        let err = Settings::parse(Path::new("s.yaml"), &text).unwrap_err().to_string();
+        assert!(err.starts_with("s.yaml:5:"), "{err}");
+        assert!(err.contains("acme.directory_url"), "{err}");
+    }
+
+    #[test]
+    fn example_settings_file_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/certkeeper.yaml");
+        let s = Settings::load(&path).unwrap();
+        assert!(s.s3.is_some());
+    }
+}

@@ -1,0 +1,333 @@
+//! Certificates on disk: `live/<name>` always points at one complete version
+//! under `archive/<name>/<NNNN>/`.
+//!
+//! A version directory is written in full (each file fsynced, then the
+//! directory) before `live/<name>` — a symlink — is swapped to it with one
+//! rename. A crash at any moment leaves either the old or the new set live,
+//! never a mix and never a half-written file. Keys are 0600, directories 0700.
+
+use crate::config::KeyType;
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
+
+pub const CERT: &str = "cert.pem";
+pub const CHAIN: &str = "chain.pem";
+pub const FULLCHAIN: &str = "fullchain.pem";
+pub const PRIVKEY: &str = "privkey.pem";
+pub const META: &str = "meta.json";
+/// Every file of a live set, in the order they are published (meta last, so
+/// a reader that sees the new meta.json sees the new files).
+pub const LIVE_FILES: [&str; 5] = [PRIVKEY, CERT, CHAIN, FULLCHAIN, META];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is corrupt: {message}")]
+    Corrupt { path: PathBuf, message: String },
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What we know about a stored certificate, written next to it as meta.json.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub name: String,
+    pub serial: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// The domains as the config asked for them (order kept).
+    pub domains: Vec<String>,
+    /// The SANs the CA put in the certificate.
+    pub sans: Vec<String>,
+    pub key_type: KeyType,
+    /// SHA-256 of the leaf's DER, `AB:CD:…`.
+    pub sha256: String,
+    /// ACME directory URL of the CA that issued it.
+    pub issuer: String,
+    /// Config repo commit the certificate was issued from.
+    pub config_commit: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub issued_at: OffsetDateTime,
+    pub version: u32,
+}
+
+/// A freshly issued certificate, before it is stored.
+#[derive(Debug)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub chain_pem: String,
+    pub key_pem: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the state dir, and refuses one others can read.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        create_private_dir(root)?;
+        let mode = fs::metadata(root).map_err(io("reading", root))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+                .map_err(io("restricting permissions of", root))?;
+        }
+        for sub in ["live", "archive", "accounts", "published"] {
+            create_private_dir(&root.join(sub))?;
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn live_dir(&self, name: &str) -> PathBuf {
+        self.root.join("live").join(name)
+    }
+
+    /// The stored meta of the live version, `None` when there is none.
+    pub fn live_meta(&self, name: &str) -> Result<Option<Meta>, StoreError> {
+        let path = self.live_dir(name).join(META);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("reading", &path)(e)),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                path,
+                message: e.to_string(),
+            })
+    }
+
+    /// Reads every file of the live set, for publishing.
+    pub fn live_files(&self, name: &str) -> Result<Vec<(&'static str, Vec<u8>)>, StoreError> {
+        let dir = self.live_dir(name);
+        LIVE_FILES
+            .iter()
+            .map(|f| {
+                let path = dir.join(f);
+                fs::read(&path).map(|b| (*f, b)).map_err(io("reading", &path))
+            })
+            .collect()
+    }
+
+    /// Writes a new version and makes it live in one atomic step.
+    pub fn install(&self, issued: &Issued, meta: &mut Meta) -> Result<PathBuf, StoreError> {
+        let archive = self.root.join("archive").join(&meta.name);
+        create_private_dir(&archive)?;
+        meta.version = next_version(&archive)?;
+        let version = format!("{:04}", meta.version);
+        let tmp = archive.join(format!(".tmp-{version}"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(io("removing", &tmp))?;
+        }
+        create_private_dir(&tmp)?;
+        let fullchain = format!("{}{}", ensure_newline(&issued.cert_pem), issued.chain_pem);
+        let meta_json = serde_json::to_vec_pretty(meta).expect("meta serializes");
+        write_new(&tmp.join(PRIVKEY), issued.key_pem.expose().as_bytes(), 0o600)?;
+        write_new(&tmp.join(CERT), issued.cert_pem.as_bytes(), 0o644)?;
+        write_new(&tmp.join(CHAIN), issued.chain_pem.as_bytes(), 0o644)?;
+        write_new(&tmp.join(FULLCHAIN), fullchain.as_bytes(), 0o644)?;
+        write_new(&tmp.join(META), &meta_json, 0o644)?;
+        sync_dir(&tmp)?;
+        let final_dir = archive.join(&version);
+        fs::rename(&tmp, &final_dir).map_err(io("renaming", &tmp))?;
+        sync_dir(&archive)?;
+
+        let live_root = self.root.join("live");
+        let link_tmp = live_root.join(format!(".{}.tmp", meta.name));
+        let _ = fs::remove_file(&link_tmp);
+        let target = Path::new("../archive").join(&meta.name).join(&version);
+        std::os::unix::fs::symlink(&target, &link_tmp).map_err(io("linking", &link_tmp))?;
+        let live = self.live_dir(&meta.name);
+        fs::rename(&link_tmp, &live).map_err(io("switching", &live))?;
+        sync_dir(&live_root)?;
+        Ok(final_dir)
+    }
+
+    /// Writes a small state file atomically (temp file, fsync, rename).
+    pub fn write_state(&self, rel: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomic(&self.root.join(rel), bytes, 0o600)
+    }
+
+    pub fn read_state(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let path = self.root.join(rel);
+        match fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io("reading", &path)(e)),
+        }
+    }
+}
+
+fn ensure_newline(pem: &str) -> String {
+    if pem.ends_with('\n') {
+        pem.to_string()
+    } else {
+        format!("{pem}\n")
+    }
+}
+
+fn next_version(archive: &Path) -> Result<u32, StoreError> {
+    let mut max = 0;
+    for entry in fs::read_dir(archive).map_err(io("listing", archive))? {
+        let entry = entry.map_err(io("listing", archive))?;
+        if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+            max = max.max(n);
+        }
+    }
+    Ok(max + 1)
+}
+
+pub fn create_private_dir(path: &Path) -> Result<(), StoreError> {
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(io("creating", path)(e)),
+    }
+}
+
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io("creating", path))?;
+    // The umask may have narrowed the mode; never widened, but be exact.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(io("setting permissions of", path))?;
+    file.write_all(bytes).map_err(io("writing", path))?;
+    file.sync_all().map_err(io("syncing", path))
+}
+
+/// Temp file in the same directory, fsync, rename, fsync the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let _ = fs::remove_file(&tmp);
+    if let Err(e) = write_new(&tmp, bytes, mode) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    fs::rename(&tmp, path).map_err(io("renaming", &tmp))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str) -> Meta {
+        Meta {
+            name: name.into(),
+            serial: "01".into(),
+            not_before: OffsetDateTime::UNIX_EPOCH,
+            not_after: OffsetDateTime::UNIX_EPOCH,
+            domains: vec!["a.example.test".into()],
+            sans: vec!["a.example.test".into()],
+            key_type: KeyType::EcdsaP256,
+            sha256: "AA".into(),
+            issuer: "https://ca.test/dir".into(),
+            config_commit: "abc".into(),
+            issued_at: OffsetDateTime::UNIX_EPOCH,
+            version: 0,
+        }
+    }
+
+    fn issued(tag: &str) -> Issued {
+        Issued {
+            cert_pem: format!("cert {tag}"),
+            chain_pem: format!("chain {tag}\n"),
+            key_pem: Secret::new(format!("key {tag}")),
+        }
+    }
+
+    #[test]
+    fn install_switches_live_and_keeps_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
+        let mode = fs::metadata(store.root()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        assert_eq!(store.live_meta("web").unwrap(), None);
+
+        let mut m = meta("web");
+        store.install(&issued("one"), &mut m).unwrap();
+        assert_eq!(m.version, 1);
+        let mut m2 = meta("web");
+        store.install(&issued("two"), &mut m2).unwrap();
+        assert_eq!(m2.version, 2);
+
+        let live = store.live_dir("web");
+        assert_eq!(fs::read_to_string(live.join(CERT)).unwrap(), "cert two");
+        assert_eq!(fs::read_to_string(live.join(FULLCHAIN)).unwrap(), "cert two\nchain two\n");
+        let key_mode = fs::metadata(live.join(PRIVKEY)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(key_mode, 0o600);
+        let old = store.root().join("archive/web/0001").join(CERT);
+        assert_eq!(fs::read_to_string(old).unwrap(), "cert one");
+        assert_eq!(store.live_meta("web").unwrap().unwrap().version, 2);
+        assert_eq!(store.live_files("web").unwrap().len(), 5);
+    }
+
+    #[test]
+    fn leftover_temp_version_does_not_block_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let half = dir.path().join("archive/web/.tmp-0001");
+        fs::create_dir_all(&half).unwrap();
+        fs::write(half.join(CERT), "half").unwrap();
+        let mut m = meta("web");
+        store.install(&issued("one"), &mut m).unwrap();
+        assert_eq!(fs::read_to_string(store.live_dir("web").join(CERT)).unwrap(), "cert one");
+    }
+
+    #[test]
+    fn corrupt_meta_is_an_error_not_a_reissue() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let live = store.live_dir("web");
+        fs::create_dir_all(&live).unwrap();
+        fs::write(live.join(META), "{ truncated").unwrap();
+        assert!(matches!(store.live_meta("web"), Err(StoreError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn world_readable_state_dir_is_tightened() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        Store::open(dir.path()).unwrap();
+        let mode = fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+}

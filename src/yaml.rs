@@ -1,0 +1,126 @@
+//! Parsing YAML files into typed structs with errors that point at the spot.
+//!
+//! Every file certkeeper reads is written by a person, so every error must
+//! say `file:line:column: field: what is wrong`. yaml_serde already tracks the
+//! field path and location; this module only puts them in that order.
+
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A problem found in one file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Field path such as `certificates[2].domains[1]`, empty when unknown.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Located {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Deserializes `text` (read from `file`) into `T`.
+pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Located> {
+    yaml_serde::from_str(text).map_err(|e| from_error(file, &e))
+}
+
+fn from_error(file: &Path, error: &yaml_serde::Error) -> Located {
+    let location = error.location();
+    let mut message = error.to_string();
+    // yaml_serde appends " at line L column C"; we print the location up front.
+    if let Some(idx) = message.find(" at line ") {
+        message.truncate(idx);
+    }
+    // And prefixes the field path as "a.b[1]: "; split it into its own part.
+    let (field, message) = match message.split_once(": ") {
+        Some((path, rest)) if looks_like_path(path) => (path.to_string(), rest.to_string()),
+        _ => (String::new(), message),
+    };
+    Located {
+        file: file.to_path_buf(),
+        line: location.as_ref().map(|l| l.line()),
+        column: location.as_ref().map(|l| l.column()),
+        field,
+        message,
+    }
+}
+
+fn looks_like_path(text: &str) -> bool {
+    !text.is_empty()
+        && !text.contains(' ')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.[]-".contains(c))
+}
+
+/// Finds the 1-based line and column of the first occurrence of `needle` at or
+/// after line `from_line`, for errors found after deserialization (where serde
+/// no longer knows positions). Falls back to `from_line` when not found.
+pub fn find_line(text: &str, needle: &str, from_line: usize) -> (usize, usize) {
+    for (idx, line) in text.lines().enumerate().skip(from_line.saturating_sub(1)) {
+        if let Some(col) = line.find(needle) {
+            // Point at the opening quote of a quoted scalar, as yaml does.
+            let quoted = col > 0 && matches!(line.as_bytes()[col - 1], b'"' | b'\'');
+            return (idx + 1, if quoted { col } else { col + 1 });
+        }
+    }
+    (from_line.max(1), 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Doc {
+        items: Vec<Item>,
+    }
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Item {
+        name: String,
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_path() {
+        let text = "items:\n  - name: a\n  - name: b\n    colour: red\n";
+        let err = parse::<Doc>(Path::new("x.yaml"), text).unwrap_err();
+        assert_eq!(err.line, Some(4));
+        assert_eq!(err.field, "items[1]");
+        assert!(err.message.contains("unknown field `colour`"), "{err}");
+        assert!(err.to_string().starts_with("x.yaml:4:"), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_has_location() {
+        let err = parse::<Doc>(Path::new("x.yaml"), "items: [\n").unwrap_err();
+        assert!(err.line.is_some(), "{err}");
+    }
+
+    #[test]
+    fn find_line_skips_earlier_lines() {
+        let text = "a: x\nb: x\n";
+        assert_eq!(find_line(text, "x", 2), (2, 4));
+        assert_eq!(find_line(text, "zzz", 2), (2, 1));
+    }
+}
