@@ -1,0 +1,171 @@
+//! A DNS responder backed by moto's Route53: every query is answered from
+//! the hosted zones as they are at that moment (TXT, NS, SOA), so what Pebble
+//! and certkeeper's propagation check see is exactly what went through the
+//! Route53 API.
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{NS, SOA, TXT};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::net::UdpSocket;
+
+pub struct Route53Dns {
+    pub addr: SocketAddr,
+    pub queries: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Route53Dns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Route53Dns {
+    pub async fn start(route53: aws_sdk_route53::Client) -> Route53Dns {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind dns"));
+        let addr = socket.local_addr().expect("addr");
+        let queries = Arc::new(AtomicU64::new(0));
+        let counter = queries.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                    continue;
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                let Ok(request) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                let (socket, route53) = (socket.clone(), route53.clone());
+                tokio::spawn(async move {
+                    let response = answer(&route53, &request).await;
+                    if let Ok(bytes) = response.to_vec() {
+                        let _ = socket.send_to(&bytes, peer).await;
+                    }
+                });
+            }
+        });
+        Route53Dns {
+            addr,
+            queries,
+            task,
+        }
+    }
+}
+
+fn norm(name: &str) -> String {
+    name.trim_end_matches('.')
+        .replace("\\052", "*")
+        .to_ascii_lowercase()
+}
+
+async fn answer(route53: &aws_sdk_route53::Client, request: &Message) -> Message {
+    let mut response = Message::response(request.metadata.id, OpCode::Query);
+    response.metadata.message_type = MessageType::Response;
+    response.metadata.authoritative = true;
+    response.metadata.recursion_desired = request.metadata.recursion_desired;
+    let Some(query) = request.queries.first().cloned() else {
+        response.metadata.response_code = ResponseCode::FormErr;
+        return response;
+    };
+    response.add_query(query.clone());
+    let qname = norm(&query.name().to_ascii());
+    let qtype = query.query_type();
+
+    let Ok(zones) = route53.list_hosted_zones().send().await else {
+        response.metadata.response_code = ResponseCode::ServFail;
+        return response;
+    };
+    let zone = zones
+        .hosted_zones()
+        .iter()
+        .filter(|z| {
+            let apex = norm(z.name());
+            qname == apex || qname.ends_with(&format!(".{apex}"))
+        })
+        .max_by_key(|z| z.name().len());
+    let Some(zone) = zone else {
+        response.metadata.response_code = ResponseCode::Refused;
+        return response;
+    };
+    let apex = norm(zone.name());
+    let Ok(sets) = route53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone.id())
+        .send()
+        .await
+    else {
+        response.metadata.response_code = ResponseCode::ServFail;
+        return response;
+    };
+    let owner = query.name().clone();
+    let at_name: Vec<_> = sets
+        .resource_record_sets()
+        .iter()
+        .filter(|s| norm(s.name()) == qname)
+        .collect();
+    for set in &at_name {
+        let ttl = set.ttl().unwrap_or(60) as u32;
+        let rtype = set.r#type().as_str();
+        for rr in set.resource_records() {
+            let data = match (rtype, qtype) {
+                ("TXT", RecordType::TXT) => RData::TXT(TXT::new(txt_strings(rr.value()))),
+                ("NS", RecordType::NS) => match Name::from_ascii(rr.value()) {
+                    Ok(n) => RData::NS(NS(n)),
+                    Err(_) => continue,
+                },
+                _ => continue,
+            };
+            response.add_answer(Record::from_rdata(owner.clone(), ttl, data));
+        }
+    }
+    // moto's SOA value is not a real SOA; synthesize one for the apex.
+    let soa = soa_record(&apex);
+    if qtype == RecordType::SOA && qname == apex {
+        response.add_answer(soa);
+    } else if response.answers.is_empty() {
+        if at_name.is_empty() && qname != apex {
+            response.metadata.response_code = ResponseCode::NXDomain;
+        }
+        response.authorities.push(soa);
+    }
+    response
+}
+
+fn soa_record(apex: &str) -> Record {
+    let name = Name::from_ascii(format!("{apex}.")).expect("apex name");
+    let mname = Name::from_ascii(format!("ns.{apex}.")).expect("mname");
+    let rname = Name::from_ascii(format!("hostmaster.{apex}.")).expect("rname");
+    Record::from_rdata(name, 60, RData::SOA(SOA::new(mname, rname, 1, 60, 60, 600, 60)))
+}
+
+/// `"a" "b"` -> ["a", "b"]; Route53 stores TXT values with their quotes.
+fn txt_strings(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut in_quotes = false;
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if in_quotes => {
+                out.push(std::mem::take(&mut current));
+                in_quotes = false;
+            }
+            '"' => in_quotes = true,
+            '\\' if in_quotes => {
+                if let Some(next) = chars.next() {
+                    current.push(next);
+                }
+            }
+            c if in_quotes => current.push(c),
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        out.push(value.to_string());
+    }
+    out
+}

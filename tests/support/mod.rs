@@ -1,0 +1,490 @@
+//! Real servers for tests, on free loopback ports, stopped on drop:
+//! Pebble (ACME CA), moto (AWS), and a DNS responder that serves exactly what
+//! moto's Route53 holds, so Pebble validates the TXT values certkeeper wrote
+//! through the Route53 API.
+#![allow(dead_code)]
+
+pub mod dns;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (the OS picks; we release it at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on port {port} within 60s");
+}
+
+/// A child process killed when dropped.
+pub struct Process {
+    child: Child,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// moto in server mode: Route53, S3 and friends on one port.
+pub struct Moto {
+    pub port: u16,
+    _process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let log = dir.path().join("moto.log");
+        let program = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let mut child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(std::fs::File::create(dir.path().join("moto.err")).expect("log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} (pip install 'moto[server]'): {e}"));
+        wait_for_port(port, &mut child, "moto_server", &dir.path().join("moto.err"));
+        Moto {
+            port,
+            _process: Process { child },
+            _dir: dir,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The SDK config every test client uses: static test credentials.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing", "testing", None, None, "tests",
+            ))
+            .load()
+            .await
+    }
+
+    pub async fn route53(&self) -> aws_sdk_route53::Client {
+        aws_sdk_route53::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let sdk = self.sdk_config().await;
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    /// Creates a public hosted zone and returns its id (without /hostedzone/).
+    pub async fn create_zone(&self, name: &str) -> String {
+        let out = self
+            .route53()
+            .await
+            .create_hosted_zone()
+            .name(name)
+            .caller_reference(format!("{name}-{}", std::process::id()))
+            .send()
+            .await
+            .expect("create hosted zone");
+        out.hosted_zone()
+            .expect("zone")
+            .id()
+            .trim_start_matches("/hostedzone/")
+            .to_string()
+    }
+
+    pub async fn create_bucket(&self, bucket: &str) {
+        self.s3()
+            .await
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("create bucket");
+    }
+
+    /// Every TXT record set named `_acme-challenge...` in every zone.
+    pub async fn challenge_records(&self) -> Vec<String> {
+        let r53 = self.route53().await;
+        let zones = r53.list_hosted_zones().send().await.expect("list zones");
+        let mut out = Vec::new();
+        for zone in zones.hosted_zones() {
+            let sets = r53
+                .list_resource_record_sets()
+                .hosted_zone_id(zone.id())
+                .send()
+                .await
+                .expect("list record sets");
+            for set in sets.resource_record_sets() {
+                if set.name().starts_with("_acme-challenge") {
+                    let values: Vec<&str> = set.resource_records().iter().map(|r| r.value()).collect();
+                    out.push(format!("{} {:?}", set.name(), values));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Pebble, with a throw-away CA for its own TLS listener.
+pub struct Pebble {
+    pub port: u16,
+    pub management_port: u16,
+    dir: tempfile::TempDir,
+    _process: Process,
+}
+
+pub struct PebbleOptions {
+    /// `None` keeps Pebble's default (5% of nonces rejected).
+    pub nonce_reject_percent: Option<u8>,
+}
+
+impl Default for PebbleOptions {
+    fn default() -> Self {
+        Self {
+            nonce_reject_percent: None,
+        }
+    }
+}
+
+impl Pebble {
+    pub fn start(dns_server: SocketAddr, options: PebbleOptions) -> Pebble {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_listener_certs(dir.path());
+        let port = free_port();
+        let management_port = free_port();
+        let config = serde_json::json!({
+            "pebble": {
+                "listenAddress": format!("127.0.0.1:{port}"),
+                "managementListenAddress": format!("127.0.0.1:{management_port}"),
+                "certificate": dir.path().join("listener.pem"),
+                "privateKey": dir.path().join("listener.key"),
+                "httpPort": free_port(),
+                "tlsPort": free_port(),
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false
+            }
+        });
+        let config_path = dir.path().join("pebble.json");
+        std::fs::write(&config_path, config.to_string()).expect("write pebble config");
+        let log = dir.path().join("pebble.log");
+        let mut cmd = Command::new("pebble");
+        cmd.arg("-config")
+            .arg(&config_path)
+            .arg("-dnsserver")
+            .arg(dns_server.to_string())
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            // Reused authorizations would skip DNS-01 entirely.
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .stderr(std::fs::File::create(dir.path().join("pebble.err")).expect("log"));
+        if let Some(p) = options.nonce_reject_percent {
+            cmd.env("PEBBLE_WFE_NONCEREJECT", p.to_string());
+        } else {
+            cmd.env_remove("PEBBLE_WFE_NONCEREJECT");
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start pebble (apt-get install pebble): {e}"));
+        wait_for_port(port, &mut child, "pebble", &log);
+        wait_for_port(management_port, &mut child, "pebble management", &log);
+        Pebble {
+            port,
+            management_port,
+            dir,
+            _process: Process { child },
+        }
+    }
+
+    pub fn directory_url(&self) -> String {
+        format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    /// The CA file that makes Pebble's own listener trusted.
+    pub fn listener_ca(&self) -> PathBuf {
+        self.dir.path().join("listener-ca.pem")
+    }
+
+    /// The root that issued certificates chain to (new on every start).
+    pub fn issuing_root(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-sSf", "--cacert"])
+            .arg(self.listener_ca())
+            .arg(format!("https://127.0.0.1:{}/roots/0", self.management_port))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "curl /roots/0: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf8 root")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+}
+
+fn write_listener_certs(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("ca key");
+    let mut ca_params = CertificateParams::default();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "certkeeper test listener CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let params = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .expect("params");
+    let cert = params.signed_by(&key, &issuer).expect("listener cert");
+    std::fs::write(dir.join("listener-ca.pem"), ca_cert.pem()).expect("write");
+    std::fs::write(dir.join("listener.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("listener.key"), key.serialize_pem()).expect("write");
+}
+
+/// Runs a command, panicking with its output when it fails.
+pub fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A git repo made for the test, holding the config.
+pub struct ConfigRepo {
+    pub path: PathBuf,
+}
+
+impl ConfigRepo {
+    pub fn init(path: &Path) -> ConfigRepo {
+        std::fs::create_dir_all(path).expect("mkdir repo");
+        sh(path, "git", &["init", "-q", "-b", "main"]);
+        sh(path, "git", &["config", "user.email", "test@example.test"]);
+        sh(path, "git", &["config", "user.name", "test"]);
+        sh(path, "git", &["config", "commit.gpgsign", "false"]);
+        ConfigRepo {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Writes `certificates.yaml` and commits it; returns the commit id.
+    pub fn commit_certificates(&self, yaml: &str, message: &str) -> String {
+        std::fs::write(self.path.join("certificates.yaml"), yaml).expect("write certificates");
+        sh(&self.path, "git", &["add", "-A"]);
+        sh(&self.path, "git", &["commit", "-q", "-m", message]);
+        sh(&self.path, "git", &["rev-parse", "HEAD"]).trim().to_string()
+    }
+}
+
+/// Everything a certkeeper run needs, on loopback: moto with hosted zones
+/// and a bucket, the Route53-backed DNS responder, Pebble, a config repo and
+/// a settings file.
+pub struct LocalEnv {
+    pub moto: Moto,
+    pub dns: dns::Route53Dns,
+    pub pebble: Pebble,
+    pub root: PathBuf,
+    pub repo: ConfigRepo,
+    pub bucket: String,
+    pub zone_ids: Vec<(String, String)>,
+    /// Handed to certkeeper as AWS_SECRET_ACCESS_KEY; must never show up in
+    /// its output.
+    pub aws_secret: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+pub struct RunOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl RunOutput {
+    /// Parsed JSON log lines.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    pub fn events_named(&self, name: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == name)
+            .collect()
+    }
+}
+
+impl LocalEnv {
+    /// Starts everything in a fresh temp dir.
+    pub async fn start(zones: &[&str], pebble: PebbleOptions) -> LocalEnv {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().to_path_buf();
+        let mut env = Self::start_in(&root, zones, pebble).await;
+        env._tmp = Some(tmp);
+        env
+    }
+
+    /// Starts everything with files under `root` (kept after exit).
+    pub async fn start_in(root: &Path, zones: &[&str], pebble: PebbleOptions) -> LocalEnv {
+        let moto = Moto::start();
+        let mut zone_ids = Vec::new();
+        for zone in zones {
+            zone_ids.push((zone.to_string(), moto.create_zone(zone).await));
+        }
+        let bucket = "certkeeper-test".to_string();
+        moto.create_bucket(&bucket).await;
+        let dns = dns::Route53Dns::start(moto.route53().await).await;
+        let pebble = Pebble::start(dns.addr, pebble);
+        let repo = ConfigRepo::init(&root.join("config-repo"));
+        let env = LocalEnv {
+            moto,
+            dns,
+            pebble,
+            root: root.to_path_buf(),
+            repo,
+            bucket,
+            zone_ids,
+            aws_secret: format!("ck-secret-{:016x}", rand::random::<u64>()),
+            _tmp: None,
+        };
+        env.write_settings("");
+        env
+    }
+
+    pub fn settings_path(&self) -> PathBuf {
+        self.root.join("certkeeper.yaml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    /// The standard settings for this environment, plus `extra` YAML lines.
+    pub fn write_settings(&self, extra: &str) {
+        let text = format!(
+            "config_repo:\n  url: {repo}\n  branch: main\nstate_dir: {state}\nacme:\n  directory_url: {dir}\n  contact: ops@example.test\n  root_ca_file: {ca}\n  order_timeout: 60s\naws:\n  region: us-east-1\n  endpoint_url: {aws}\ndns:\n  nameservers: [\"{ns}\"]\n  propagation_timeout: 30s\ns3:\n  bucket: {bucket}\n  prefix: certs\nlog_format: json\n{extra}",
+            repo = self.repo.path.display(),
+            state = self.state_dir().display(),
+            dir = self.pebble.directory_url(),
+            ca = self.pebble.listener_ca().display(),
+            aws = self.moto.endpoint(),
+            ns = self.dns.addr,
+            bucket = self.bucket,
+        );
+        std::fs::write(self.settings_path(), text).expect("write settings");
+    }
+
+    /// Runs `certkeeper run --once` as a separate process, like cron would.
+    pub async fn run(&self) -> RunOutput {
+        let args = vec![
+            "run".to_string(),
+            "--once".to_string(),
+            "--config".to_string(),
+            self.settings_path().display().to_string(),
+        ];
+        self.certkeeper(args).await
+    }
+
+    pub async fn certkeeper(&self, args: Vec<String>) -> RunOutput {
+        let bin = certkeeper_bin();
+        let secret = self.aws_secret.clone();
+        let home = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(&bin)
+                .args(&args)
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("HOME", &home)
+                .env("AWS_ACCESS_KEY_ID", "AKIDTESTCERTKEEPER")
+                .env("AWS_SECRET_ACCESS_KEY", &secret)
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("AWS_CONFIG_FILE", "/nonexistent")
+                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+                .env("CERTKEEPER_LOG", "debug,aws_config=warn,aws_smithy_runtime=warn,hyper=warn,h2=warn,rustls=warn")
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+            RunOutput {
+                code: out.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            }
+        })
+        .await
+        .expect("run task")
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state_dir().join("status.json")).expect("status.json");
+        serde_json::from_str(&text).expect("status json")
+    }
+
+    pub fn live_file(&self, name: &str, file: &str) -> Vec<u8> {
+        std::fs::read(self.state_dir().join("live").join(name).join(file))
+            .unwrap_or_else(|e| panic!("live/{name}/{file}: {e}"))
+    }
+
+    pub async fn s3_object(&self, key: &str) -> Option<Vec<u8>> {
+        let out = self
+            .moto
+            .s3()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        Some(out.body.collect().await.ok()?.into_bytes().to_vec())
+    }
+}
+
+pub fn certkeeper_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("CERTKEEPER_BIN") {
+        return PathBuf::from(path);
+    }
+    match option_env!("CARGO_BIN_EXE_certkeeper") {
+        Some(p) => PathBuf::from(p),
+        None => panic!("set CERTKEEPER_BIN to the certkeeper binary"),
+    }
+}
