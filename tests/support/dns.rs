@@ -7,13 +7,17 @@ use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::net::UdpSocket;
 
 pub struct Route53Dns {
     pub addr: SocketAddr,
     pub queries: Arc<AtomicU64>,
+    /// Names answered with NXDOMAIN whatever Route53 holds (fault injection:
+    /// a nameserver that never sees the record).
+    hidden: Arc<Mutex<HashSet<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -29,6 +33,8 @@ impl Route53Dns {
         let addr = socket.local_addr().expect("addr");
         let queries = Arc::new(AtomicU64::new(0));
         let counter = queries.clone();
+        let hidden: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let hide = hidden.clone();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -39,9 +45,9 @@ impl Route53Dns {
                 let Ok(request) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
-                let (socket, route53) = (socket.clone(), route53.clone());
+                let (socket, route53, hide) = (socket.clone(), route53.clone(), hide.clone());
                 tokio::spawn(async move {
-                    let response = answer(&route53, &request).await;
+                    let response = answer(&route53, &request, &hide).await;
                     if let Ok(bytes) = response.to_vec() {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
@@ -51,8 +57,14 @@ impl Route53Dns {
         Route53Dns {
             addr,
             queries,
+            hidden,
             task,
         }
+    }
+
+    /// From now on, answer NXDOMAIN for `name`.
+    pub fn hide(&self, name: &str) {
+        self.hidden.lock().unwrap().insert(norm(name));
     }
 }
 
@@ -62,7 +74,11 @@ fn norm(name: &str) -> String {
         .to_ascii_lowercase()
 }
 
-async fn answer(route53: &aws_sdk_route53::Client, request: &Message) -> Message {
+async fn answer(
+    route53: &aws_sdk_route53::Client,
+    request: &Message,
+    hidden: &Mutex<HashSet<String>>,
+) -> Message {
     let mut response = Message::response(request.metadata.id, OpCode::Query);
     response.metadata.message_type = MessageType::Response;
     response.metadata.authoritative = true;
@@ -74,6 +90,10 @@ async fn answer(route53: &aws_sdk_route53::Client, request: &Message) -> Message
     response.add_query(query.clone());
     let qname = norm(&query.name().to_ascii());
     let qtype = query.query_type();
+    if hidden.lock().unwrap().contains(&qname) {
+        response.metadata.response_code = ResponseCode::NXDomain;
+        return response;
+    }
 
     let Ok(zones) = route53.list_hosted_zones().send().await else {
         response.metadata.response_code = ResponseCode::ServFail;
