@@ -20,7 +20,11 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "m" => n.saturating_mul(60),
         "h" => n.saturating_mul(3600),
         "d" => n.saturating_mul(86_400),
-        _ => return Err(format!("{text:?} has unknown unit {unit:?} (use s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "{text:?} has unknown unit {unit:?} (use s, m, h or d)"
+            ));
+        }
     };
     Ok(Duration::from_secs(secs))
 }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "certkeeper", version, about = "Keeps TLS certificates alive with nobody watching")]
+#[command(
+    name = "certkeeper",
+    version,
+    about = "Keeps TLS certificates alive with nobody watching"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,7 +36,11 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run { once, config, log_format } => run_command(once, &config, log_format),
+        Command::Run {
+            once,
+            config,
+            log_format,
+        } => run_command(once, &config, log_format),
     };
     std::process::exit(code);
 }
@@ -54,7 +62,10 @@ fn run_command(once: bool, config: &std::path::Path, log_format: Option<LogForma
         eprintln!("certkeeper: {msg}");
         return exit::CONFIG_ERROR;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("certkeeper: cannot start the async runtime: {e}");

@@ -80,7 +80,9 @@ pub fn renew_at(meta: &Meta, renew_before: RenewBefore) -> OffsetDateTime {
     };
     // A renew_before longer than the lifetime means "always due"; saturate
     // instead of overflowing.
-    meta.not_after.checked_sub(before).unwrap_or(meta.not_before)
+    meta.not_after
+        .checked_sub(before)
+        .unwrap_or(meta.not_before)
 }
 
 /// Order and case do not matter when comparing domain lists.
@@ -128,7 +130,12 @@ mod tests {
 
     #[test]
     fn missing_is_due() {
-        let d = decide(&spec(&["a.test"]), None, ISSUER, datetime!(2026-01-02 0:00 UTC));
+        let d = decide(
+            &spec(&["a.test"]),
+            None,
+            ISSUER,
+            datetime!(2026-01-02 0:00 UTC),
+        );
         assert_eq!(d, Decision::Due(Reason::Missing));
     }
 
@@ -182,9 +189,17 @@ mod tests {
         );
         let mut s = spec(&["a.test", "b.test"]);
         s.key_type = KeyType::Rsa2048;
-        assert_eq!(decide(&s, Some(&m), ISSUER, now), Decision::Due(Reason::KeyTypeChanged));
         assert_eq!(
-            decide(&spec(&["a.test", "b.test"]), Some(&m), "https://other/dir", now),
+            decide(&s, Some(&m), ISSUER, now),
+            Decision::Due(Reason::KeyTypeChanged)
+        );
+        assert_eq!(
+            decide(
+                &spec(&["a.test", "b.test"]),
+                Some(&m),
+                "https://other/dir",
+                now
+            ),
             Decision::Due(Reason::IssuerChanged)
         );
     }

@@ -56,7 +56,10 @@ impl Services {
             let config = aws_sdk_s3::config::Builder::from(&sdk)
                 .force_path_style(settings.aws.endpoint_url.is_some())
                 .build();
-            targets.push(Arc::new(S3::new(aws_sdk_s3::Client::from_conf(config), s3.clone())));
+            targets.push(Arc::new(S3::new(
+                aws_sdk_s3::Client::from_conf(config),
+                s3.clone(),
+            )));
         }
         Services {
             dns: Arc::new(Route53::new(route53)),
@@ -66,7 +69,11 @@ impl Services {
 }
 
 /// Runs one renewal over every certificate of the config repo.
-pub async fn run_once(settings: &Settings, services: &Services, cancel: &CancellationToken) -> Result<Status, RunError> {
+pub async fn run_once(
+    settings: &Settings,
+    services: &Services,
+    cancel: &CancellationToken,
+) -> Result<Status, RunError> {
     let started_at = OffsetDateTime::now_utc();
     let store = Store::open(&settings.state_dir)?;
 
@@ -99,15 +106,21 @@ pub async fn run_once(settings: &Settings, services: &Services, cancel: &Cancell
     let mut due = Vec::new();
     for cert in &config.certificates {
         match store.live_meta(cert.name()) {
-            Ok(meta) => match plan::decide(&cert.spec, meta.as_ref(), &settings.acme.directory_url, now) {
-                Decision::Due(reason) => {
-                    tracing::info!(event = "cert.due", cert = cert.name(), reason = reason.code());
-                    due.push(cert.clone());
+            Ok(meta) => {
+                match plan::decide(&cert.spec, meta.as_ref(), &settings.acme.directory_url, now) {
+                    Decision::Due(reason) => {
+                        tracing::info!(
+                            event = "cert.due",
+                            cert = cert.name(),
+                            reason = reason.code()
+                        );
+                        due.push(cert.clone());
+                    }
+                    Decision::Current { renew_at } => {
+                        tracing::info!(event = "cert.current", cert = cert.name(), renew_at = %rfc3339(renew_at));
+                    }
                 }
-                Decision::Current { renew_at } => {
-                    tracing::info!(event = "cert.current", cert = cert.name(), renew_at = %renew_at);
-                }
-            },
+            }
             Err(e) => {
                 // Never re-issue over state we cannot read: that is how
                 // rate-limit storms start. Say so and let a person look.
@@ -126,7 +139,10 @@ pub async fn run_once(settings: &Settings, services: &Services, cancel: &Cancell
     }
     let mut certificates = Vec::new();
     for cert in &config.certificates {
-        let outcome = statuses.iter().find(|(c, _)| c.name() == cert.name()).map(|(_, r)| r.clone());
+        let outcome = statuses
+            .iter()
+            .find(|(c, _)| c.name() == cert.name())
+            .map(|(_, r)| r.clone());
         certificates.push(finish_cert(&store, services, cert, outcome).await);
     }
 
@@ -138,7 +154,11 @@ pub async fn run_once(settings: &Settings, services: &Services, cancel: &Cancell
         certificates,
     };
     write_status(&store, &status);
-    let failed = status.certificates.iter().filter(|c| c.state == CertState::Failed).count();
+    let failed = status
+        .certificates
+        .iter()
+        .filter(|c| c.state == CertState::Failed)
+        .count();
     tracing::info!(
         event = "run.finished",
         certificates = status.certificates.len(),
@@ -176,8 +196,13 @@ async fn issue_all(
     let limit = Arc::new(Semaphore::new(settings.max_concurrent_orders));
     let mut tasks = JoinSet::new();
     for cert in due {
-        let (issuer, dns, store, limit, cancel) =
-            (issuer.clone(), dns.clone(), store.clone(), limit.clone(), cancel.clone());
+        let (issuer, dns, store, limit, cancel) = (
+            issuer.clone(),
+            dns.clone(),
+            store.clone(),
+            limit.clone(),
+            cancel.clone(),
+        );
         let commit = commit.to_string();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
@@ -209,11 +234,15 @@ async fn renew_one(
     let started = std::time::Instant::now();
     let spec = &cert.spec;
     let fail = |e: String| {
-        tracing::error!(event = "cert.failed", cert = %spec.name, domains = ?spec.domains, error = %e);
+        tracing::error!(event = "cert.failed", cert = %spec.name, domains = %spec.domains.join(","), error = %e);
         e
     };
-    let issued = issuer.issue(spec, dns, cancel).await.map_err(|e| fail(e.to_string()))?;
-    let ders = crate::x509::pem_chain(&issued.cert_pem).map_err(|e| fail(format!("CA returned {e}")))?;
+    let issued = issuer
+        .issue(spec, dns, cancel)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let ders =
+        crate::x509::pem_chain(&issued.cert_pem).map_err(|e| fail(format!("CA returned {e}")))?;
     let info = crate::x509::leaf_info(&ders[0]).map_err(|e| fail(format!("CA returned {e}")))?;
     let mut meta = Meta {
         name: spec.name.clone(),
@@ -229,13 +258,15 @@ async fn renew_one(
         issued_at: OffsetDateTime::now_utc(),
         version: 0,
     };
-    let dir = store.install(&issued, &mut meta).map_err(|e| fail(e.to_string()))?;
+    let dir = store
+        .install(&issued, &mut meta)
+        .map_err(|e| fail(e.to_string()))?;
     tracing::info!(
         event = "cert.issued",
         cert = %spec.name,
-        domains = ?spec.domains,
+        domains = %spec.domains.join(","),
         serial = %meta.serial,
-        not_after = %meta.not_after,
+        not_after = %rfc3339(meta.not_after),
         version = meta.version,
         path = %dir.display(),
         config_commit = %commit,
@@ -245,7 +276,12 @@ async fn renew_one(
 }
 
 /// Publishes whatever is live for `cert` and builds its status line.
-async fn finish_cert(store: &Store, services: &Services, cert: &Certificate, attempt: Option<Attempt>) -> CertStatus {
+async fn finish_cert(
+    store: &Store,
+    services: &Services,
+    cert: &Certificate,
+    attempt: Option<Attempt>,
+) -> CertStatus {
     let now = OffsetDateTime::now_utc();
     let meta = store.live_meta(cert.name()).ok().flatten();
     let mut last_error = match &attempt {
@@ -296,7 +332,8 @@ async fn publish_to(store: &Store, target: &dyn Target, meta: &Meta) -> Result<(
                 unchanged = outcome.unchanged,
                 duration_ms = started.elapsed().as_millis() as u64,
             );
-            publish::mark_published(store, &meta.name, target.name(), &fingerprint).map_err(|e| e.to_string())
+            publish::mark_published(store, &meta.name, target.name(), &fingerprint)
+                .map_err(|e| e.to_string())
         }
         Err(e) => {
             tracing::error!(event = "publish.failed", target = target.name(), cert = %meta.name, error = %e);
@@ -312,4 +349,9 @@ pub fn write_status(store: &Store, status: &Status) {
     if let Err(e) = crate::store::write_atomic(&path, &json, 0o644) {
         tracing::error!(event = "status.write.failed", error = %e);
     }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }

@@ -59,7 +59,10 @@ pub struct AcmeSettings {
     /// or test CAs. The system roots are still used when absent.
     pub root_ca_file: Option<PathBuf>,
     /// How long to wait for the CA to validate and issue.
-    #[serde(default = "defaults::order_timeout", with = "crate::duration::serde_human")]
+    #[serde(
+        default = "defaults::order_timeout",
+        with = "crate::duration::serde_human"
+    )]
     pub order_timeout: Duration,
 }
 
@@ -78,7 +81,10 @@ pub struct DnsSettings {
     /// (split-horizon setups, tests).
     #[serde(default)]
     pub nameservers: Vec<String>,
-    #[serde(default = "defaults::propagation_timeout", with = "crate::duration::serde_human")]
+    #[serde(
+        default = "defaults::propagation_timeout",
+        with = "crate::duration::serde_human"
+    )]
     pub propagation_timeout: Duration,
 }
 
@@ -237,7 +243,9 @@ mod tests {
     #[test]
     fn unknown_field_is_located() {
         let text = format!("{MINIMAL}bogus: 1\n");
-        let err = Settings::parse(Path::new("s.yaml"), &text).unwrap_err().to_string();
+        let err = Settings::parse(Path::new("s.yaml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("s.yaml:6:"), "{err}");
         assert!(err.contains("unknown field `bogus`"), "{err}");
     }
@@ -245,7 +253,9 @@ mod tests {
     #[test]
     fn http_directory_is_refused_with_line() {
         let text = MINIMAL.replace("https://", "http://");
-        let err = Settings::parse(Path::new("s.yaml"), &text).unwrap_err().to_string();
+        let err = Settings::parse(Path::new("s.yaml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("s.yaml:5:"), "{err}");
         assert!(err.contains("acme.directory_url"), "{err}");
     }

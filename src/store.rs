@@ -89,7 +89,10 @@ impl Store {
             root: root.to_path_buf(),
         };
         create_private_dir(root)?;
-        let mode = fs::metadata(root).map_err(io("reading", root))?.permissions().mode();
+        let mode = fs::metadata(root)
+            .map_err(io("reading", root))?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
             fs::set_permissions(root, fs::Permissions::from_mode(0o700))
                 .map_err(io("restricting permissions of", root))?;
@@ -131,7 +134,9 @@ impl Store {
             .iter()
             .map(|f| {
                 let path = dir.join(f);
-                fs::read(&path).map(|b| (*f, b)).map_err(io("reading", &path))
+                fs::read(&path)
+                    .map(|b| (*f, b))
+                    .map_err(io("reading", &path))
             })
             .collect()
     }
@@ -149,7 +154,11 @@ impl Store {
         create_private_dir(&tmp)?;
         let fullchain = format!("{}{}", ensure_newline(&issued.cert_pem), issued.chain_pem);
         let meta_json = serde_json::to_vec_pretty(meta).expect("meta serializes");
-        write_new(&tmp.join(PRIVKEY), issued.key_pem.expose().as_bytes(), 0o600)?;
+        write_new(
+            &tmp.join(PRIVKEY),
+            issued.key_pem.expose().as_bytes(),
+            0o600,
+        )?;
         write_new(&tmp.join(CERT), issued.cert_pem.as_bytes(), 0o644)?;
         write_new(&tmp.join(CHAIN), issued.chain_pem.as_bytes(), 0o644)?;
         write_new(&tmp.join(FULLCHAIN), fullchain.as_bytes(), 0o644)?;
@@ -197,7 +206,11 @@ fn next_version(archive: &Path) -> Result<u32, StoreError> {
     let mut max = 0;
     for entry in fs::read_dir(archive).map_err(io("listing", archive))? {
         let entry = entry.map_err(io("listing", archive))?;
-        if let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+        if let Some(n) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        {
             max = max.max(n);
         }
     }
@@ -205,7 +218,11 @@ fn next_version(archive: &Path) -> Result<u32, StoreError> {
 }
 
 pub fn create_private_dir(path: &Path) -> Result<(), StoreError> {
-    match fs::DirBuilder::new().recursive(true).mode(0o700).create(path) {
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+    {
         Ok(()) => Ok(()),
         Err(e) => Err(io("creating", path)(e)),
     }
@@ -291,8 +308,15 @@ mod tests {
 
         let live = store.live_dir("web");
         assert_eq!(fs::read_to_string(live.join(CERT)).unwrap(), "cert two");
-        assert_eq!(fs::read_to_string(live.join(FULLCHAIN)).unwrap(), "cert two\nchain two\n");
-        let key_mode = fs::metadata(live.join(PRIVKEY)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            fs::read_to_string(live.join(FULLCHAIN)).unwrap(),
+            "cert two\nchain two\n"
+        );
+        let key_mode = fs::metadata(live.join(PRIVKEY))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(key_mode, 0o600);
         let old = store.root().join("archive/web/0001").join(CERT);
         assert_eq!(fs::read_to_string(old).unwrap(), "cert one");
@@ -309,7 +333,10 @@ mod tests {
         fs::write(half.join(CERT), "half").unwrap();
         let mut m = meta("web");
         store.install(&issued("one"), &mut m).unwrap();
-        assert_eq!(fs::read_to_string(store.live_dir("web").join(CERT)).unwrap(), "cert one");
+        assert_eq!(
+            fs::read_to_string(store.live_dir("web").join(CERT)).unwrap(),
+            "cert one"
+        );
     }
 
     #[test]
@@ -319,7 +346,10 @@ mod tests {
         let live = store.live_dir("web");
         fs::create_dir_all(&live).unwrap();
         fs::write(live.join(META), "{ truncated").unwrap();
-        assert!(matches!(store.live_meta("web"), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            store.live_meta("web"),
+            Err(StoreError::Corrupt { .. })
+        ));
     }
 
     #[test]

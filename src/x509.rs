@@ -1,8 +1,8 @@
 //! Reading what matters out of issued certificates: validity, serial, names,
 //! fingerprint. Only parsing; no trust decisions are made here.
 
-use sha2::{Digest, Sha256};
 use ::time::OffsetDateTime;
+use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,10 @@ pub fn leaf_info(der: &[u8]) -> Result<LeafInfo, X509Error> {
         }
     }
     Ok(LeafInfo {
-        serial: cert.raw_serial_as_string().replace(':', "").to_ascii_uppercase(),
+        serial: cert
+            .raw_serial_as_string()
+            .replace(':', "")
+            .to_ascii_uppercase(),
         not_before: validity.not_before.to_datetime(),
         not_after: validity.not_after.to_datetime(),
         dns_names,

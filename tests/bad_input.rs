@@ -47,7 +47,11 @@ fn missing_settings_file() {
     let path = dir.path().join("nope.yaml");
     let run = certkeeper(&path);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("cannot read settings file") && run.stderr.contains("nope.yaml"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot read settings file") && run.stderr.contains("nope.yaml"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -56,7 +60,12 @@ fn unknown_settings_field_names_line() {
     let path = settings(dir.path(), "repo", "s3:\n  bucket: b\n  encryption: yes\n");
     let run = certkeeper(&path);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("certkeeper.yaml:11:3: s3: unknown field `encryption`"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("certkeeper.yaml:11:3: s3: unknown field `encryption`"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -71,11 +80,22 @@ fn malformed_settings_yaml() {
 #[test]
 fn unreachable_repo() {
     let dir = tempfile::tempdir().unwrap();
-    let path = settings(dir.path(), "https://user:sekrit-token@127.0.0.1:9/certs.git", "");
+    let path = settings(
+        dir.path(),
+        "https://user:sekrit-token@127.0.0.1:9/certs.git",
+        "",
+    );
     let run = certkeeper(&path);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("cannot fetch config repo"), "{}", run.stderr);
-    assert!(!run.stderr.contains("sekrit-token") && !run.stdout.contains("sekrit-token"), "token leaked");
+    assert!(
+        run.stderr.contains("cannot fetch config repo"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("sekrit-token") && !run.stdout.contains("sekrit-token"),
+        "token leaked"
+    );
     let status = std::fs::read_to_string(dir.path().join("state/status.json")).unwrap();
     assert!(status.contains("cannot fetch config repo") && !status.contains("sekrit-token"));
 }
@@ -96,15 +116,34 @@ fn invalid_repo_content_names_file_line_and_field() {
         "{}",
         run.stderr
     );
-    let events: Vec<serde_json::Value> = run.stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(events.iter().any(|e| e["event"] == "run.failed"), "{}", run.stdout);
+    let events: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["event"] == "run.failed"),
+        "{}",
+        run.stdout
+    );
 
-    repo.commit_certificates("certificates:\n  - name: web\n    domain: [web.example.test]\n", "typo");
+    repo.commit_certificates(
+        "certificates:\n  - name: web\n    domain: [web.example.test]\n",
+        "typo",
+    );
     let run = certkeeper(&path);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("certificates.yaml:3:5: certificates[0]: unknown field `domain`"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("certificates.yaml:3:5: certificates[0]: unknown field `domain`"),
+        "{}",
+        run.stderr
+    );
 
-    repo.commit_certificates("certificates:\n  - name: web\n    domains: [a.example.test\n", "syntax");
+    repo.commit_certificates(
+        "certificates:\n  - name: web\n    domains: [a.example.test\n",
+        "syntax",
+    );
     let run = certkeeper(&path);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("certificates.yaml:"), "{}", run.stderr);
@@ -113,20 +152,31 @@ fn invalid_repo_content_names_file_line_and_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_commit_after_good_one_touches_nothing() {
     let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
-    env.repo
-        .commit_certificates("certificates:\n  - name: web\n    domains: [web.example.test]\n", "good");
+    env.repo.commit_certificates(
+        "certificates:\n  - name: web\n    domains: [web.example.test]\n",
+        "good",
+    );
     let out = env.run().await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let cert = env.live_file("web", "cert.pem");
     let remote = env.s3_object("certs/web/cert.pem").await.unwrap();
 
-    let bad = env
-        .repo
-        .commit_certificates("certificates:\n  - name: web\n    domains: [web.example.test, \"bad domain\"]\n", "bad");
+    let bad = env.repo.commit_certificates(
+        "certificates:\n  - name: web\n    domains: [web.example.test, \"bad domain\"]\n",
+        "bad",
+    );
     let out = env.run().await;
     assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains(&bad), "error names the rejected commit: {}", out.stderr);
-    assert!(out.stderr.contains("certificates[0].domains[1]"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&bad),
+        "error names the rejected commit: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("certificates[0].domains[1]"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(env.live_file("web", "cert.pem"), cert);
     assert_eq!(env.s3_object("certs/web/cert.pem").await.unwrap(), remote);
     assert!(out.events_named("order.created").is_empty());

@@ -49,16 +49,29 @@ fn issued_names(out: &support::RunOutput) -> Vec<String> {
 
 fn assert_no_secrets(env: &LocalEnv, out: &support::RunOutput) {
     let status = std::fs::read_to_string(env.state_dir().join("status.json")).unwrap_or_default();
-    for (what, text) in [("stdout", &out.stdout), ("stderr", &out.stderr), ("status", &status)] {
-        assert!(!text.contains("PRIVATE KEY"), "private key material in {what}");
+    for (what, text) in [
+        ("stdout", &out.stdout),
+        ("stderr", &out.stderr),
+        ("status", &status),
+    ] {
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "private key material in {what}"
+        );
         assert!(!text.contains(&env.aws_secret), "AWS secret key in {what}");
     }
     // Every private key actually written must not appear either (e.g. base64 body).
-    for entry in std::fs::read_dir(env.state_dir().join("live")).unwrap().flatten() {
+    for entry in std::fs::read_dir(env.state_dir().join("live"))
+        .unwrap()
+        .flatten()
+    {
         if let Ok(key) = std::fs::read_to_string(entry.path().join("privkey.pem")) {
             let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
             let probe = &body[..40.min(body.len())];
-            assert!(!out.stdout.contains(probe) && !status.contains(probe), "key body leaked");
+            assert!(
+                !out.stdout.contains(probe) && !status.contains(probe),
+                "key body leaked"
+            );
         }
     }
 }
@@ -71,35 +84,81 @@ async fn issues_renews_only_what_changed_and_publishes() {
 
     // First run: all three issued, stored, published.
     let out = env.run().await;
-    assert_eq!(out.code, 0, "first run failed:\n{}\n{}\n{}", out.stdout, out.stderr, env.pebble.log());
+    assert_eq!(
+        out.code,
+        0,
+        "first run failed:\n{}\n{}\n{}",
+        out.stdout,
+        out.stderr,
+        env.pebble.log()
+    );
     assert_eq!(issued_names(&out), ["api", "wildcard", "www"]);
-    for event in ["order.created", "dns.txt.upserted", "dns.propagated", "cert.issued", "publish.uploaded", "run.finished"] {
-        assert!(!out.events_named(event).is_empty(), "no {event} event in:\n{}", out.stdout);
+    for event in [
+        "order.created",
+        "dns.txt.upserted",
+        "dns.propagated",
+        "cert.issued",
+        "publish.uploaded",
+        "run.finished",
+    ] {
+        assert!(
+            !out.events_named(event).is_empty(),
+            "no {event} event in:\n{}",
+            out.stdout
+        );
     }
     let issued = &out.events_named("cert.issued")[0];
-    assert!(issued["duration_ms"].is_number() && issued["domains"].is_string(), "{issued}");
+    assert!(
+        issued["duration_ms"].is_number() && issued["domains"].is_string(),
+        "{issued}"
+    );
 
     let root = env.root.join("pebble-root.pem");
     std::fs::write(&root, env.pebble.issuing_root()).unwrap();
     for name in ["www", "wildcard", "api"] {
         verify_chain(&env, name, &root);
-        for file in ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem", "meta.json"] {
+        for file in [
+            "cert.pem",
+            "chain.pem",
+            "fullchain.pem",
+            "privkey.pem",
+            "meta.json",
+        ] {
             let local = env.live_file(name, file);
             let remote = env.s3_object(&format!("certs/{name}/{file}")).await;
-            assert_eq!(remote.as_deref(), Some(local.as_slice()), "s3 {name}/{file} differs");
+            assert_eq!(
+                remote.as_deref(),
+                Some(local.as_slice()),
+                "s3 {name}/{file} differs"
+            );
         }
-        let meta: serde_json::Value = serde_json::from_slice(&env.live_file(name, "meta.json")).unwrap();
+        let meta: serde_json::Value =
+            serde_json::from_slice(&env.live_file(name, "meta.json")).unwrap();
         assert_eq!(meta["config_commit"], commit1.as_str());
     }
-    let meta: serde_json::Value = serde_json::from_slice(&env.live_file("wildcard", "meta.json")).unwrap();
-    assert_eq!(meta["sans"], serde_json::json!(["*.example.test", "example.test"]));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&env.live_file("wildcard", "meta.json")).unwrap();
+    assert_eq!(
+        meta["sans"],
+        serde_json::json!(["*.example.test", "example.test"])
+    );
     assert_eq!(meta["key_type"], "ecdsa-p384");
     use std::os::unix::fs::PermissionsExt;
-    let key_mode = std::fs::metadata(env.state_dir().join("live/api/privkey.pem")).unwrap().permissions().mode();
+    let key_mode = std::fs::metadata(env.state_dir().join("live/api/privkey.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(key_mode & 0o777, 0o600);
-    let state_mode = std::fs::metadata(env.state_dir()).unwrap().permissions().mode();
+    let state_mode = std::fs::metadata(env.state_dir())
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(state_mode & 0o777, 0o700);
-    assert_eq!(env.moto.challenge_records().await, Vec::<String>::new(), "TXT records left behind");
+    assert_eq!(
+        env.moto.challenge_records().await,
+        Vec::<String>::new(),
+        "TXT records left behind"
+    );
 
     let status = env.status();
     assert_eq!(status["config_commit"], commit1.as_str());
@@ -113,26 +172,54 @@ async fn issues_renews_only_what_changed_and_publishes() {
 
     // Second run: nothing due, nothing issued, nothing uploaded.
     let out = env.run().await;
-    assert_eq!(out.code, 0, "second run failed:\n{}\n{}", out.stdout, out.stderr);
-    assert!(issued_names(&out).is_empty(), "second run issued: {:?}", issued_names(&out));
-    assert!(out.events_named("publish.uploaded").is_empty(), "second run uploaded again");
+    assert_eq!(
+        out.code, 0,
+        "second run failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(
+        issued_names(&out).is_empty(),
+        "second run issued: {:?}",
+        issued_names(&out)
+    );
+    assert!(
+        out.events_named("publish.uploaded").is_empty(),
+        "second run uploaded again"
+    );
     assert!(out.events_named("order.created").is_empty());
     let status = env.status();
-    assert!(status["certificates"].as_array().unwrap().iter().all(|c| c["state"] == "ok"));
+    assert!(
+        status["certificates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["state"] == "ok")
+    );
 
     // Changing one certificate's domains re-issues that one only.
-    let changed = THREE.replace("[www.example.test]", "[www.example.test, www2.example.test]");
+    let changed = THREE.replace(
+        "[www.example.test]",
+        "[www.example.test, www2.example.test]",
+    );
     let commit2 = env.repo.commit_certificates(&changed, "add www2");
     let out = env.run().await;
-    assert_eq!(out.code, 0, "third run failed:\n{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code, 0,
+        "third run failed:\n{}\n{}",
+        out.stdout, out.stderr
+    );
     assert_eq!(issued_names(&out), ["www"]);
     let status = env.status();
     assert_eq!(status["config_commit"], commit2.as_str());
     assert_ne!(status["certificates"][0]["serial"], www_serial);
-    let meta: serde_json::Value = serde_json::from_slice(&env.live_file("www", "meta.json")).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&env.live_file("www", "meta.json")).unwrap();
     assert_eq!(meta["version"], 2);
     assert_eq!(meta["config_commit"], commit2.as_str());
-    assert!(env.state_dir().join("archive/www/0001/cert.pem").exists(), "old version not archived");
+    assert!(
+        env.state_dir().join("archive/www/0001/cert.pem").exists(),
+        "old version not archived"
+    );
     let remote = env.s3_object("certs/www/cert.pem").await.unwrap();
     assert_eq!(remote, env.live_file("www", "cert.pem"));
     verify_chain(&env, "www", &root);

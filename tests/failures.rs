@@ -9,7 +9,11 @@ use support::{LocalEnv, PebbleOptions};
 fn shorten_propagation(env: &LocalEnv) {
     let path = env.settings_path();
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("propagation_timeout: 30s", "propagation_timeout: 3s")).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("propagation_timeout: 30s", "propagation_timeout: 3s"),
+    )
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -28,7 +32,10 @@ async fn route53_failure_for_one_certificate_is_contained() {
     for name in ["bad", "stuck"] {
         for file in ["cert.pem", "privkey.pem", "meta.json"] {
             let local = env.live_file(name, file);
-            let remote = env.s3_object(&format!("certs/{name}/{file}")).await.unwrap();
+            let remote = env
+                .s3_object(&format!("certs/{name}/{file}"))
+                .await
+                .unwrap();
             before.push((name, file, local, remote));
         }
     }
@@ -45,8 +52,16 @@ async fn route53_failure_for_one_certificate_is_contained() {
         "break two",
     );
     let out = env.run().await;
-    assert_eq!(out.code, 1, "expected renewal failure exit code:\n{}\n{}", out.stdout, out.stderr);
-    let issued: Vec<_> = out.events_named("cert.issued").iter().map(|e| e["cert"].clone()).collect();
+    assert_eq!(
+        out.code, 1,
+        "expected renewal failure exit code:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    let issued: Vec<_> = out
+        .events_named("cert.issued")
+        .iter()
+        .map(|e| e["cert"].clone())
+        .collect();
     assert_eq!(issued, vec![serde_json::json!("good")]);
 
     let status = env.status();
@@ -63,30 +78,63 @@ async fn route53_failure_for_one_certificate_is_contained() {
     let bad = by_name("bad");
     assert_eq!(bad["state"], "failed");
     let err = bad["last_error"].as_str().unwrap();
-    assert!(err.contains("route53") && err.contains("NoSuchHostedZone"), "{err}");
-    assert!(bad["days_left"].as_i64().unwrap() > 0, "old certificate still reported valid");
+    assert!(
+        err.contains("route53") && err.contains("NoSuchHostedZone"),
+        "{err}"
+    );
+    assert!(
+        bad["days_left"].as_i64().unwrap() > 0,
+        "old certificate still reported valid"
+    );
     let stuck = by_name("stuck");
     assert_eq!(stuck["state"], "failed");
-    assert!(stuck["last_error"].as_str().unwrap().contains("not visible"), "{stuck}");
+    assert!(
+        stuck["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not visible"),
+        "{stuck}"
+    );
 
     for (name, file, local, remote) in before {
-        assert_eq!(env.live_file(name, file), local, "live {name}/{file} changed");
-        let now = env.s3_object(&format!("certs/{name}/{file}")).await.unwrap();
+        assert_eq!(
+            env.live_file(name, file),
+            local,
+            "live {name}/{file} changed"
+        );
+        let now = env
+            .s3_object(&format!("certs/{name}/{file}"))
+            .await
+            .unwrap();
         assert_eq!(now, remote, "s3 {name}/{file} changed");
     }
-    assert_eq!(env.moto.challenge_records().await, Vec::<String>::new(), "TXT records left behind");
+    assert_eq!(
+        env.moto.challenge_records().await,
+        Vec::<String>::new(),
+        "TXT records left behind"
+    );
     let failed = out.events_named("cert.failed");
     assert_eq!(failed.len(), 2, "{}", out.stdout);
-    assert!(failed.iter().all(|e| e["error"].is_string() && e["cert"].is_string()));
+    assert!(
+        failed
+            .iter()
+            .all(|e| e["error"].is_string() && e["cert"].is_string())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_upload_is_retried_on_the_next_run() {
     let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
     let text = std::fs::read_to_string(env.settings_path()).unwrap();
-    std::fs::write(env.settings_path(), text.replace("bucket: certkeeper-test", "bucket: not-yet-created")).unwrap();
-    env.repo
-        .commit_certificates("certificates:\n  - name: web\n    domains: [web.example.test]\n", "one");
+    std::fs::write(
+        env.settings_path(),
+        text.replace("bucket: certkeeper-test", "bucket: not-yet-created"),
+    )
+    .unwrap();
+    env.repo.commit_certificates(
+        "certificates:\n  - name: web\n    domains: [web.example.test]\n",
+        "one",
+    );
 
     let out = env.run().await;
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
@@ -94,7 +142,10 @@ async fn failed_upload_is_retried_on_the_next_run() {
     let web = &status["certificates"][0];
     assert_eq!(web["published"], false);
     assert_eq!(web["state"], "failed");
-    assert!(web["last_error"].as_str().unwrap().contains("NoSuchBucket"), "{web}");
+    assert!(
+        web["last_error"].as_str().unwrap().contains("NoSuchBucket"),
+        "{web}"
+    );
     assert!(!out.events_named("publish.failed").is_empty());
     // The certificate itself was issued and stored.
     assert!(!env.live_file("web", "cert.pem").is_empty());
@@ -102,7 +153,10 @@ async fn failed_upload_is_retried_on_the_next_run() {
     env.moto.create_bucket("not-yet-created").await;
     let out = env.run().await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    assert!(out.events_named("cert.issued").is_empty(), "retry must not re-issue");
+    assert!(
+        out.events_named("cert.issued").is_empty(),
+        "retry must not re-issue"
+    );
     assert_eq!(out.events_named("publish.uploaded").len(), 1);
     let status = env.status();
     assert_eq!(status["certificates"][0]["published"], true);
@@ -119,7 +173,10 @@ async fn failed_upload_is_retried_on_the_next_run() {
         Some(&aws_sdk_s3::types::ServerSideEncryption::Aes256)
     );
     let body = obj.body.collect().await.unwrap().into_bytes();
-    assert_eq!(body.as_ref(), env.live_file("web", "privkey.pem").as_slice());
+    assert_eq!(
+        body.as_ref(),
+        env.live_file("web", "privkey.pem").as_slice()
+    );
 
     // A third run with nothing changed makes no S3 calls at all.
     let out = env.run().await;

@@ -19,7 +19,10 @@ impl Issuer {
     }
 
     /// Loads the stored account for this directory, or registers a new one.
-    pub async fn load_or_create(settings: &AcmeSettings, store: &Store) -> Result<Issuer, AcmeError> {
+    pub async fn load_or_create(
+        settings: &AcmeSettings,
+        store: &Store,
+    ) -> Result<Issuer, AcmeError> {
         if let Some(root) = &settings.root_ca_file {
             std::fs::read(root).map_err(|e| AcmeError::Root {
                 path: root.display().to_string(),
@@ -37,7 +40,9 @@ impl Issuer {
                 let creds: AccountCredentials =
                     serde_json::from_slice(&bytes).map_err(|e| AcmeError::AccountFile {
                         path: path.display().to_string(),
-                        message: format!("unreadable ({e}); move it aside to register a new account"),
+                        message: format!(
+                            "unreadable ({e}); move it aside to register a new account"
+                        ),
                     })?;
                 let account = retry("account", || async {
                     builder(settings.root_ca_file.as_deref())?
@@ -50,7 +55,11 @@ impl Issuer {
             }
             None => {
                 let contact = settings.contact.as_deref().map(|c| {
-                    if c.contains(':') { c.to_string() } else { format!("mailto:{c}") }
+                    if c.contains(':') {
+                        c.to_string()
+                    } else {
+                        format!("mailto:{c}")
+                    }
                 });
                 let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
                 let (account, creds) = retry("newAccount", || async {
@@ -68,10 +77,12 @@ impl Issuer {
                 })
                 .await?;
                 let json = serde_json::to_vec(&creds).expect("credentials serialize");
-                store.write_state(&rel, &json).map_err(|e| AcmeError::AccountFile {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
+                store
+                    .write_state(&rel, &json)
+                    .map_err(|e| AcmeError::AccountFile {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    })?;
                 tracing::info!(event = "acme.account.created", directory = %settings.directory_url, account = account.id());
                 account
             }

@@ -79,19 +79,22 @@ impl Issuer {
             .await
             .map_err(|e| AcmeError::Key(e.to_string()))??;
 
-        let identifiers: Vec<Identifier> =
-            spec.domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
+        let identifiers: Vec<Identifier> = spec
+            .domains
+            .iter()
+            .map(|d| Identifier::Dns(d.clone()))
+            .collect();
         let mut ctx = OrderCtx {
             account: &self.account,
             url: String::new(),
             order: None,
         };
         let new_order = NewOrder::new(&identifiers);
-        let order = super::account::retry("newOrder", || self.account.new_order(&new_order))
-        .await?;
+        let order =
+            super::account::retry("newOrder", || self.account.new_order(&new_order)).await?;
         ctx.url = order.url().to_string();
         ctx.order = Some(order);
-        tracing::info!(event = "order.created", cert = %spec.name, domains = ?spec.domains, order = %ctx.url);
+        tracing::info!(event = "order.created", cert = %spec.name, domains = %spec.domains.join(","), order = %ctx.url);
 
         let pending = step!(ctx, "authorizations", |o| pending_challenges(o));
         let records: Vec<TxtRecord> = pending.iter().map(|p| p.record.clone()).collect();
@@ -158,13 +161,17 @@ impl Issuer {
                 Ok::<_, instant_acme::Error>((state.status, state.error.clone()))
             });
             match state {
-                (OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid, _) => return Ok(()),
+                (OrderStatus::Ready | OrderStatus::Processing | OrderStatus::Valid, _) => {
+                    return Ok(());
+                }
                 (OrderStatus::Invalid, error) => {
                     let detail = step!(ctx, "authorizations", |o| failed_challenges(o));
                     return Err(AcmeError::OrderFailed {
                         status: "invalid".into(),
                         message: if detail.is_empty() {
-                            error.map(|p| p.detail.unwrap_or_default()).unwrap_or_default()
+                            error
+                                .map(|p| p.detail.unwrap_or_default())
+                                .unwrap_or_default()
                         } else {
                             detail
                         },
@@ -226,7 +233,11 @@ async fn pending_challenges(order: &mut Order) -> Result<Vec<Pending>, instant_a
             AuthorizationStatus::Pending => {}
             // Already proven (authorization reuse): nothing to write.
             AuthorizationStatus::Valid => continue,
-            _ => return Err(instant_acme::Error::Str("authorization is neither pending nor valid")),
+            _ => {
+                return Err(instant_acme::Error::Str(
+                    "authorization is neither pending nor valid",
+                ));
+            }
         }
         let ident = authz.identifier();
         // The raw identifier has no "*." even for wildcards; the TXT name is
@@ -276,14 +287,20 @@ async fn failed_challenges(order: &mut Order) -> Result<String, instant_acme::Er
         let domain = authz.identifier().to_string();
         for c in &authz.challenges {
             if let Some(p) = &c.error {
-                out.push(format!("{domain}: {}", p.detail.as_deref().unwrap_or("invalid")));
+                out.push(format!(
+                    "{domain}: {}",
+                    p.detail.as_deref().unwrap_or("invalid")
+                ));
             }
         }
     }
     Ok(out.join("; "))
 }
 
-async fn finalize_if_ready(order: &mut Order, csr: &[u8]) -> Result<OrderStatus, instant_acme::Error> {
+async fn finalize_if_ready(
+    order: &mut Order,
+    csr: &[u8],
+) -> Result<OrderStatus, instant_acme::Error> {
     let status = order.refresh().await?.status;
     if status == OrderStatus::Ready {
         order.finalize_csr(csr).await?;
@@ -335,8 +352,14 @@ mod tests {
     fn split_chain_separates_leaf() {
         let pem = "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n";
         let (leaf, chain) = split_chain(pem).unwrap();
-        assert_eq!(leaf, "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n");
-        assert_eq!(chain, "-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n");
+        assert_eq!(
+            leaf,
+            "-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n"
+        );
+        assert_eq!(
+            chain,
+            "-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n"
+        );
         assert!(split_chain("junk").is_err());
     }
 

@@ -46,12 +46,11 @@ pub fn validate(domain: &str) -> Result<(), String> {
             return Err(format!("{domain:?} has a label longer than 63 characters"));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("{domain:?} has a label that starts or ends with '-'"));
+            return Err(format!(
+                "{domain:?} has a label that starts or ends with '-'"
+            ));
         }
-        if !label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(format!(
                 "{domain:?} has a character other than a-z, 0-9 and '-' in label {label:?}"
             ));
@@ -73,7 +72,12 @@ mod tests {
 
     #[test]
     fn accepts_normal_names() {
-        for d in ["example.test", "*.example.test", "a-b.c1.example.test", "xn--bcher-kva.example"] {
+        for d in [
+            "example.test",
+            "*.example.test",
+            "a-b.c1.example.test",
+            "xn--bcher-kva.example",
+        ] {
             validate(d).unwrap_or_else(|e| panic!("{d}: {e}"));
         }
     }
@@ -81,8 +85,17 @@ mod tests {
     #[test]
     fn rejects_bad_names() {
         for d in [
-            "", "localhost", "*.*.example.com", "a.*.example.com", "w*.example.com", "-a.example.com",
-            "a..example.com", "UPPER.example.com", "bücher.example", "a_b.example.com", "*.com",
+            "",
+            "localhost",
+            "*.*.example.com",
+            "a.*.example.com",
+            "w*.example.com",
+            "-a.example.com",
+            "a..example.com",
+            "UPPER.example.com",
+            "bücher.example",
+            "a_b.example.com",
+            "*.com",
         ] {
             assert!(validate(d).is_err(), "{d} accepted");
         }
@@ -92,7 +105,13 @@ mod tests {
 
     #[test]
     fn wildcard_and_apex_share_challenge_name() {
-        assert_eq!(challenge_name("*.example.test"), "_acme-challenge.example.test");
-        assert_eq!(challenge_name("example.test"), "_acme-challenge.example.test");
+        assert_eq!(
+            challenge_name("*.example.test"),
+            "_acme-challenge.example.test"
+        );
+        assert_eq!(
+            challenge_name("example.test"),
+            "_acme-challenge.example.test"
+        );
     }
 }

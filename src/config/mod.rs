@@ -220,7 +220,10 @@ impl Config {
                     err(
                         &spec.name,
                         format!("certificates[{idx}].name"),
-                        format!("duplicate certificate name {:?}, first defined at {first}", spec.name),
+                        format!(
+                            "duplicate certificate name {:?}, first defined at {first}",
+                            spec.name
+                        ),
                     );
                 } else {
                     seen.insert(spec.name.clone(), origin.clone());
@@ -328,7 +331,8 @@ mod tests {
 
     #[test]
     fn bad_key_type_is_located() {
-        let text = "certificates:\n  - name: web\n    domains: [a.example.test]\n    key_type: dsa\n";
+        let text =
+            "certificates:\n  - name: web\n    domains: [a.example.test]\n    key_type: dsa\n";
         let err = parse_one(text).unwrap_err().to_string();
         assert!(err.starts_with("certificates.yaml:4:"), "{err}");
         assert!(err.contains("certificates[0].key_type"), "{err}");
@@ -336,17 +340,32 @@ mod tests {
 
     #[test]
     fn duplicates_across_files() {
-        let a = (PathBuf::from("certificates/a.yaml"), "certificates:\n  - name: x\n    domains: [a.example.test]\n".to_string());
-        let b = (PathBuf::from("certificates/b.yaml"), "certificates:\n  - name: x\n    domains: [b.example.test]\n".to_string());
+        let a = (
+            PathBuf::from("certificates/a.yaml"),
+            "certificates:\n  - name: x\n    domains: [a.example.test]\n".to_string(),
+        );
+        let b = (
+            PathBuf::from("certificates/b.yaml"),
+            "certificates:\n  - name: x\n    domains: [b.example.test]\n".to_string(),
+        );
         let err = Config::parse(&[a, b]).unwrap_err().to_string();
         assert!(err.contains("certificates/b.yaml:2"), "{err}");
-        assert!(err.contains("first defined at certificates/a.yaml:2"), "{err}");
+        assert!(
+            err.contains("first defined at certificates/a.yaml:2"),
+            "{err}"
+        );
     }
 
     #[test]
     fn renew_before_forms() {
-        assert_eq!(RenewBefore::parse("1/3").unwrap(), RenewBefore::Fraction(1.0 / 3.0));
-        assert_eq!(RenewBefore::parse("50%").unwrap(), RenewBefore::Fraction(0.5));
+        assert_eq!(
+            RenewBefore::parse("1/3").unwrap(),
+            RenewBefore::Fraction(1.0 / 3.0)
+        );
+        assert_eq!(
+            RenewBefore::parse("50%").unwrap(),
+            RenewBefore::Fraction(0.5)
+        );
         assert_eq!(
             RenewBefore::parse("30d").unwrap(),
             RenewBefore::Remaining(Duration::from_secs(30 * 86400))

@@ -87,10 +87,7 @@ impl GitSource {
             let mut remote = repo
                 .find_remote("origin")
                 .map_err(|e| self.checkout_error(&e))?;
-            let refspec = format!(
-                "+refs/heads/{0}:refs/remotes/origin/{0}",
-                self.branch
-            );
+            let refspec = format!("+refs/heads/{0}:refs/remotes/origin/{0}", self.branch);
             remote
                 .fetch(&[&refspec], Some(&mut FetchOptions::new()), None)
                 .map_err(|e| self.fetch_error(&e))?;
@@ -136,7 +133,10 @@ mod tests {
             redact_url("https://user:tok@git.example/x.git"),
             "https://[redacted]@git.example/x.git"
         );
-        assert_eq!(redact_url("https://git.example/x.git"), "https://git.example/x.git");
+        assert_eq!(
+            redact_url("https://git.example/x.git"),
+            "https://git.example/x.git"
+        );
         assert_eq!(redact_url("/srv/repo"), "/srv/repo");
         assert_eq!(
             redact_url("https://git.example/a@b/x.git"),

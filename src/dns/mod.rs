@@ -27,7 +27,10 @@ impl fmt::Display for TxtRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum DnsError {
     #[error("no {provider} hosted zone found for {name} (looked for every parent domain)")]
-    NoZone { provider: &'static str, name: String },
+    NoZone {
+        provider: &'static str,
+        name: String,
+    },
     #[error("{provider} {operation} for {name} failed: {message}")]
     Api {
         provider: &'static str,
@@ -123,7 +126,8 @@ impl Dns01 {
             r = self.provider.present(zone, records) => r?,
             _ = cancel.cancelled() => return Err(DnsError::Cancelled),
         }
-        let names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        let mut names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        names.dedup();
         tracing::info!(
             event = "dns.txt.upserted",
             cert,
@@ -157,7 +161,12 @@ impl Dns01 {
     }
 
     /// Removes the records. Not cancellable: cleanup must finish.
-    pub async fn cleanup(&self, cert: &str, zone: &ZoneHint, records: &[TxtRecord]) -> Result<(), DnsError> {
+    pub async fn cleanup(
+        &self,
+        cert: &str,
+        zone: &ZoneHint,
+        records: &[TxtRecord],
+    ) -> Result<(), DnsError> {
         let started = std::time::Instant::now();
         let result = self.provider.cleanup(zone, records).await;
         match &result {

@@ -101,10 +101,13 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
     let mut buf = vec![0u8; 65535];
     let deadline = Instant::now() + QUERY_TIMEOUT;
     loop {
-        let n = timeout(deadline.saturating_duration_since(Instant::now()), socket.recv(&mut buf))
-            .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|e| e.to_string())?;
+        let n = timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            socket.recv(&mut buf),
+        )
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
         // Ignore stray datagrams that are not the answer to our question.
         if let Ok(msg) = Message::from_vec(&buf[..n])
             && msg.metadata.id == id

@@ -25,8 +25,8 @@ const INSYNC_TIMEOUT: Duration = Duration::from_secs(600);
 
 pub struct Route53 {
     client: Client,
-    /// zone apex (normalized) -> zone id, `None` when looked up and absent.
-    zones: Mutex<HashMap<String, Option<String>>>,
+    /// (zone apex, zone id) of every public zone, loaded on first use.
+    zones: tokio::sync::Mutex<Option<Vec<(String, String)>>>,
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     calls: AtomicU64,
 }
@@ -42,7 +42,7 @@ impl Route53 {
     pub fn new(client: Client) -> Self {
         Self {
             client,
-            zones: Mutex::new(HashMap::new()),
+            zones: tokio::sync::Mutex::new(None),
             name_locks: Mutex::new(HashMap::new()),
             calls: AtomicU64::new(0),
         }
@@ -77,43 +77,55 @@ impl Route53 {
             return Ok(id.trim_start_matches("/hostedzone/").to_string());
         }
         let name = normalize_name(name);
-        let labels: Vec<&str> = name.split('.').collect();
-        for start in 0..labels.len().saturating_sub(1) {
-            let candidate = labels[start..].join(".");
-            if let Some(found) = self.lookup_zone(&candidate).await? {
-                return Ok(found);
-            }
+        let mut zones = self.zones.lock().await;
+        if zones.is_none() {
+            *zones = Some(self.list_public_zones(&name).await?);
         }
-        Err(DnsError::NoZone {
-            provider: PROVIDER,
-            name,
-        })
+        let zones = zones.as_ref().expect("just loaded");
+        zones
+            .iter()
+            .filter(|(apex, _)| name == *apex || name.ends_with(&format!(".{apex}")))
+            .max_by_key(|(apex, _)| apex.len())
+            .map(|(_, id)| id.clone())
+            .ok_or(DnsError::NoZone {
+                provider: PROVIDER,
+                name,
+            })
     }
 
-    async fn lookup_zone(&self, apex: &str) -> Result<Option<String>, DnsError> {
-        if let Some(cached) = self.zones.lock().expect("zone cache").get(apex) {
-            return Ok(cached.clone());
+    /// Every public hosted zone of the account, once per run: one call per
+    /// 100 zones instead of one per candidate suffix of every name.
+    async fn list_public_zones(&self, for_name: &str) -> Result<Vec<(String, String)>, DnsError> {
+        let mut out = Vec::new();
+        let (mut next_name, mut next_id) = (None, None);
+        loop {
+            self.count();
+            let page = self
+                .client
+                .list_hosted_zones_by_name()
+                .set_dns_name(next_name.take())
+                .set_hosted_zone_id(next_id.take())
+                .max_items(100)
+                .send()
+                .await
+                .map_err(|e| Self::api_error("ListHostedZonesByName", for_name, e))?;
+            for zone in page.hosted_zones() {
+                if !zone.config().is_some_and(|c| c.private_zone()) {
+                    out.push((
+                        normalize_name(zone.name()),
+                        zone.id().trim_start_matches("/hostedzone/").to_string(),
+                    ));
+                }
+            }
+            if !page.is_truncated() {
+                return Ok(out);
+            }
+            next_name = page.next_dns_name().map(str::to_string);
+            next_id = page.next_hosted_zone_id().map(str::to_string);
+            if next_name.is_none() {
+                return Ok(out);
+            }
         }
-        self.count();
-        let out = self
-            .client
-            .list_hosted_zones_by_name()
-            .dns_name(format!("{apex}."))
-            .max_items(10)
-            .send()
-            .await
-            .map_err(|e| Self::api_error("ListHostedZonesByName", apex, e))?;
-        let found = out
-            .hosted_zones()
-            .iter()
-            .filter(|z| normalize_name(z.name()) == apex)
-            .find(|z| !z.config().is_some_and(|c| c.private_zone()))
-            .map(|z| z.id().trim_start_matches("/hostedzone/").to_string());
-        self.zones
-            .lock()
-            .expect("zone cache")
-            .insert(apex.to_string(), found.clone());
-        Ok(found)
     }
 
     fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -179,12 +191,22 @@ impl Route53 {
             .r#type(RrType::Txt)
             .ttl(TTL);
         for v in values {
-            set = set.resource_records(ResourceRecord::builder().value(v).build().map_err(build_err)?);
+            set = set.resource_records(
+                ResourceRecord::builder()
+                    .value(v)
+                    .build()
+                    .map_err(build_err)?,
+            );
         }
         set.build().map_err(build_err)
     }
 
-    async fn submit(&self, zone_id: &str, changes: Vec<Change>, what: &str) -> Result<Option<String>, DnsError> {
+    async fn submit(
+        &self,
+        zone_id: &str,
+        changes: Vec<Change>,
+        what: &str,
+    ) -> Result<Option<String>, DnsError> {
         if changes.is_empty() {
             return Ok(None);
         }
@@ -230,7 +252,10 @@ impl Route53 {
                     provider: PROVIDER,
                     operation: "GetChange",
                     name: what.to_string(),
-                    message: format!("change {change_id} not INSYNC after {}s", INSYNC_TIMEOUT.as_secs()),
+                    message: format!(
+                        "change {change_id} not INSYNC after {}s",
+                        INSYNC_TIMEOUT.as_secs()
+                    ),
                 });
             }
             sleep(delay).await;
@@ -277,7 +302,10 @@ impl DnsProvider for Route53 {
                         values.push(q);
                     }
                 }
-                changes.push(change(ChangeAction::Upsert, Self::record_set(name, &values)?));
+                changes.push(change(
+                    ChangeAction::Upsert,
+                    Self::record_set(name, &values)?,
+                ));
             }
             let change_id = self.submit(&zone.zone_id, changes, &what).await?;
             drop(guards);

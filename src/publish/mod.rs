@@ -34,7 +34,11 @@ pub trait Target: Send + Sync {
     fn name(&self) -> &str;
 
     /// Makes the destination hold exactly `files` for certificate `meta.name`.
-    async fn publish(&self, meta: &Meta, files: &[(&'static str, Vec<u8>)]) -> Result<Outcome, PublishError>;
+    async fn publish(
+        &self,
+        meta: &Meta,
+        files: &[(&'static str, Vec<u8>)],
+    ) -> Result<Outcome, PublishError>;
 }
 
 /// Per certificate: target name -> fingerprint of the set it holds.
@@ -67,9 +71,16 @@ pub fn is_published(store: &Store, name: &str, target: &str, fingerprint: &str) 
         .is_some_and(|f| f == fingerprint)
 }
 
-pub fn mark_published(store: &Store, name: &str, target: &str, fingerprint: &str) -> Result<(), crate::store::StoreError> {
+pub fn mark_published(
+    store: &Store,
+    name: &str,
+    target: &str,
+    fingerprint: &str,
+) -> Result<(), crate::store::StoreError> {
     let mut record = read_record(store, name);
-    record.targets.insert(target.to_string(), fingerprint.to_string());
+    record
+        .targets
+        .insert(target.to_string(), fingerprint.to_string());
     let json = serde_json::to_vec_pretty(&record).expect("record serializes");
     store.write_state(&record_path(name), &json)
 }

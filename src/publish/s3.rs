@@ -33,7 +33,11 @@ impl S3 {
         }
     }
 
-    fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(&self, key: &str, e: E) -> PublishError {
+    fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+        &self,
+        key: &str,
+        e: E,
+    ) -> PublishError {
         let message = match (e.code(), e.message()) {
             (Some(code), Some(msg)) => format!("{code}: {msg}"),
             (Some(code), None) => code.to_string(),
@@ -48,11 +52,22 @@ impl S3 {
 
     /// The sha256 metadata of an existing object, `None` when absent.
     async fn stored_hash(&self, key: &str) -> Result<Option<String>, PublishError> {
-        match self.client.head_object().bucket(&self.settings.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.settings.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(head) => Ok(head.metadata().and_then(|m| m.get("sha256")).cloned()),
             Err(e) => {
                 let not_found = e.as_service_error().is_some_and(|s| s.is_not_found());
-                if not_found { Ok(None) } else { Err(self.error(key, e)) }
+                if not_found {
+                    Ok(None)
+                } else {
+                    Err(self.error(key, e))
+                }
             }
         }
     }
@@ -64,7 +79,11 @@ impl Target for S3 {
         "s3"
     }
 
-    async fn publish(&self, meta: &Meta, files: &[(&'static str, Vec<u8>)]) -> Result<Outcome, PublishError> {
+    async fn publish(
+        &self,
+        meta: &Meta,
+        files: &[(&'static str, Vec<u8>)],
+    ) -> Result<Outcome, PublishError> {
         let mut outcome = Outcome::default();
         for (file, bytes) in files {
             let key = self.key(&meta.name, file);
@@ -79,10 +98,19 @@ impl Target for S3 {
                 .bucket(&self.settings.bucket)
                 .key(&key)
                 .body(ByteStream::from(bytes.clone()))
-                .content_type(if *file == META { "application/json" } else { "application/x-pem-file" })
+                .content_type(if *file == META {
+                    "application/json"
+                } else {
+                    "application/x-pem-file"
+                })
                 .metadata("sha256", &hash)
                 .metadata("serial", &meta.serial)
-                .metadata("not-after", meta.not_after.format(&time::format_description::well_known::Rfc3339).unwrap_or_default())
+                .metadata(
+                    "not-after",
+                    meta.not_after
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                )
                 .metadata("config-commit", &meta.config_commit);
             if *file == PRIVKEY {
                 put = match self.settings.sse {

@@ -99,8 +99,18 @@ mod tests {
     #[test]
     fn exit_codes() {
         let now = datetime!(2026-06-01 0:00 UTC);
-        assert_eq!(status(vec![cert(CertState::Ok, true), cert(CertState::Renewed, true)]).exit_code(now), 0);
-        assert_eq!(status(vec![cert(CertState::Failed, true)]).exit_code(now), 1);
+        assert_eq!(
+            status(vec![
+                cert(CertState::Ok, true),
+                cert(CertState::Renewed, true)
+            ])
+            .exit_code(now),
+            0
+        );
+        assert_eq!(
+            status(vec![cert(CertState::Failed, true)]).exit_code(now),
+            1
+        );
         assert_eq!(status(vec![cert(CertState::Ok, false)]).exit_code(now), 1);
         let later = datetime!(2027-06-01 0:00 UTC);
         assert_eq!(status(vec![cert(CertState::Ok, true)]).exit_code(later), 1);

@@ -6,10 +6,10 @@
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use std::net::SocketAddr;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 
 pub struct Route53Dns {
@@ -159,7 +159,11 @@ fn soa_record(apex: &str) -> Record {
     let name = Name::from_ascii(format!("{apex}.")).expect("apex name");
     let mname = Name::from_ascii(format!("ns.{apex}.")).expect("mname");
     let rname = Name::from_ascii(format!("hostmaster.{apex}.")).expect("rname");
-    Record::from_rdata(name, 60, RData::SOA(SOA::new(mname, rname, 1, 60, 60, 600, 60)))
+    Record::from_rdata(
+        name,
+        60,
+        RData::SOA(SOA::new(mname, rname, 1, 60, 60, 600, 60)),
+    )
 }
 
 /// `"a" "b"` -> ["a", "b"]; Route53 stores TXT values with their quotes.

@@ -68,7 +68,12 @@ impl Moto {
             .stderr(std::fs::File::create(dir.path().join("moto.err")).expect("log"))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program} (pip install 'moto[server]'): {e}"));
-        wait_for_port(port, &mut child, "moto_server", &dir.path().join("moto.err"));
+        wait_for_port(
+            port,
+            &mut child,
+            "moto_server",
+            &dir.path().join("moto.err"),
+        );
         Moto {
             port,
             _process: Process { child },
@@ -147,7 +152,8 @@ impl Moto {
                 .expect("list record sets");
             for set in sets.resource_record_sets() {
                 if set.name().starts_with("_acme-challenge") {
-                    let values: Vec<&str> = set.resource_records().iter().map(|r| r.value()).collect();
+                    let values: Vec<&str> =
+                        set.resource_records().iter().map(|r| r.value()).collect();
                     out.push(format!("{} {:?}", set.name(), values));
                 }
             }
@@ -164,17 +170,10 @@ pub struct Pebble {
     _process: Process,
 }
 
+#[derive(Default)]
 pub struct PebbleOptions {
     /// `None` keeps Pebble's default (5% of nonces rejected).
     pub nonce_reject_percent: Option<u8>,
-}
-
-impl Default for PebbleOptions {
-    fn default() -> Self {
-        Self {
-            nonce_reject_percent: None,
-        }
-    }
 }
 
 impl Pebble {
@@ -241,10 +240,17 @@ impl Pebble {
         let out = Command::new("curl")
             .args(["-sSf", "--cacert"])
             .arg(self.listener_ca())
-            .arg(format!("https://127.0.0.1:{}/roots/0", self.management_port))
+            .arg(format!(
+                "https://127.0.0.1:{}/roots/0",
+                self.management_port
+            ))
             .output()
             .expect("curl");
-        assert!(out.status.success(), "curl /roots/0: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "curl /roots/0: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).expect("utf8 root")
     }
 
@@ -310,7 +316,9 @@ impl ConfigRepo {
         std::fs::write(self.path.join("certificates.yaml"), yaml).expect("write certificates");
         sh(&self.path, "git", &["add", "-A"]);
         sh(&self.path, "git", &["commit", "-q", "-m", message]);
-        sh(&self.path, "git", &["rev-parse", "HEAD"]).trim().to_string()
+        sh(&self.path, "git", &["rev-parse", "HEAD"])
+            .trim()
+            .to_string()
     }
 }
 
@@ -429,6 +437,9 @@ impl LocalEnv {
         let bin = certkeeper_bin();
         let secret = self.aws_secret.clone();
         let home = self.root.clone();
+        // Empty AWS config files: nothing from the host's ~/.aws leaks in.
+        let empty = self.root.join("aws-empty");
+        let _ = std::fs::write(&empty, "");
         tokio::task::spawn_blocking(move || {
             let out = Command::new(&bin)
                 .args(&args)
@@ -438,9 +449,15 @@ impl LocalEnv {
                 .env("AWS_ACCESS_KEY_ID", "AKIDTESTCERTKEEPER")
                 .env("AWS_SECRET_ACCESS_KEY", &secret)
                 .env("AWS_EC2_METADATA_DISABLED", "true")
-                .env("AWS_CONFIG_FILE", "/nonexistent")
-                .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-                .env("CERTKEEPER_LOG", "debug,aws_config=warn,aws_smithy_runtime=warn,hyper=warn,h2=warn,rustls=warn")
+                .env("AWS_CONFIG_FILE", &empty)
+                .env("AWS_SHARED_CREDENTIALS_FILE", &empty)
+                // Debug by default, so the secret checks cover debug output too.
+                .env(
+                    "CERTKEEPER_LOG",
+                    std::env::var("CERTKEEPER_LOG").unwrap_or_else(|_| {
+                        "debug,aws_config=warn,aws_smithy_runtime=warn,hyper=warn,h2=warn,rustls=warn".into()
+                    }),
+                )
                 .stdin(Stdio::null())
                 .output()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
@@ -455,7 +472,8 @@ impl LocalEnv {
     }
 
     pub fn status(&self) -> serde_json::Value {
-        let text = std::fs::read_to_string(self.state_dir().join("status.json")).expect("status.json");
+        let text =
+            std::fs::read_to_string(self.state_dir().join("status.json")).expect("status.json");
         serde_json::from_str(&text).expect("status json")
     }
 
