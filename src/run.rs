@@ -91,6 +91,8 @@ pub async fn run_once(
         source,
     })?;
 
+    let plans = plan_all(settings, &store, &config);
+    let issuer = account_if_needed(settings, &store, &plans).await;
     let dns = Arc::new(Dns01::new(
         services.dns.clone(),
         settings
@@ -101,50 +103,38 @@ pub async fn run_once(
             .collect(),
         settings.dns.propagation_timeout,
     ));
-    let now = OffsetDateTime::now_utc();
-    let mut results = Vec::new();
-    let mut due = Vec::new();
-    for cert in &config.certificates {
-        match store.live_meta(cert.name()) {
-            Ok(meta) => {
-                match plan::decide(&cert.spec, meta.as_ref(), &settings.acme.directory_url, now) {
-                    Decision::Due(reason) => {
-                        tracing::info!(
-                            event = "cert.due",
-                            cert = cert.name(),
-                            reason = reason.code()
-                        );
-                        due.push(cert.clone());
-                    }
-                    Decision::Current { renew_at } => {
-                        tracing::info!(event = "cert.current", cert = cert.name(), renew_at = %rfc3339(renew_at));
-                    }
-                }
-            }
-            Err(e) => {
-                // Never re-issue over state we cannot read: that is how
-                // rate-limit storms start. Say so and let a person look.
-                tracing::error!(event = "cert.state.unreadable", cert = cert.name(), error = %e);
-                results.push((cert.clone(), Err(e.to_string())));
-            }
+
+    // One pipeline per certificate (renew if due, then publish), at most
+    // max_concurrent_orders at a time; one failure never stops the others.
+    let limit = Arc::new(Semaphore::new(settings.max_concurrent_orders));
+    let mut tasks = JoinSet::new();
+    for (index, (cert, plan)) in plans.into_iter().enumerate() {
+        let ctx = CertTask {
+            store: store.clone(),
+            dns: dns.clone(),
+            issuer: issuer.clone(),
+            targets: services.targets.clone(),
+            commit: checkout.commit.clone(),
+            cancel: cancel.clone(),
+        };
+        let limit = limit.clone();
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore never closed");
+            (index, ctx.process(&cert, plan).await)
+        });
+    }
+    let mut certificates: Vec<Option<CertStatus>> = vec![None; config.certificates.len()];
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, status)) => certificates[index] = Some(status),
+            Err(e) => tracing::error!(event = "cert.task.panicked", error = %e),
         }
     }
-
-    let issued = issue_all(settings, &store, &dns, due, &checkout.commit, cancel).await;
-    results.extend(issued);
-
-    let mut statuses = Vec::new();
-    for (cert, result) in results {
-        statuses.push((cert, result));
-    }
-    let mut certificates = Vec::new();
-    for cert in &config.certificates {
-        let outcome = statuses
-            .iter()
-            .find(|(c, _)| c.name() == cert.name())
-            .map(|(_, r)| r.clone());
-        certificates.push(finish_cert(&store, services, cert, outcome).await);
-    }
+    let certificates = certificates
+        .into_iter()
+        .zip(&config.certificates)
+        .map(|(status, cert)| status.unwrap_or_else(|| panicked_status(cert)))
+        .collect();
 
     let status = Status {
         started_at,
@@ -154,16 +144,18 @@ pub async fn run_once(
         certificates,
     };
     write_status(&store, &status);
-    let failed = status
-        .certificates
-        .iter()
-        .filter(|c| c.state == CertState::Failed)
-        .count();
+    let count = |state: CertState| {
+        status
+            .certificates
+            .iter()
+            .filter(|c| c.state == state)
+            .count()
+    };
     tracing::info!(
         event = "run.finished",
         certificates = status.certificates.len(),
-        renewed = status.certificates.iter().filter(|c| c.state == CertState::Renewed).count(),
-        failed,
+        renewed = count(CertState::Renewed),
+        failed = count(CertState::Failed),
         unpublished = status.certificates.iter().filter(|c| !c.published).count(),
         route53_calls = services.dns.api_calls(),
         duration_ms = (status.finished_at - started_at).whole_milliseconds() as u64,
@@ -172,55 +164,114 @@ pub async fn run_once(
     Ok(status)
 }
 
+/// What to do with one certificate in this run.
+enum CertPlan {
+    Renew,
+    Keep,
+    /// Its stored state is unreadable: report, never re-issue over it blindly.
+    Broken(String),
+}
+
+fn plan_all(settings: &Settings, store: &Store, config: &Config) -> Vec<(Certificate, CertPlan)> {
+    let now = OffsetDateTime::now_utc();
+    config
+        .certificates
+        .iter()
+        .map(|cert| {
+            let plan = match store.live_meta(cert.name()) {
+                Ok(meta) => {
+                    match plan::decide(&cert.spec, meta.as_ref(), &settings.acme.directory_url, now) {
+                        Decision::Due(reason) => {
+                            tracing::info!(event = "cert.due", cert = cert.name(), reason = reason.code());
+                            CertPlan::Renew
+                        }
+                        Decision::Current { renew_at } => {
+                            tracing::info!(event = "cert.current", cert = cert.name(), renew_at = %rfc3339(renew_at));
+                            CertPlan::Keep
+                        }
+                    }
+                }
+                Err(e) => {
+                    // Re-issuing over state we cannot read is how rate-limit
+                    // storms start. Say so and let a person look.
+                    tracing::error!(event = "cert.state.unreadable", cert = cert.name(), error = %e);
+                    CertPlan::Broken(e.to_string())
+                }
+            };
+            (cert.clone(), plan)
+        })
+        .collect()
+}
+
+/// The ACME account, loaded only when something is due.
+async fn account_if_needed(
+    settings: &Settings,
+    store: &Store,
+    plans: &[(Certificate, CertPlan)],
+) -> Option<Result<Arc<Issuer>, String>> {
+    if !plans.iter().any(|(_, p)| matches!(p, CertPlan::Renew)) {
+        return None;
+    }
+    Some(match Issuer::load_or_create(&settings.acme, store).await {
+        Ok(issuer) => Ok(Arc::new(issuer)),
+        Err(e) => {
+            tracing::error!(event = "acme.account.failed", error = %e);
+            Err(e.to_string())
+        }
+    })
+}
+
+fn panicked_status(cert: &Certificate) -> CertStatus {
+    CertStatus {
+        name: cert.name().to_string(),
+        domains: cert.spec.domains.clone(),
+        state: CertState::Failed,
+        not_after: None,
+        days_left: None,
+        serial: None,
+        config_commit: None,
+        last_error: Some("internal error: task panicked (see logs)".into()),
+        published: false,
+    }
+}
+
 /// The result of trying to renew one certificate: `Ok(true)` when renewed.
 type Attempt = Result<bool, String>;
 
-async fn issue_all(
-    settings: &Settings,
-    store: &Store,
-    dns: &Arc<Dns01>,
-    due: Vec<Certificate>,
-    commit: &str,
-    cancel: &CancellationToken,
-) -> Vec<(Certificate, Attempt)> {
-    if due.is_empty() {
-        return Vec::new();
+/// Everything one certificate's pipeline needs, owned so it can run as a task.
+struct CertTask {
+    store: Store,
+    dns: Arc<Dns01>,
+    issuer: Option<Result<Arc<Issuer>, String>>,
+    targets: Vec<Arc<dyn Target>>,
+    commit: String,
+    cancel: CancellationToken,
+}
+
+impl CertTask {
+    async fn process(&self, cert: &Certificate, plan: CertPlan) -> CertStatus {
+        let attempt = match plan {
+            CertPlan::Keep => None,
+            CertPlan::Broken(e) => Some(Err(e)),
+            CertPlan::Renew => Some(match &self.issuer {
+                _ if self.cancel.is_cancelled() => Err("cancelled before start".to_string()),
+                Some(Ok(issuer)) => {
+                    renew_one(
+                        issuer,
+                        &self.dns,
+                        &self.store,
+                        cert,
+                        &self.commit,
+                        &self.cancel,
+                    )
+                    .await
+                }
+                Some(Err(e)) => Err(e.clone()),
+                None => Err("no ACME account".to_string()),
+            }),
+        };
+        finish_cert(&self.store, &self.targets, cert, attempt).await
     }
-    let issuer = match Issuer::load_or_create(&settings.acme, store).await {
-        Ok(i) => Arc::new(i),
-        Err(e) => {
-            tracing::error!(event = "acme.account.failed", error = %e);
-            return due.into_iter().map(|c| (c, Err(e.to_string()))).collect();
-        }
-    };
-    let limit = Arc::new(Semaphore::new(settings.max_concurrent_orders));
-    let mut tasks = JoinSet::new();
-    for cert in due {
-        let (issuer, dns, store, limit, cancel) = (
-            issuer.clone(),
-            dns.clone(),
-            store.clone(),
-            limit.clone(),
-            cancel.clone(),
-        );
-        let commit = commit.to_string();
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-            if cancel.is_cancelled() {
-                return (cert, Err("cancelled before start".to_string()));
-            }
-            let result = renew_one(&issuer, &dns, &store, &cert, &commit, &cancel).await;
-            (cert, result)
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(r) => out.push(r),
-            Err(e) => tracing::error!(event = "order.panicked", error = %e),
-        }
-    }
-    out
 }
 
 async fn renew_one(
@@ -278,7 +329,7 @@ async fn renew_one(
 /// Publishes whatever is live for `cert` and builds its status line.
 async fn finish_cert(
     store: &Store,
-    services: &Services,
+    targets: &[Arc<dyn Target>],
     cert: &Certificate,
     attempt: Option<Attempt>,
 ) -> CertStatus {
@@ -290,7 +341,7 @@ async fn finish_cert(
     };
     let mut published = true;
     if let Some(meta) = &meta {
-        for target in &services.targets {
+        for target in targets {
             if let Err(e) = publish_to(store, target.as_ref(), meta).await {
                 published = false;
                 last_error.get_or_insert(e);
@@ -325,7 +376,7 @@ async fn publish_to(store: &Store, target: &dyn Target, meta: &Meta) -> Result<(
     match target.publish(meta, &files).await {
         Ok(outcome) => {
             tracing::info!(
-                event = "publish.uploaded",
+                event = %format!("publish.{}.uploaded", target.name()),
                 target = target.name(),
                 cert = %meta.name,
                 uploaded = outcome.uploaded,
@@ -336,7 +387,12 @@ async fn publish_to(store: &Store, target: &dyn Target, meta: &Meta) -> Result<(
                 .map_err(|e| e.to_string())
         }
         Err(e) => {
-            tracing::error!(event = "publish.failed", target = target.name(), cert = %meta.name, error = %e);
+            tracing::error!(
+                event = %format!("publish.{}.failed", target.name()),
+                target = target.name(),
+                cert = %meta.name,
+                error = %e,
+            );
             Err(e.to_string())
         }
     }

@@ -1,0 +1,77 @@
+//! SIGTERM in the middle of an order: the TXT values already written are
+//! removed, the status file is written, nothing half-done is left live.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use support::{LocalEnv, PebbleOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_during_propagation_cleans_up() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    env.repo.commit_certificates(
+        "certificates:\n  - name: slow\n    domains: [slow.example.test]\n",
+        "one",
+    );
+    // The nameserver never sees the value, so the run waits in propagation.
+    env.dns.hide("_acme-challenge.slow.example.test");
+
+    let bin = support::certkeeper_bin();
+    let settings = env.settings_path();
+    let secret = env.aws_secret.clone();
+    let (code, stdout) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(bin)
+            .args(["run", "--once", "--config"])
+            .arg(settings)
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let upserted = line.contains("\"dns.txt.upserted\"");
+            seen.push(line);
+            if upserted {
+                break;
+            }
+        }
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        seen.extend(lines.map_while(Result::ok));
+        let status = child.wait().unwrap();
+        (status.code(), seen.join("\n"))
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("\"run.cancelling\""), "{stdout}");
+    assert!(stdout.contains("\"dns.txt.removed\""), "{stdout}");
+    assert!(stdout.contains("\"run.finished\""), "{stdout}");
+    assert_eq!(
+        env.moto.challenge_records().await,
+        Vec::<String>::new(),
+        "TXT left behind"
+    );
+    let status = env.status();
+    assert_eq!(status["certificates"][0]["state"], "failed");
+    assert!(
+        status["certificates"][0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled")
+    );
+    assert!(
+        !env.state_dir().join("live/slow").exists(),
+        "nothing may be live"
+    );
+}
