@@ -188,6 +188,14 @@ async fn issues_renews_only_what_changed_and_publishes() {
     );
     assert!(out.events_named("order.created").is_empty());
     let status = env.status();
+    // The ACME account was created once, stored 0600, and is reused.
+    let accounts: Vec<_> = std::fs::read_dir(env.state_dir().join("accounts"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(accounts.len(), 1);
+    let account_mode = accounts[0].metadata().unwrap().permissions().mode();
+    assert_eq!(account_mode & 0o777, 0o600);
     assert!(
         status["certificates"]
             .as_array()
