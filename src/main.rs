@@ -19,6 +19,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Work with the config repo.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Renew every certificate of the config repo that is due, store and publish.
     Run {
         /// Run once and exit (for cron and Jenkins).
@@ -33,9 +38,39 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a working tree of the config repo exactly as a run would
+    /// (for the repo's own CI). Exit 0 when valid, 2 otherwise.
+    Check {
+        /// Working tree of the config repo.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Settings file, for its zone allowlist.
+        #[arg(long)]
+        settings: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Config {
+            command:
+                ConfigCommand::Check {
+                    repo,
+                    settings,
+                    format,
+                },
+        } => config_check(&repo, settings.as_deref(), format),
         Command::Run {
             once,
             config,
@@ -82,7 +117,17 @@ fn run_command(once: bool, config: &std::path::Path, log_format: Option<LogForma
         });
         let services = run::Services::from_settings(&settings).await;
         match run::run_once(&settings, &services, &cancel).await {
-            Ok(status) => status.exit_code(time::OffsetDateTime::now_utc()),
+            Ok(status) => {
+                if let Some(r) = &status.config_rejected {
+                    eprintln!(
+                        "certkeeper: config repo commit {} rejected, used last good commit {}:\n{}",
+                        r.commit,
+                        status.config_commit.as_deref().unwrap_or("?"),
+                        r.reason
+                    );
+                }
+                status.exit_code(time::OffsetDateTime::now_utc())
+            }
             Err(e) => {
                 tracing::error!(event = "run.failed", error = %e);
                 eprintln!("certkeeper: {e}");
@@ -90,6 +135,70 @@ fn run_command(once: bool, config: &std::path::Path, log_format: Option<LogForma
                 exit::CONFIG_ERROR
             }
         }
+    })
+}
+
+fn config_check(
+    repo: &std::path::Path,
+    settings: Option<&std::path::Path>,
+    format: OutputFormat,
+) -> i32 {
+    let zones = match settings.map(Settings::load).transpose() {
+        Ok(s) => s.and_then(|s| s.allowed_zones),
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            return exit::CONFIG_ERROR;
+        }
+    };
+    let (config, mut report) = match certkeeper::config::Config::check_tree(repo) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("certkeeper: {}: {e}", repo.display());
+            return exit::CONFIG_ERROR;
+        }
+    };
+    if let Some(zones) = zones {
+        report.errors.extend(config.check_allowed_zones(&zones));
+    }
+    match format {
+        OutputFormat::Text => {
+            for e in &report.errors {
+                println!("{e}");
+            }
+            for w in &report.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "{} certificates, {} errors, {} warnings",
+                config.certificates.len(),
+                report.errors.len(),
+                report.warnings.len()
+            );
+        }
+        OutputFormat::Json => {
+            let json = serde_json::json!({
+                "valid": report.errors.is_empty(),
+                "certificates": config.certificates.iter().map(|c| c.name()).collect::<Vec<_>>(),
+                "errors": report.errors.iter().map(located_json).collect::<Vec<_>>(),
+                "warnings": report.warnings.iter().map(located_json).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&json).expect("json"));
+        }
+    }
+    if report.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::CONFIG_ERROR
+    }
+}
+
+fn located_json(l: &certkeeper::yaml::Located) -> serde_json::Value {
+    serde_json::json!({
+        "file": l.file.display().to_string(),
+        "line": l.line,
+        "column": l.column,
+        "field": l.field,
+        "message": l.message,
     })
 }
 
@@ -103,6 +212,8 @@ fn record_failure(settings: &Settings, error: &str) {
         started_at: now,
         finished_at: now,
         config_commit: None,
+        config: "unusable".into(),
+        config_rejected: None,
         error: Some(error.to_string()),
         certificates: Vec::new(),
     };

@@ -2,7 +2,6 @@
 //! fetch the config, decide what is due, issue, store, publish, report.
 
 use crate::acme::Issuer;
-use crate::config::source::GitSource;
 use crate::config::{Certificate, Config};
 use crate::dns::{Dns01, DnsProvider, route53::Route53};
 use crate::plan::{self, Decision};
@@ -21,12 +20,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    Source(#[from] crate::config::source::SourceError),
-    #[error("config repo commit {commit} is invalid:\n{source}")]
-    Config {
-        commit: String,
-        source: crate::config::ConfigError,
-    },
+    Config(#[from] crate::config::gate::GateError),
     #[error("state dir: {0}")]
     Store(#[from] crate::store::StoreError),
 }
@@ -77,21 +71,26 @@ pub async fn run_once(
     let started_at = OffsetDateTime::now_utc();
     let store = Store::open(&settings.state_dir)?;
 
-    let source = GitSource::new(
-        &settings.config_repo.url,
-        &settings.config_repo.branch,
-        &store.root().join("repo"),
-    );
-    let checkout = tokio::task::spawn_blocking(move || source.sync())
-        .await
-        .expect("git task does not panic")?;
-    tracing::info!(event = "config.fetched", commit = %checkout.commit);
-    let config = Config::load(&checkout.dir).map_err(|source| RunError::Config {
-        commit: checkout.commit.clone(),
-        source,
-    })?;
+    let provider_zones = match services.dns.zones().await {
+        Ok(zones) => Some(zones),
+        Err(e) => {
+            // Issuance needs a zone at the provider anyway, so nothing outside
+            // them can be issued; the early check is only skipped.
+            tracing::warn!(event = "dns.zones.unavailable", error = %e);
+            None
+        }
+    };
+    let gate_settings = settings.clone();
+    let gate_store = store.clone();
+    let accepted = tokio::task::spawn_blocking(move || {
+        crate::config::gate::accept(&gate_settings, &gate_store, provider_zones.as_deref())
+    })
+    .await
+    .expect("config task does not panic")?;
+    let config = &accepted.config;
+    let checkout_commit = accepted.commit.clone();
 
-    let plans = plan_all(settings, &store, &config);
+    let plans = plan_all(settings, &store, config);
     let issuer = account_if_needed(settings, &store, &plans).await;
     let dns = Arc::new(Dns01::new(
         services.dns.clone(),
@@ -114,7 +113,7 @@ pub async fn run_once(
             dns: dns.clone(),
             issuer: issuer.clone(),
             targets: services.targets.clone(),
-            commit: checkout.commit.clone(),
+            commit: checkout_commit.clone(),
             cancel: cancel.clone(),
         };
         let limit = limit.clone();
@@ -139,7 +138,9 @@ pub async fn run_once(
     let status = Status {
         started_at,
         finished_at: OffsetDateTime::now_utc(),
-        config_commit: Some(checkout.commit.clone()),
+        config_commit: Some(checkout_commit.clone()),
+        config: report::config_state(accepted.rejected.as_ref()),
+        config_rejected: accepted.rejected.clone(),
         error: None,
         certificates,
     };
@@ -159,7 +160,7 @@ pub async fn run_once(
         unpublished = status.certificates.iter().filter(|c| !c.published).count(),
         route53_calls = services.dns.api_calls(),
         duration_ms = (status.finished_at - started_at).whole_milliseconds() as u64,
-        config_commit = %checkout.commit,
+        config_commit = %checkout_commit,
     );
     Ok(status)
 }

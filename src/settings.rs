@@ -36,6 +36,13 @@ pub struct Settings {
     pub log_format: LogFormat,
     #[serde(default = "defaults::max_concurrent_orders")]
     pub max_concurrent_orders: usize,
+    /// Zones certificates may be issued in, whatever the repo says. Absent:
+    /// the zones the DNS providers hold.
+    #[serde(default)]
+    pub allowed_zones: Option<Vec<String>>,
+    /// Only use commits with an SSH signature by one of these signers.
+    #[serde(default)]
+    pub require_signed_commits: Option<SignedCommits>,
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -48,6 +55,44 @@ pub struct RepoSettings {
     pub url: String,
     #[serde(default = "defaults::branch")]
     pub branch: String,
+    /// For `ssh://` and `user@host:path` URLs.
+    #[serde(default)]
+    pub ssh: Option<SshSettings>,
+    /// For `https://` URLs that need a token.
+    #[serde(default)]
+    pub https: Option<HttpsSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshSettings {
+    /// Private key file (OpenSSH format, unencrypted; mode 0600).
+    pub private_key_file: PathBuf,
+    /// Pinned host keys in OpenSSH known_hosts format (hashed hosts work).
+    pub known_hosts_file: Option<PathBuf>,
+    /// Or: the host key's fingerprint as `ssh-keygen -lf` prints it
+    /// (`SHA256:…`). One of the two is required: unknown hosts are refused.
+    pub host_key_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpsSettings {
+    /// User name sent with the token (`x-access-token` for GitHub apps,
+    /// `oauth2` for GitLab).
+    #[serde(default = "defaults::https_username")]
+    pub username: String,
+    /// File holding the token (first line).
+    pub token_file: Option<PathBuf>,
+    /// Or: environment variable holding the token.
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedCommits {
+    /// git's `gpg.ssh.allowedSignersFile` format.
+    pub allowed_signers: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +176,9 @@ mod defaults {
     pub fn branch() -> String {
         "main".into()
     }
+    pub fn https_username() -> String {
+        "x-access-token".into()
+    }
     pub fn max_concurrent_orders() -> usize {
         8
     }
@@ -160,6 +208,17 @@ impl Settings {
         settings.state_dir = base.join(&settings.state_dir);
         if let Some(root) = &settings.acme.root_ca_file {
             settings.acme.root_ca_file = Some(base.join(root));
+        }
+        let repo = &mut settings.config_repo;
+        if let Some(ssh) = &mut repo.ssh {
+            ssh.private_key_file = base.join(&ssh.private_key_file);
+            ssh.known_hosts_file = ssh.known_hosts_file.as_ref().map(|p| base.join(p));
+        }
+        if let Some(https) = &mut repo.https {
+            https.token_file = https.token_file.as_ref().map(|p| base.join(p));
+        }
+        if let Some(signed) = &mut settings.require_signed_commits {
+            signed.allowed_signers = base.join(&signed.allowed_signers);
         }
         if is_local_path(&settings.config_repo.url) {
             settings.config_repo.url = base.join(&settings.config_repo.url).display().to_string();
@@ -206,6 +265,32 @@ impl Settings {
                 ));
             }
         }
+        if let Some(ssh) = &self.config_repo.ssh
+            && ssh.known_hosts_file.is_none()
+            && ssh.host_key_sha256.is_none()
+        {
+            return Err(fail(
+                "config_repo.ssh",
+                "ssh:",
+                "needs known_hosts_file or host_key_sha256: unknown host keys are refused".into(),
+            ));
+        }
+        if let Some(https) = &self.config_repo.https
+            && https.token_file.is_some() == https.token_env.is_some()
+        {
+            return Err(fail(
+                "config_repo.https",
+                "https:",
+                "needs exactly one of token_file and token_env".into(),
+            ));
+        }
+        if let Some(zones) = &self.allowed_zones {
+            for zone in zones {
+                if let Err(why) = crate::config::domain::validate(&zone.to_ascii_lowercase()) {
+                    return Err(fail("allowed_zones", zone, why));
+                }
+            }
+        }
         for ns in &self.dns.nameservers {
             if ns.parse::<std::net::SocketAddr>().is_err() {
                 return Err(fail(
@@ -221,6 +306,13 @@ impl Settings {
 
 fn is_local_path(url: &str) -> bool {
     !url.contains("://") && !url.contains('@')
+}
+
+impl RepoSettings {
+    /// Whether the URL is a local path or file:// (no credentials needed).
+    pub fn is_local(&self) -> bool {
+        is_local_path(&self.url) || self.url.starts_with("file://")
+    }
 }
 
 #[cfg(test)]

@@ -124,3 +124,107 @@ mod tests {
         assert_eq!(find_line(text, "zzz", 2), (2, 1));
     }
 }
+
+/// Where every node of a YAML document starts, by field path
+/// (`certificates[2].domains[1]`): sequence items at their value, mapping
+/// entries at their key. serde forgets positions once a value is
+/// deserialized; this map lets every later error point at its line.
+pub fn locations(text: &str) -> std::collections::HashMap<String, (usize, usize)> {
+    use saphyr_parser::{Event, Parser};
+
+    enum Frame {
+        Map { path: String, key: Option<String> },
+        Seq { path: String, next: usize },
+    }
+
+    fn child(parent: &str, key: &str) -> String {
+        if parent.is_empty() {
+            key.to_string()
+        } else {
+            format!("{parent}.{key}")
+        }
+    }
+
+    let mut out = std::collections::HashMap::new();
+    let mut stack: Vec<Frame> = Vec::new();
+    // Returns the path of a node that starts here, or None for a mapping key.
+    let mut place =
+        |stack: &mut Vec<Frame>, pos: (usize, usize), scalar: Option<&str>| -> Option<String> {
+            match stack.last_mut() {
+                None => Some(String::new()),
+                Some(Frame::Seq { path, next }) => {
+                    let p = format!("{path}[{next}]");
+                    *next += 1;
+                    out.insert(p.clone(), pos);
+                    Some(p)
+                }
+                Some(Frame::Map { path, key }) => match key.take() {
+                    Some(k) => Some(child(path, &k)),
+                    None => {
+                        let k = scalar.unwrap_or("?").to_string();
+                        out.insert(child(path, &k), pos);
+                        *key = Some(k);
+                        None
+                    }
+                },
+            }
+        };
+    for item in Parser::new_from_str(text) {
+        let Ok((event, span)) = item else { break };
+        let pos = (span.start.line(), span.start.col() + 1);
+        match event {
+            Event::Scalar(value, ..) => {
+                place(&mut stack, pos, Some(&value));
+            }
+            Event::Alias(_) => {
+                place(&mut stack, pos, None);
+            }
+            Event::MappingStart(..) => {
+                let path = place(&mut stack, pos, None).unwrap_or_default();
+                stack.push(Frame::Map { path, key: None });
+            }
+            Event::SequenceStart(..) => {
+                let path = place(&mut stack, pos, None).unwrap_or_default();
+                stack.push(Frame::Seq { path, next: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                stack.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The location of `path`, or of its nearest ancestor that has one.
+pub fn locate(
+    map: &std::collections::HashMap<String, (usize, usize)>,
+    path: &str,
+) -> Option<(usize, usize)> {
+    let mut p = path.to_string();
+    loop {
+        if let Some(pos) = map.get(&p) {
+            return Some(*pos);
+        }
+        let cut = p.rfind(['.', '['])?;
+        p.truncate(cut);
+    }
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    #[test]
+    fn maps_paths_to_positions() {
+        let text = "certificates:\n  - name: web\n    domains:\n      - a.example.test\n      - \"*.b.example.test\"\n    dns: {provider: route53}\n";
+        let map = locations(text);
+        assert_eq!(map["certificates"], (1, 1));
+        assert_eq!(map["certificates[0]"], (2, 5));
+        assert_eq!(map["certificates[0].name"], (2, 5));
+        assert_eq!(map["certificates[0].domains[1]"], (5, 9));
+        assert_eq!(map["certificates[0].dns.provider"], (6, 11));
+        assert_eq!(locate(&map, "certificates[0].domains[7]"), Some((3, 5)));
+        assert_eq!(locate(&map, "nothing.here"), None);
+    }
+}

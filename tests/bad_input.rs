@@ -135,7 +135,7 @@ fn invalid_repo_content_names_file_line_and_field() {
     assert_eq!(run.code, 2);
     assert!(
         run.stderr
-            .contains("certificates.yaml:3:5: certificates[0]: unknown field `domain`"),
+            .contains("certificates.yaml:3:5: certificates[0].domain: unknown field `domain`"),
         "{}",
         run.stderr
     );

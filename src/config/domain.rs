@@ -1,6 +1,30 @@
 //! Hostname rules for certificate domains (RFC 1123 labels, wildcards).
 
-/// Checks one domain as written in the config. Errors are whole sentences
+/// Turns a domain as written into its canonical form (lower case, no
+/// trailing dot, internationalised labels in punycode) and checks it.
+pub fn normalize(domain: &str) -> Result<String, String> {
+    let trimmed = domain.trim().trim_end_matches('.');
+    let (wildcard, rest) = match trimmed.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, trimmed),
+    };
+    let ascii = if rest.is_ascii() {
+        rest.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii_strict(rest)
+            .map_err(|_| format!("{domain:?} is not a valid internationalised domain name"))?
+    };
+    let canonical = if wildcard {
+        format!("*.{ascii}")
+    } else {
+        ascii
+    };
+    validate(&canonical)
+        .map_err(|e| e.replace(&format!("{canonical:?}"), &format!("{domain:?}")))?;
+    Ok(canonical)
+}
+
+/// Checks one domain in canonical form. Errors are whole sentences
 /// quoting the domain, ready to follow `file:line: field: `.
 pub fn validate(domain: &str) -> Result<(), String> {
     if domain.is_empty() {
@@ -101,6 +125,25 @@ mod tests {
         }
         let long = format!("{}.example.com", "a".repeat(64));
         assert!(validate(&long).unwrap_err().contains("63"));
+    }
+
+    #[test]
+    fn normalizes_case_dots_and_idna() {
+        assert_eq!(normalize("WWW.Example.TEST.").unwrap(), "www.example.test");
+        assert_eq!(
+            normalize("bücher.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(
+            normalize("*.bücher.example").unwrap(),
+            "*.xn--bcher-kva.example"
+        );
+        let err = normalize("*.*.Example.com").unwrap_err();
+        assert!(
+            err.contains("\"*.*.Example.com\" is not a valid wildcard"),
+            "{err}"
+        );
+        assert!(normalize("a_b.example.com").is_err());
     }
 
     #[test]

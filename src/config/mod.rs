@@ -4,6 +4,8 @@
 //! network I/O except in [`source`], which fetches the repo with git.
 
 pub mod domain;
+pub mod gate;
+pub mod signature;
 pub mod source;
 
 use crate::yaml::{self, Located};
@@ -36,14 +38,6 @@ fn join_lines(errors: &[Located]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// One file of the repo as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CertificatesFile {
-    #[serde(default)]
-    certificates: Vec<CertificateSpec>,
 }
 
 /// A certificate as the config repo describes it.
@@ -152,25 +146,60 @@ impl<'de> Deserialize<'de> for RenewBefore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Certificate {
     pub spec: CertificateSpec,
-    /// Repo-relative file and line of its `name:`.
+    /// Repo-relative file and line of its entry, e.g. `certificates/web.yaml:12`.
     pub origin: String,
+    pub file: PathBuf,
+    /// Index in its file's `certificates` list.
+    pub index: usize,
+    /// Line and column of each domain, for errors found later.
+    pub domain_positions: Vec<(usize, usize)>,
 }
 
 impl Certificate {
     pub fn name(&self) -> &str {
         &self.spec.name
     }
+
+    /// An error about one of this certificate's domains, located.
+    pub fn domain_error(&self, domain_index: usize, message: String) -> Located {
+        let (line, column) = self
+            .domain_positions
+            .get(domain_index)
+            .copied()
+            .unwrap_or((0, 0));
+        Located {
+            file: self.file.clone(),
+            line: (line > 0).then_some(line),
+            column: (column > 0).then_some(column),
+            field: format!("certificates[{}].domains[{domain_index}]", self.index),
+            message,
+        }
+    }
+}
+
+/// Everything wrong (errors) or suspicious (warnings) in a config.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub errors: Vec<Located>,
+    pub warnings: Vec<Located>,
 }
 
 /// The validated config of one commit.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     pub certificates: Vec<Certificate>,
+    pub warnings: Vec<Located>,
 }
 
 impl Config {
     /// Loads and validates every certificates file of a working tree.
     pub fn load(root: &Path) -> Result<Config, ConfigError> {
+        Config::from_report(Config::check_tree(root)?)
+    }
+
+    /// Reads every certificates file of a working tree and checks it,
+    /// collecting every problem instead of stopping at the first.
+    pub fn check_tree(root: &Path) -> Result<(Config, Report), ConfigError> {
         let files = certificate_files(root)?;
         if files.is_empty() {
             return Err(ConfigError::Empty);
@@ -184,65 +213,202 @@ impl Config {
             let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
             sources.push((rel, text));
         }
-        Config::parse(&sources)
+        Ok(Config::check(&sources))
     }
 
-    /// Parses and validates already-read files, collecting every error.
+    /// Parses and validates already-read files.
     pub fn parse(files: &[(PathBuf, String)]) -> Result<Config, ConfigError> {
-        let mut errors = Vec::new();
-        let mut certificates = Vec::new();
-        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        Config::from_report(Config::check(files))
+    }
+
+    fn from_report((config, report): (Config, Report)) -> Result<Config, ConfigError> {
+        if report.errors.is_empty() {
+            Ok(Config {
+                warnings: report.warnings,
+                ..config
+            })
+        } else {
+            Err(ConfigError::Invalid(report.errors))
+        }
+    }
+
+    /// Checks files and returns whatever certificates were readable, plus
+    /// every error and warning found.
+    pub fn check(files: &[(PathBuf, String)]) -> (Config, Report) {
+        let mut report = Report::default();
+        let mut certificates: Vec<Certificate> = Vec::new();
         for (path, text) in files {
-            let file: CertificatesFile = match yaml::parse(path, text) {
-                Ok(f) => f,
-                Err(e) => {
-                    errors.push(e);
-                    continue;
+            certificates.extend(parse_file(path, text, &mut report.errors));
+        }
+        cross_check(&certificates, &mut report);
+        (
+            Config {
+                certificates,
+                warnings: Vec::new(),
+            },
+            report,
+        )
+    }
+
+    /// Refuses certificates with a domain outside `zones` (the settings'
+    /// allowlist, which the repo cannot widen).
+    pub fn check_allowed_zones(&self, zones: &[String]) -> Vec<Located> {
+        let zones: Vec<String> = zones
+            .iter()
+            .map(|z| crate::dns::normalize_name(z))
+            .collect();
+        let mut errors = Vec::new();
+        for cert in &self.certificates {
+            for (i, d) in cert.spec.domains.iter().enumerate() {
+                let base = d.strip_prefix("*.").unwrap_or(d);
+                if !zones
+                    .iter()
+                    .any(|z| base == z || base.ends_with(&format!(".{z}")))
+                {
+                    errors.push(cert.domain_error(
+                        i,
+                        format!("{d:?} is outside the allowed zones {zones:?} (allowed_zones in the settings)"),
+                    ));
                 }
-            };
-            let mut search_from = 1;
-            for (idx, spec) in file.certificates.into_iter().enumerate() {
-                let (line, _) = yaml::find_line(text, &spec.name, search_from);
-                search_from = line;
-                let mut err = |needle: &str, field: String, message: String| {
-                    let (line, column) = yaml::find_line(text, needle, line);
-                    errors.push(Located {
-                        file: path.clone(),
-                        line: Some(line),
-                        column: Some(column),
-                        field,
-                        message,
-                    });
-                };
-                let origin = format!("{}:{line}", path.display());
-                validate_spec(&spec, idx, &mut err);
-                if let Some(first) = seen.get(&spec.name) {
-                    err(
-                        &spec.name,
-                        format!("certificates[{idx}].name"),
-                        format!(
-                            "duplicate certificate name {:?}, first defined at {first}",
-                            spec.name
-                        ),
-                    );
-                } else {
-                    seen.insert(spec.name.clone(), origin.clone());
-                }
-                certificates.push(Certificate { spec, origin });
             }
         }
-        if errors.is_empty() {
-            Ok(Config { certificates })
+        errors
+    }
+}
+
+/// Parses one file; pushes located errors, returns the certificates that
+/// deserialized (even if they failed later checks, so cross-file checks see them).
+fn parse_file(path: &Path, text: &str, errors: &mut Vec<Located>) -> Vec<Certificate> {
+    let value: yaml_serde::Value = match yaml::parse(path, text) {
+        Ok(v) => v,
+        Err(e) => {
+            errors.push(e);
+            return Vec::new();
+        }
+    };
+    let positions = yaml::locations(text);
+    let at = |field: String, message: String| {
+        let pos = yaml::locate(&positions, &field);
+        Located {
+            file: path.to_path_buf(),
+            line: pos.map(|p| p.0),
+            column: pos.map(|p| p.1),
+            field,
+            message,
+        }
+    };
+    let items = match value {
+        yaml_serde::Value::Null => return Vec::new(),
+        yaml_serde::Value::Mapping(map) => {
+            let mut items = Vec::new();
+            for (key, v) in map {
+                match key.as_str() {
+                    Some("certificates") => match v {
+                        yaml_serde::Value::Sequence(seq) => items = seq,
+                        yaml_serde::Value::Null => {}
+                        _ => errors.push(at(
+                            "certificates".into(),
+                            "must be a list of certificates".into(),
+                        )),
+                    },
+                    other => errors.push(at(
+                        other.unwrap_or("?").to_string(),
+                        format!(
+                            "unknown field `{}`, expected `certificates`",
+                            other.unwrap_or("?")
+                        ),
+                    )),
+                }
+            }
+            items
+        }
+        _ => {
+            errors.push(at(
+                String::new(),
+                "expected a mapping with a `certificates` list".into(),
+            ));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let base = format!("certificates[{index}]");
+        let mut spec: CertificateSpec = match serde_path_to_error::deserialize(item) {
+            Ok(spec) => spec,
+            Err(e) => {
+                let inner = e.path().to_string();
+                let field = if inner == "." || inner.is_empty() {
+                    base
+                } else {
+                    format!("{base}.{inner}")
+                };
+                errors.push(at(field, e.inner().to_string()));
+                continue;
+            }
+        };
+        validate_spec(&mut spec, index, &mut |field: String, message: String| {
+            errors.push(at(field, message))
+        });
+        let (line, _) = yaml::locate(&positions, &base).unwrap_or((0, 0));
+        let domain_positions = (0..spec.domains.len())
+            .map(|d| yaml::locate(&positions, &format!("{base}.domains[{d}]")).unwrap_or((0, 0)))
+            .collect();
+        out.push(Certificate {
+            origin: format!("{}:{line}", path.display()),
+            file: path.to_path_buf(),
+            index,
+            domain_positions,
+            spec,
+        });
+    }
+    out
+}
+
+/// Checks across all files: unique names (error), a domain in two
+/// certificates (warning: legal, but usually a copy-paste mistake).
+fn cross_check(certificates: &[Certificate], report: &mut Report) {
+    let mut names: BTreeMap<&str, &Certificate> = BTreeMap::new();
+    let mut domains: BTreeMap<&str, &Certificate> = BTreeMap::new();
+    for cert in certificates {
+        if let Some(first) = names.get(cert.name()) {
+            report.errors.push(Located {
+                file: cert.file.clone(),
+                line: cert.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
+                column: None,
+                field: format!("certificates[{}].name", cert.index),
+                message: format!(
+                    "duplicate certificate name {:?}, first defined at {}",
+                    cert.name(),
+                    first.origin
+                ),
+            });
         } else {
-            Err(ConfigError::Invalid(errors))
+            names.insert(cert.name(), cert);
+        }
+        for (i, d) in cert.spec.domains.iter().enumerate() {
+            match domains.get(d.as_str()) {
+                Some(first) if first.name() != cert.name() => {
+                    report.warnings.push(cert.domain_error(
+                        i,
+                        format!(
+                            "{d:?} is also in certificate {:?} ({})",
+                            first.name(),
+                            first.origin
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    domains.insert(d, cert);
+                }
+            }
         }
     }
 }
 
-fn validate_spec(spec: &CertificateSpec, idx: usize, err: &mut impl FnMut(&str, String, String)) {
+fn validate_spec(spec: &mut CertificateSpec, idx: usize, err: &mut impl FnMut(String, String)) {
     if !valid_name(&spec.name) {
         err(
-            &spec.name,
             format!("certificates[{idx}].name"),
             format!(
                 "{:?} is not a valid certificate name (letters, digits, '.', '-', '_'; it becomes a directory and S3 key)",
@@ -252,18 +418,21 @@ fn validate_spec(spec: &CertificateSpec, idx: usize, err: &mut impl FnMut(&str, 
     }
     if spec.domains.is_empty() {
         err(
-            "domains",
             format!("certificates[{idx}].domains"),
             "at least one domain is required".into(),
         );
     }
     let mut seen = std::collections::HashSet::new();
-    for (d, domain) in spec.domains.iter().enumerate() {
+    for (d, domain) in spec.domains.iter_mut().enumerate() {
         let field = format!("certificates[{idx}].domains[{d}]");
-        if let Err(why) = domain::validate(domain) {
-            err(domain, field, why);
-        } else if !seen.insert(domain.to_ascii_lowercase()) {
-            err(domain, field, format!("{domain:?} is listed twice"));
+        match domain::normalize(domain) {
+            Err(why) => err(field, why),
+            Ok(ascii) => {
+                if !seen.insert(ascii.clone()) {
+                    err(field, format!("{domain:?} is listed twice"));
+                }
+                *domain = ascii;
+            }
         }
     }
 }

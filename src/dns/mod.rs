@@ -76,6 +76,9 @@ pub trait DnsProvider: Send + Sync {
         name: &str,
     ) -> Result<Vec<String>, DnsError>;
 
+    /// The zones this provider can write to (lower case, no trailing dot).
+    async fn zones(&self) -> Result<Vec<String>, DnsError>;
+
     /// API calls made so far, for the benchmark.
     fn api_calls(&self) -> u64 {
         0

@@ -379,6 +379,18 @@ impl DnsProvider for Route53 {
         Ok(servers)
     }
 
+    async fn zones(&self) -> Result<Vec<String>, DnsError> {
+        let mut zones = self.zones.lock().await;
+        if zones.is_none() {
+            *zones = Some(self.list_public_zones("(all zones)").await?);
+        }
+        Ok(zones
+            .iter()
+            .flatten()
+            .map(|(apex, _)| apex.clone())
+            .collect())
+    }
+
     fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
     }

@@ -40,6 +40,12 @@ pub struct Status {
     #[serde(with = "time::serde::rfc3339")]
     pub finished_at: OffsetDateTime,
     pub config_commit: Option<String>,
+    /// `ok`, or `stale (commit abc123 rejected: …)` when the newest commit of
+    /// the config repo was rejected and the last good one was used.
+    #[serde(default)]
+    pub config: String,
+    #[serde(default)]
+    pub config_rejected: Option<crate::config::gate::Rejected>,
     /// Set when the run could not start renewing at all (bad settings or config).
     pub error: Option<String>,
     pub certificates: Vec<CertStatus>,
@@ -55,10 +61,28 @@ impl Status {
     }
 
     pub fn exit_code(&self, now: OffsetDateTime) -> i32 {
-        if self.healthy(now) {
+        if self.config_rejected.is_some() {
+            // The renewals ran on the last good commit, but someone must fix
+            // the repo: report it as the configuration error it is.
+            crate::exit::CONFIG_ERROR
+        } else if self.healthy(now) {
             crate::exit::OK
         } else {
             crate::exit::RENEWAL_FAILED
+        }
+    }
+}
+
+/// The one-line config state shown in the status.
+pub fn config_state(rejected: Option<&crate::config::gate::Rejected>) -> String {
+    match rejected {
+        None => "ok".into(),
+        Some(r) => {
+            let first = r.reason.lines().next().unwrap_or_default();
+            format!(
+                "stale (commit {} rejected: {first})",
+                &r.commit[..r.commit.len().min(12)]
+            )
         }
     }
 }
@@ -91,6 +115,8 @@ mod tests {
             started_at: datetime!(2026-01-01 0:00 UTC),
             finished_at: datetime!(2026-01-01 0:00 UTC),
             config_commit: None,
+            config: "ok".into(),
+            config_rejected: None,
             error: None,
             certificates: certs,
         }

@@ -1,0 +1,148 @@
+//! Which commit of the config repo a run uses.
+//!
+//! The newest commit is used only if it passes every check: signature (when
+//! required), parsing and validation, and the zone allowlist from the local
+//! settings. Otherwise the run keeps using the last good commit and says
+//! loudly that the new one was rejected; with no good commit yet, nothing is
+//! issued at all.
+
+use super::source::{Checkout, GitSource, SourceError};
+use super::{Config, signature::AllowedSigners};
+use crate::settings::Settings;
+use crate::store::Store;
+use serde::{Deserialize, Serialize};
+
+const LAST_GOOD: &str = "config-last-good.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(
+        "config repo commit {commit} is rejected and there is no earlier good commit; nothing is issued:\n{reason}"
+    )]
+    NoGoodCommit { commit: String, reason: String },
+    #[error("last good commit {commit} no longer validates:\n{reason}")]
+    LastGoodBroken { commit: String, reason: String },
+}
+
+/// A commit that failed the checks, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    pub commit: String,
+    pub reason: String,
+}
+
+/// The config a run works from.
+#[derive(Debug)]
+pub struct Accepted {
+    pub config: Config,
+    pub commit: String,
+    /// Set when the newest commit was rejected and `commit` is the last good one.
+    pub rejected: Option<Rejected>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct LastGood {
+    commit: String,
+}
+
+/// Fetches the repo and returns the config to use. `provider_zones` is the
+/// default allowlist when the settings name none (`None`: not known).
+pub fn accept(
+    settings: &Settings,
+    store: &Store,
+    provider_zones: Option<&[String]>,
+) -> Result<Accepted, GateError> {
+    let source = GitSource::new(&settings.config_repo, &store.root().join("repo"));
+    let checkout = source.sync()?;
+    tracing::info!(event = "config.fetched", commit = %checkout.commit);
+    let rejected = match check(settings, &source, &checkout, provider_zones) {
+        Ok(config) => {
+            remember(store, &checkout.commit);
+            return Ok(Accepted {
+                config,
+                commit: checkout.commit,
+                rejected: None,
+            });
+        }
+        Err(reason) => Rejected {
+            commit: checkout.commit.clone(),
+            reason,
+        },
+    };
+    tracing::error!(
+        event = "config.rejected",
+        commit = %rejected.commit,
+        error = %rejected.reason,
+    );
+    let Some(good) = last_good(store).filter(|c| *c != rejected.commit) else {
+        return Err(GateError::NoGoodCommit {
+            commit: rejected.commit,
+            reason: rejected.reason,
+        });
+    };
+    let checkout = source.checkout(&good)?;
+    let config = check(settings, &source, &checkout, provider_zones).map_err(|reason| {
+        GateError::LastGoodBroken {
+            commit: good.clone(),
+            reason,
+        }
+    })?;
+    tracing::warn!(event = "config.stale", commit = %good, rejected = %rejected.commit);
+    Ok(Accepted {
+        config,
+        commit: good,
+        rejected: Some(rejected),
+    })
+}
+
+/// Every check a commit must pass; the error is the full, multi-line reason.
+fn check(
+    settings: &Settings,
+    source: &GitSource,
+    checkout: &Checkout,
+    provider_zones: Option<&[String]>,
+) -> Result<Config, String> {
+    if let Some(signed) = &settings.require_signed_commits {
+        let signers = AllowedSigners::load(&signed.allowed_signers).map_err(|e| e.to_string())?;
+        let repo = source.repository().map_err(|e| e.to_string())?;
+        let principals = signers
+            .verify_commit(&repo, &checkout.commit)
+            .map_err(|e| e.to_string())?;
+        tracing::info!(event = "config.signature.verified", commit = %checkout.commit, signer = %principals);
+    }
+    let config = Config::load(&checkout.dir).map_err(|e| e.to_string())?;
+    for warning in &config.warnings {
+        tracing::warn!(event = "config.warning", commit = %checkout.commit, warning = %warning);
+    }
+    let zones = settings.allowed_zones.as_deref().or(provider_zones);
+    if let Some(zones) = zones {
+        let errors = config.check_allowed_zones(zones);
+        if !errors.is_empty() {
+            return Err(errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"));
+        }
+    }
+    Ok(config)
+}
+
+fn last_good(store: &Store) -> Option<String> {
+    let bytes = store.read_state(LAST_GOOD).ok().flatten()?;
+    serde_json::from_slice::<LastGood>(&bytes)
+        .ok()
+        .map(|l| l.commit)
+}
+
+fn remember(store: &Store, commit: &str) {
+    let json = serde_json::to_vec(&LastGood {
+        commit: commit.to_string(),
+    })
+    .expect("serializes");
+    if let Err(e) = store.write_state(LAST_GOOD, &json) {
+        tracing::error!(event = "config.last_good.write_failed", error = %e);
+    }
+}
