@@ -159,7 +159,17 @@ pub fn locations(text: &str) -> std::collections::HashMap<String, (usize, usize)
                     Some(p)
                 }
                 Some(Frame::Map { path, key }) => match key.take() {
-                    Some(k) => Some(child(path, &k)),
+                    Some(k) => {
+                        let p = child(path, &k);
+                        // A scalar value is pointed at itself; a nested
+                        // block at its key (its first line may be far below).
+                        if scalar.is_some()
+                            && let Some(key_pos) = out.insert(p.clone(), pos)
+                        {
+                            out.insert(format!("{p}{KEY_SUFFIX}"), key_pos);
+                        }
+                        Some(p)
+                    }
                     None => {
                         let k = scalar.unwrap_or("?").to_string();
                         out.insert(child(path, &k), pos);
@@ -196,6 +206,19 @@ pub fn locations(text: &str) -> std::collections::HashMap<String, (usize, usize)
     out
 }
 
+/// Suffix of the entries that hold a mapping key's own position.
+pub const KEY_SUFFIX: &str = "#key";
+
+/// The position of the key of mapping entry `path` (for "unknown field").
+pub fn locate_key(
+    map: &std::collections::HashMap<String, (usize, usize)>,
+    path: &str,
+) -> Option<(usize, usize)> {
+    map.get(&format!("{path}{KEY_SUFFIX}"))
+        .copied()
+        .or_else(|| locate(map, path))
+}
+
 /// The location of `path`, or of its nearest ancestor that has one.
 pub fn locate(
     map: &std::collections::HashMap<String, (usize, usize)>,
@@ -221,9 +244,11 @@ mod location_tests {
         let map = locations(text);
         assert_eq!(map["certificates"], (1, 1));
         assert_eq!(map["certificates[0]"], (2, 5));
-        assert_eq!(map["certificates[0].name"], (2, 5));
+        assert_eq!(map["certificates[0].name"], (2, 11));
+        assert_eq!(locate_key(&map, "certificates[0].name"), Some((2, 5)));
+        assert_eq!(map["certificates[0].domains"], (3, 5));
         assert_eq!(map["certificates[0].domains[1]"], (5, 9));
-        assert_eq!(map["certificates[0].dns.provider"], (6, 11));
+        assert_eq!(map["certificates[0].dns.provider"], (6, 21));
         assert_eq!(locate(&map, "certificates[0].domains[7]"), Some((3, 5)));
         assert_eq!(locate(&map, "nothing.here"), None);
     }

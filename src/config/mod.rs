@@ -288,7 +288,11 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<Located>) -> Vec<Certifi
     };
     let positions = yaml::locations(text);
     let at = |field: String, message: String| {
-        let pos = yaml::locate(&positions, &field);
+        let pos = if message.starts_with("unknown field") {
+            yaml::locate_key(&positions, &field)
+        } else {
+            yaml::locate(&positions, &field)
+        };
         Located {
             file: path.to_path_buf(),
             line: pos.map(|p| p.0),

@@ -36,6 +36,9 @@ pub struct Checkout {
 pub struct GitSource {
     settings: RepoSettings,
     dir: PathBuf,
+    /// Why our own host key check refused, since libgit2 replaces the
+    /// callback's message with a generic one.
+    refusal: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl GitSource {
@@ -43,6 +46,7 @@ impl GitSource {
         Self {
             settings: settings.clone(),
             dir: dir.to_path_buf(),
+            refusal: Default::default(),
         }
     }
 
@@ -165,6 +169,7 @@ impl GitSource {
             known_hosts: s.known_hosts_file.clone(),
             port: ssh_port(&self.settings.url),
         });
+        let refusal = self.refusal.clone();
         callbacks.certificate_check(move |cert, host| {
             let Some(hostkey) = cert.as_hostkey() else {
                 // X.509 (https): libgit2's normal verification applies.
@@ -177,7 +182,10 @@ impl GitSource {
             };
             pins.check(host, hostkey.hostkey(), hostkey.hash_sha256())
                 .map(|()| CertificateCheckStatus::CertificateOk)
-                .map_err(|e| git2::Error::from_str(&e))
+                .map_err(|e| {
+                    *refusal.lock().expect("refusal") = Some(e.clone());
+                    git2::Error::from_str(&e)
+                })
         });
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
@@ -215,10 +223,11 @@ impl GitSource {
     }
 
     fn fetch_error(&self, e: &git2::Error) -> SourceError {
+        let ours = self.refusal.lock().expect("refusal").take();
         SourceError::Fetch {
             url: redact_url(&self.settings.url),
             branch: self.settings.branch.clone(),
-            message: e.message().to_string(),
+            message: ours.unwrap_or_else(|| e.message().to_string()),
         }
     }
 
@@ -284,26 +293,38 @@ impl HostKeyPins {
 /// `[host]:port` for other ports). Revoked (`@revoked`) lines never match.
 pub fn known_hosts_accepts(text: &str, host: &str, port: u16, key: &[u8]) -> bool {
     use base64::Engine;
-    let names = if port == 22 {
-        vec![host.to_string()]
+    let name = if port == 22 {
+        host.to_string()
     } else {
-        vec![format!("[{host}]:{port}")]
+        format!("[{host}]:{port}")
     };
-    text.lines().any(|line| {
+    let mut accepted = false;
+    for line in text.lines() {
         let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('@') {
-            return false;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
         }
-        let mut fields = line.split_whitespace();
+        let mut fields = line.split_whitespace().peekable();
+        let marker = fields.next_if(|f| f.starts_with('@'));
         let (Some(hosts), Some(_kind), Some(blob)) = (fields.next(), fields.next(), fields.next())
         else {
-            return false;
+            continue;
         };
         let Ok(blob) = base64::engine::general_purpose::STANDARD.decode(blob) else {
-            return false;
+            continue;
         };
-        blob == key && names.iter().any(|n| host_pattern_matches(hosts, n))
-    })
+        if blob != key || !host_pattern_matches(hosts, &name) {
+            continue;
+        }
+        match marker {
+            // A revoked key is refused even if another line lists it.
+            Some("@revoked") => return false,
+            // CA lines certify other keys; a host key is never accepted by one.
+            Some(_) => {}
+            None => accepted = true,
+        }
+    }
+    accepted
 }
 
 fn host_pattern_matches(patterns: &str, name: &str) -> bool {
@@ -405,7 +426,7 @@ mod tests {
         );
         assert!(known_hosts_accepts(&hashed, "127.0.0.1", 2222, key));
         assert!(!known_hosts_accepts(&hashed, "127.0.0.2", 2222, key));
-        let revoked = format!("@revoked [127.0.0.1]:2222 ssh-ed25519 {b64}\n");
+        let revoked = format!("{plain}@revoked [127.0.0.1]:2222 ssh-ed25519 {b64}\n");
         assert!(!known_hosts_accepts(&revoked, "127.0.0.1", 2222, key));
     }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod sshd;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -313,9 +314,42 @@ impl ConfigRepo {
 
     /// Writes `certificates.yaml` and commits it; returns the commit id.
     pub fn commit_certificates(&self, yaml: &str, message: &str) -> String {
-        std::fs::write(self.path.join("certificates.yaml"), yaml).expect("write certificates");
+        self.commit_file("certificates.yaml", yaml, message, None)
+    }
+
+    /// Writes one file and commits it, SSH-signed with `signing_key` if given.
+    pub fn commit_file(
+        &self,
+        rel: &str,
+        text: &str,
+        message: &str,
+        signing_key: Option<&Path>,
+    ) -> String {
+        let path = self.path.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).expect("mkdir");
+        std::fs::write(&path, text).expect("write file");
         sh(&self.path, "git", &["add", "-A"]);
-        sh(&self.path, "git", &["commit", "-q", "-m", message]);
+        match signing_key {
+            None => sh(&self.path, "git", &["commit", "-q", "-m", message]),
+            Some(key) => {
+                let signing = format!("user.signingkey={}", key.display());
+                sh(
+                    &self.path,
+                    "git",
+                    &[
+                        "-c",
+                        "gpg.format=ssh",
+                        "-c",
+                        &signing,
+                        "commit",
+                        "-q",
+                        "-S",
+                        "-m",
+                        message,
+                    ],
+                )
+            }
+        };
         sh(&self.path, "git", &["rev-parse", "HEAD"])
             .trim()
             .to_string()

@@ -1,0 +1,405 @@
+//! The config source: ssh with pinned host keys (real sshd), SSH-signed
+//! commits, the zone allowlist, last-good fallback, and `config check`.
+
+mod support;
+
+use certkeeper::config::signature::{AllowedSigners, SignatureError};
+use certkeeper::config::source::GitSource;
+use certkeeper::settings::{RepoSettings, SshSettings};
+use std::path::Path;
+use std::process::Command;
+use support::{ConfigRepo, LocalEnv, PebbleOptions, sh};
+
+const ONE: &str = "certificates:\n  - name: web\n    domains: [web.example.test]\n";
+
+fn keygen(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    sh(
+        dir,
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+    path
+}
+
+fn allowed_signers(dir: &Path, principal: &str, key: &Path) -> std::path::PathBuf {
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let path = dir.join("allowed_signers");
+    std::fs::write(&path, format!("{principal} {pubkey}")).unwrap();
+    path
+}
+
+fn ssh_repo(
+    url: String,
+    key: &Path,
+    known_hosts: Option<&Path>,
+    fingerprint: Option<&str>,
+) -> RepoSettings {
+    RepoSettings {
+        url,
+        branch: "main".into(),
+        ssh: Some(SshSettings {
+            private_key_file: key.to_path_buf(),
+            known_hosts_file: known_hosts.map(Path::to_path_buf),
+            host_key_sha256: fingerprint.map(str::to_string),
+        }),
+        https: None,
+    }
+}
+
+#[test]
+fn ssh_transport_requires_a_pinned_host_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sshd = support::sshd::Sshd::start(&tmp.path().join("sshd"));
+    let work = ConfigRepo::init(&tmp.path().join("work"));
+    let commit = work.commit_certificates(ONE, "one");
+    let bare = tmp.path().join("certs.git");
+    sh(
+        tmp.path(),
+        "git",
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.path.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    let url = sshd.url(&bare);
+
+    // Pinned by known_hosts.
+    let known = sshd.known_hosts();
+    let settings = ssh_repo(url.clone(), &sshd.client_key, Some(&known), None);
+    let checkout = GitSource::new(&settings, &tmp.path().join("c1"))
+        .sync()
+        .expect("ssh clone");
+    assert_eq!(checkout.commit, commit);
+    assert!(checkout.dir.join("certificates.yaml").exists());
+    // A second sync fetches over ssh again.
+    let next = work.commit_certificates(&ONE.replace("web.", "www."), "two");
+    sh(
+        &work.path,
+        "git",
+        &["push", "-q", bare.to_str().unwrap(), "main"],
+    );
+    let checkout = GitSource::new(&settings, &tmp.path().join("c1"))
+        .sync()
+        .expect("ssh fetch");
+    assert_eq!(checkout.commit, next);
+
+    // Pinned by fingerprint.
+    let settings = ssh_repo(
+        url.clone(),
+        &sshd.client_key,
+        None,
+        Some(&sshd.fingerprint()),
+    );
+    GitSource::new(&settings, &tmp.path().join("c2"))
+        .sync()
+        .expect("fingerprint pin");
+
+    // Wrong fingerprint: refused, and the error says why.
+    let wrong = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let settings = ssh_repo(url.clone(), &sshd.client_key, None, Some(wrong));
+    let err = GitSource::new(&settings, &tmp.path().join("c3"))
+        .sync()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("is not pinned") && err.contains(&sshd.fingerprint()),
+        "{err}"
+    );
+
+    // known_hosts listing another key for this host: refused.
+    let other = keygen(tmp.path(), "other_host");
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let mut parts = other_pub.split_whitespace();
+    let wrong_known = tmp.path().join("wrong_known_hosts");
+    std::fs::write(
+        &wrong_known,
+        format!(
+            "[127.0.0.1]:{} {} {}\n",
+            sshd.port,
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        ),
+    )
+    .unwrap();
+    let settings = ssh_repo(url, &sshd.client_key, Some(&wrong_known), None);
+    let err = GitSource::new(&settings, &tmp.path().join("c4"))
+        .sync()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refusing to connect"), "{err}");
+}
+
+#[test]
+fn commit_signatures_are_checked_against_allowed_signers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = keygen(tmp.path(), "alice");
+    let mallory = keygen(tmp.path(), "mallory");
+    let signers =
+        AllowedSigners::load(&allowed_signers(tmp.path(), "alice@example.test", &alice)).unwrap();
+    let repo = ConfigRepo::init(&tmp.path().join("repo"));
+    let git = git2::Repository::open(&repo.path).unwrap();
+
+    let good = repo.commit_file("certificates.yaml", ONE, "signed", Some(&alice));
+    assert_eq!(
+        signers.verify_commit(&git, &good).unwrap(),
+        "alice@example.test"
+    );
+
+    let unsigned = repo.commit_file(
+        "certificates.yaml",
+        &ONE.replace("web.", "w2."),
+        "unsigned",
+        None,
+    );
+    assert!(matches!(
+        signers.verify_commit(&git, &unsigned),
+        Err(SignatureError::Unsigned { .. })
+    ));
+
+    let forged = repo.commit_file(
+        "certificates.yaml",
+        &ONE.replace("web.", "w3."),
+        "mallory",
+        Some(&mallory),
+    );
+    let err = signers.verify_commit(&git, &forged).unwrap_err();
+    assert!(matches!(err, SignatureError::UnknownKey { .. }), "{err}");
+    assert!(err.to_string().contains("SHA256:"), "{err}");
+}
+
+fn by_name(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rejected_commits_fall_back_to_the_last_good_one() {
+    let env = LocalEnv::start(&["example.test", "other.test"], PebbleOptions::default()).await;
+    let alice = keygen(&env.root, "alice");
+    let signers = allowed_signers(&env.root, "alice@example.test", &alice);
+    env.write_settings(&format!(
+        "allowed_zones: [example.test]\nrequire_signed_commits:\n  allowed_signers: {}\n",
+        signers.display()
+    ));
+
+    let good = env
+        .repo
+        .commit_file("certificates.yaml", ONE, "good", Some(&alice));
+    let out = env.run().await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(env.status()["config"], "ok");
+    let cert = env.live_file("web", "cert.pem");
+
+    // Unsigned: rejected, the good commit stays in use, nothing is touched.
+    let two = format!("{ONE}  - name: api\n    domains: [api.example.test]\n");
+    let unsigned = env
+        .repo
+        .commit_file("certificates.yaml", &two, "unsigned", None);
+    let out = env.run().await;
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    let rejected = out.events_named("config.rejected");
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["commit"], unsigned.as_str());
+    assert!(
+        rejected[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not signed")
+    );
+    let status = env.status();
+    let state = status["config"].as_str().unwrap();
+    assert!(
+        state.starts_with(&format!(
+            "stale (commit {} rejected: commit",
+            &unsigned[..12]
+        )),
+        "{state}"
+    );
+    assert_eq!(status["config_commit"], good.as_str());
+    assert_eq!(by_name(&status, "web")["state"], "ok");
+    assert!(
+        by_name(&status, "api").is_null(),
+        "api must not be issued from a rejected commit"
+    );
+    assert!(out.events_named("order.created").is_empty());
+    assert_eq!(env.live_file("web", "cert.pem"), cert);
+    assert!(
+        out.stderr.contains(&unsigned) && out.stderr.contains(&good),
+        "{}",
+        out.stderr
+    );
+
+    // Signed, but a domain outside the allowlist: rejected with its location.
+    let outside = format!("{ONE}  - name: sly\n    domains:\n      - sly.other.test\n");
+    let sly = env
+        .repo
+        .commit_file("certificates.yaml", &outside, "outside", Some(&alice));
+    let out = env.run().await;
+    assert_eq!(out.code, 2);
+    let reason = env.status()["config_rejected"]["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("certificates.yaml:6:9: certificates[1].domains[0]: \"sly.other.test\" is outside the allowed zones"),
+        "{reason}"
+    );
+    assert_eq!(env.status()["config_rejected"]["commit"], sly.as_str());
+    assert!(!env.state_dir().join("live/sly").exists());
+
+    // A good signed commit again: used, and only the new certificate is issued.
+    let fixed = env
+        .repo
+        .commit_file("certificates.yaml", &two, "fixed", Some(&alice));
+    let out = env.run().await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let status = env.status();
+    assert_eq!(status["config"], "ok");
+    assert_eq!(status["config_commit"], fixed.as_str());
+    let issued: Vec<_> = out
+        .events_named("cert.issued")
+        .iter()
+        .map(|e| e["cert"].clone())
+        .collect();
+    assert_eq!(issued, vec![serde_json::json!("api")]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&env.live_file("api", "meta.json")).unwrap();
+    assert_eq!(meta["config_commit"], fixed.as_str());
+    let s3 = env.moto.s3().await;
+    let head = s3
+        .head_object()
+        .bucket(&env.bucket)
+        .key("certs/api/cert.pem")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.metadata().unwrap()["config-commit"], fixed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn first_commit_with_a_domain_in_no_zone_issues_nothing() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    env.repo.commit_certificates(
+        "certificates:\n  - name: web\n    domains: [web.example.test]\n  - name: lost\n    domains: [a.nowhere.test]\n",
+        "no zone",
+    );
+    let out = env.run().await;
+    assert_eq!(out.code, 2, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("no earlier good commit; nothing is issued"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("certificates.yaml:5:15: certificates[1].domains[0]: \"a.nowhere.test\" is outside the allowed zones"),
+        "{}",
+        out.stderr
+    );
+    assert!(!env.state_dir().join("live/web").exists());
+    assert!(out.events_named("order.created").is_empty());
+}
+
+fn config_check(args: &[&str]) -> (i32, String) {
+    let out = Command::new(support::certkeeper_bin())
+        .args(["config", "check"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn config_check_reports_everything_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path();
+    std::fs::create_dir_all(repo.join("certificates")).unwrap();
+    std::fs::write(
+        repo.join("certificates/web.yaml"),
+        "certificates:\n  - name: web\n    domains: [web.example.test, \"*.*.example.test\"]\n  - name: api\n    domains: [api.example.test]\n    key_type: dsa-1024\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("certificates/team.yaml"),
+        "certificates:\n  - name: web\n    domains: [api.example.test]\n    colour: blue\n  - name: intl\n    domains: [bücher.example.test]\n",
+    )
+    .unwrap();
+    let (code, text) = config_check(&["--repo", repo.to_str().unwrap()]);
+    assert_eq!(code, 2, "{text}");
+    for expected in [
+        "certificates/web.yaml:3:33: certificates[0].domains[1]: \"*.*.example.test\" is not a valid wildcard",
+        "certificates/web.yaml:6:15: certificates[1].key_type: unknown variant `dsa-1024`",
+        "certificates/team.yaml:4:5: certificates[0].colour: unknown field `colour`",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+
+    std::fs::write(
+        repo.join("certificates/team.yaml"),
+        "certificates:\n  - name: web\n    domains: [api.example.test]\n  - name: intl\n    domains: [bücher.example.test]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        repo.join("certificates/web.yaml"),
+        "certificates:\n  - name: api\n    domains: [api.example.test]\n",
+    )
+    .unwrap();
+    let (code, json) = config_check(&["--repo", repo.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(code, 0, "{json}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["valid"], true);
+    assert_eq!(
+        json["certificates"],
+        serde_json::json!(["web", "intl", "api"])
+    );
+    let warning = &json["warnings"][0];
+    assert_eq!(warning["file"], "certificates/web.yaml");
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("also in certificate \"web\""),
+        "{warning}"
+    );
+
+    // The settings' allowlist applies too.
+    let settings = tmp.path().join("settings.yaml");
+    std::fs::write(
+        &settings,
+        "config_repo:\n  url: x\nstate_dir: s\nacme:\n  directory_url: https://ca.test/dir\nallowed_zones: [api.example.test]\n",
+    )
+    .unwrap();
+    let (code, text) = config_check(&[
+        "--repo",
+        repo.to_str().unwrap(),
+        "--settings",
+        settings.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        text.contains("certificates/team.yaml:5:15: certificates[1].domains[0]: \"xn--bcher-kva.example.test\" is outside"),
+        "{text}"
+    );
+}
