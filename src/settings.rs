@@ -353,6 +353,24 @@ mod tests {
     }
 
     #[test]
+    fn settings_reference_parses_with_every_field() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/settings-reference.yaml");
+        let s = Settings::load(&path).unwrap();
+        let ssh = s.config_repo.ssh.as_ref().unwrap();
+        assert!(ssh.known_hosts_file.is_some() && ssh.host_key_sha256.is_some());
+        assert!(s.config_repo.https.as_ref().unwrap().token_file.is_some());
+        assert!(s.acme.root_ca_file.is_some() && s.acme.contact.is_some());
+        assert!(s.aws.endpoint_url.is_some() && s.aws.region.is_some());
+        assert_eq!(s.dns.nameservers.len(), 2);
+        let s3 = s.s3.as_ref().unwrap();
+        assert_eq!(s3.sse, Sse::Kms);
+        assert!(s3.kms_key_id.is_some());
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.allowed_zones.as_ref().unwrap().len(), 2);
+        assert!(s.require_signed_commits.is_some());
+    }
+
+    #[test]
     fn example_settings_file_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/certkeeper.yaml");
         let s = Settings::load(&path).unwrap();

@@ -403,3 +403,70 @@ fn config_check_reports_everything_at_once() {
         "{text}"
     );
 }
+
+#[test]
+fn https_style_token_auth_never_leaks_the_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = ConfigRepo::init(&tmp.path().join("work"));
+    let commit = work.commit_certificates(ONE, "one");
+    let root = tmp.path().join("srv");
+    std::fs::create_dir_all(&root).unwrap();
+    sh(
+        tmp.path(),
+        "git",
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.path.to_str().unwrap(),
+            root.join("certs.git").to_str().unwrap(),
+        ],
+    );
+    let port = support::free_port();
+    let token = "tok-3f9a1c2b7d";
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/git_http.py");
+    let mut server = Command::new("python3")
+        .arg(script)
+        .args([
+            &port.to_string(),
+            root.to_str().unwrap(),
+            "x-access-token",
+            token,
+        ])
+        .spawn()
+        .unwrap();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}/certs.git");
+    let settings = |token_file: &Path| RepoSettings {
+        url: url.clone(),
+        branch: "main".into(),
+        ssh: None,
+        https: Some(certkeeper::settings::HttpsSettings {
+            username: "x-access-token".into(),
+            token_file: Some(token_file.to_path_buf()),
+            token_env: None,
+        }),
+    };
+    let good = tmp.path().join("good-token");
+    std::fs::write(&good, format!("{token}\n")).unwrap();
+    let result = GitSource::new(&settings(&good), &tmp.path().join("c1")).sync();
+    let bad = tmp.path().join("bad-token");
+    std::fs::write(&bad, "tok-wrong-000000\n").unwrap();
+    let refused = GitSource::new(&settings(&bad), &tmp.path().join("c2")).sync();
+    let missing =
+        GitSource::new(&settings(&tmp.path().join("nope")), &tmp.path().join("c3")).sync();
+    let _ = server.kill();
+    let _ = server.wait();
+
+    assert_eq!(result.expect("token clone").commit, commit);
+    let err = refused.unwrap_err().to_string();
+    assert!(err.contains("cannot fetch config repo"), "{err}");
+    assert!(
+        !err.contains("tok-wrong") && !err.contains(token),
+        "token in error: {err}"
+    );
+    let err = missing.unwrap_err().to_string();
+    assert!(err.contains("cannot read token file"), "{err}");
+}
