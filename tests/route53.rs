@@ -141,3 +141,89 @@ async fn merges_and_removes_only_its_own_values() {
     );
     assert!(provider.api_calls() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_orders_share_one_change_and_a_bad_one_is_isolated() {
+    let moto = support::Moto::start();
+    let zone = moto.create_zone("example.test").await;
+    moto.create_zone("other.test").await;
+    let provider = Arc::new(Route53::new(moto.route53().await));
+
+    // 20 orders present at once: one zone listing, one zone snapshot (two
+    // reads), one ChangeBatch and one GetChange for all of them.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let p = provider.clone();
+        tasks.push(tokio::spawn(async move {
+            p.present(
+                &ZoneHint::default(),
+                &[rec(&format!("_acme-challenge.h{i}.example.test"), "v")],
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let calls = provider.api_calls();
+    assert!(
+        calls <= 5,
+        "{calls} Route53 calls for 20 concurrent presents"
+    );
+    assert_eq!(
+        txt_values(&moto, &zone, "_acme-challenge.h7.example.test").await,
+        ["\"v\""]
+    );
+
+    // A request the zone refuses (a name outside it, with the zone given
+    // explicitly) fails alone; the others in the same batch succeed.
+    let bad_hint = ZoneHint {
+        zone_id: Some(zone.clone()),
+    };
+    let (p1, p2) = (provider.clone(), provider.clone());
+    let bad = tokio::spawn(async move {
+        p1.present(&bad_hint, &[rec("_acme-challenge.x.other.test", "bad")])
+            .await
+    });
+    let good = tokio::spawn(async move {
+        p2.present(
+            &ZoneHint::default(),
+            &[rec("_acme-challenge.ok.example.test", "good")],
+        )
+        .await
+    });
+    let err = bad.await.unwrap().unwrap_err().to_string();
+    assert!(err.contains("InvalidChangeBatch"), "{err}");
+    good.await.unwrap().unwrap();
+    assert_eq!(
+        txt_values(&moto, &zone, "_acme-challenge.ok.example.test").await,
+        ["\"good\""]
+    );
+
+    // Cleanup of all 20 at once is one more change.
+    let before = provider.api_calls();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let p = provider.clone();
+        tasks.push(tokio::spawn(async move {
+            p.cleanup(
+                &ZoneHint::default(),
+                &[rec(&format!("_acme-challenge.h{i}.example.test"), "v")],
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert!(
+        provider.api_calls() - before <= 2,
+        "{} calls for cleanup",
+        provider.api_calls() - before
+    );
+    assert!(
+        txt_values(&moto, &zone, "_acme-challenge.h7.example.test")
+            .await
+            .is_empty()
+    );
+}

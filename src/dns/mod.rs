@@ -24,7 +24,7 @@ impl fmt::Display for TxtRecord {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DnsError {
     #[error("no {provider} hosted zone found for {name} (looked for every parent domain)")]
     NoZone {

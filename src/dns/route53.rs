@@ -1,10 +1,16 @@
-//! Route53: TXT values through ChangeResourceRecordSets.
+//! Route53: TXT values through ChangeResourceRecordSets, batched.
 //!
-//! Route53 replaces a whole record set on UPSERT, so adding a value means
-//! reading the set, merging, and writing it back. That read-modify-write is
-//! serialized per record name within the process, so a wildcard and its apex
-//! (same name) or two certificates sharing a name never drop each other's
-//! values. Zone lookups are cached for the life of the provider (one run).
+//! Every present and cleanup request goes through one batcher task, which
+//! waits a moment for the requests of other orders in flight and then writes
+//! one ChangeBatch per zone for all of them, with one INSYNC wait per batch.
+//! Route53 replaces a whole record set on every change, so the batcher keeps
+//! the value set of every name it wrote and merges into it; a name it has not
+//! seen is created optimistically (CREATE fails if the name already holds
+//! someone else's values, and the batch is then redone after reading them).
+//! Cleanup removes only our values. Because one task owns every change, a
+//! wildcard and its apex, or two certificates sharing a name, never drop each
+//! other's values. API calls share a token bucket and are retried on
+//! throttling with backoff and jitter.
 
 use super::{DnsError, DnsProvider, TxtRecord, ZoneHint, normalize_name};
 use async_trait::async_trait;
@@ -13,75 +19,167 @@ use aws_sdk_route53::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::time::{Instant, sleep};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep, timeout};
 
 const PROVIDER: &str = "route53";
 const TTL: i64 = 60;
 const INSYNC_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long the batcher waits for more requests after the last one…
+const BATCH_IDLE: Duration = Duration::from_millis(60);
+/// …and at most after the first one.
+const BATCH_MAX: Duration = Duration::from_millis(400);
+const MAX_ATTEMPTS: u32 = 6;
+
+/// Settings of one Route53 provider that are not credentials.
+#[derive(Debug, Clone, Default)]
+pub struct Route53Options {
+    /// Use private hosted zones instead of public ones.
+    pub private_zone: bool,
+    /// API requests per second for this account (Route53 allows 5).
+    pub requests_per_second: Option<f64>,
+}
 
 pub struct Route53 {
+    inner: Arc<Inner>,
+    requests: mpsc::UnboundedSender<Request>,
+    batcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Route53 {
+    fn drop(&mut self) {
+        self.batcher.abort();
+    }
+}
+
+struct Inner {
     client: Client,
-    /// (zone apex, zone id) of every public zone, loaded on first use.
+    options: Route53Options,
+    /// (zone apex, zone id) of every zone of the wanted kind, loaded once.
     zones: tokio::sync::Mutex<Option<Vec<(String, String)>>>,
-    name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// (zone id, name) -> the quoted values the set holds, as far as we know.
+    known: Mutex<HashMap<(String, String), Vec<String>>>,
+    /// Zones whose TXT sets were all read (a name missing from `known` is
+    /// then known to be empty).
+    snapshots: tokio::sync::Mutex<std::collections::HashSet<String>>,
+    bucket: TokenBucket,
     calls: AtomicU64,
 }
 
-/// A zone and the records going into it.
-struct ZoneRecords {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Add,
+    Remove,
+}
+
+struct Request {
     zone_id: String,
+    op: Op,
     /// name -> values
-    values: BTreeMap<String, BTreeSet<String>>,
+    records: Vec<(String, String)>,
+    done: oneshot::Sender<Result<(), DnsError>>,
 }
 
 impl Route53 {
     pub fn new(client: Client) -> Self {
-        Self {
+        Self::with_options(client, Route53Options::default())
+    }
+
+    pub fn with_options(client: Client, options: Route53Options) -> Self {
+        let inner = Arc::new(Inner {
             client,
+            bucket: TokenBucket::new(options.requests_per_second.unwrap_or(5.0)),
+            options,
             zones: tokio::sync::Mutex::new(None),
-            name_locks: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+            snapshots: Default::default(),
             calls: AtomicU64::new(0),
+        });
+        let (requests, rx) = mpsc::unbounded_channel();
+        let batcher = tokio::spawn(run_batcher(inner.clone(), rx));
+        Self {
+            inner,
+            requests,
+            batcher,
         }
     }
 
-    fn count(&self) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
-        operation: &'static str,
-        name: &str,
-        err: E,
-    ) -> DnsError {
-        let message = match (err.code(), err.message()) {
-            (Some(code), Some(msg)) => format!("{code}: {msg}"),
-            (Some(code), None) => code.to_string(),
-            _ => DisplayErrorContext(&err).to_string(),
-        };
-        DnsError::Api {
-            provider: PROVIDER,
-            operation,
-            name: name.to_string(),
-            message,
-        }
-    }
-
-    /// Finds the hosted zone for `name`: the given id, or the public zone
-    /// whose name is the longest suffix of `name`.
+    /// Finds the hosted zone for `name`: the given id, or the zone whose
+    /// name is the longest suffix of `name`.
     pub async fn zone_for(&self, hint: &ZoneHint, name: &str) -> Result<String, DnsError> {
+        self.inner.zone_for(hint, name).await
+    }
+
+    async fn submit(&self, hint: &ZoneHint, op: Op, records: &[TxtRecord]) -> Result<(), DnsError> {
+        let mut by_zone: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for r in records {
+            let zone = self.inner.zone_for(hint, &r.name).await?;
+            by_zone
+                .entry(zone)
+                .or_default()
+                .push((normalize_name(&r.name), r.value.clone()));
+        }
+        let mut waits = Vec::new();
+        for (zone_id, records) in by_zone {
+            let (done, wait) = oneshot::channel();
+            self.requests
+                .send(Request {
+                    zone_id,
+                    op,
+                    records,
+                    done,
+                })
+                .map_err(|_| batcher_gone())?;
+            waits.push(wait);
+        }
+        for wait in waits {
+            wait.await.map_err(|_| batcher_gone())??;
+        }
+        Ok(())
+    }
+}
+
+fn batcher_gone() -> DnsError {
+    DnsError::Api {
+        provider: PROVIDER,
+        operation: "batch",
+        name: String::new(),
+        message: "the Route53 batcher stopped".into(),
+    }
+}
+
+async fn run_batcher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Request>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let deadline = Instant::now() + BATCH_MAX;
+        loop {
+            let wait = BATCH_IDLE.min(deadline.saturating_duration_since(Instant::now()));
+            match timeout(wait, rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                _ => break,
+            }
+        }
+        let mut by_zone: BTreeMap<String, Vec<Request>> = BTreeMap::new();
+        for r in batch {
+            by_zone.entry(r.zone_id.clone()).or_default().push(r);
+        }
+        for (zone_id, requests) in by_zone {
+            inner.clone().apply(zone_id, requests).await;
+        }
+    }
+}
+
+impl Inner {
+    async fn zone_for(&self, hint: &ZoneHint, name: &str) -> Result<String, DnsError> {
         if let Some(id) = &hint.zone_id {
             return Ok(id.trim_start_matches("/hostedzone/").to_string());
         }
         let name = normalize_name(name);
-        let mut zones = self.zones.lock().await;
-        if zones.is_none() {
-            *zones = Some(self.list_public_zones(&name).await?);
-        }
-        let zones = zones.as_ref().expect("just loaded");
+        let zones = self.load_zones().await?;
         zones
             .iter()
             .filter(|(apex, _)| name == *apex || name.ends_with(&format!(".{apex}")))
@@ -93,84 +191,305 @@ impl Route53 {
             })
     }
 
-    /// Every public hosted zone of the account, once per run: one call per
-    /// 100 zones instead of one per candidate suffix of every name.
-    async fn list_public_zones(&self, for_name: &str) -> Result<Vec<(String, String)>, DnsError> {
+    /// Every hosted zone of the wanted kind, once per provider (per run):
+    /// one call per 100 zones instead of one per candidate suffix.
+    async fn load_zones(&self) -> Result<Vec<(String, String)>, DnsError> {
+        let mut cache = self.zones.lock().await;
+        if let Some(zones) = &*cache {
+            return Ok(zones.clone());
+        }
         let mut out = Vec::new();
         let (mut next_name, mut next_id) = (None, None);
         loop {
-            self.count();
             let page = self
-                .client
-                .list_hosted_zones_by_name()
-                .set_dns_name(next_name.take())
-                .set_hosted_zone_id(next_id.take())
-                .max_items(100)
-                .send()
-                .await
-                .map_err(|e| Self::api_error("ListHostedZonesByName", for_name, e))?;
+                .call("ListHostedZonesByName", "(zones)", || {
+                    self.client
+                        .list_hosted_zones_by_name()
+                        .set_dns_name(next_name.clone())
+                        .set_hosted_zone_id(next_id.clone())
+                        .max_items(100)
+                        .send()
+                })
+                .await?;
             for zone in page.hosted_zones() {
-                if !zone.config().is_some_and(|c| c.private_zone()) {
+                let private = zone.config().is_some_and(|c| c.private_zone());
+                if private == self.options.private_zone {
                     out.push((
                         normalize_name(zone.name()),
                         zone.id().trim_start_matches("/hostedzone/").to_string(),
                     ));
                 }
             }
-            if !page.is_truncated() {
-                return Ok(out);
-            }
             next_name = page.next_dns_name().map(str::to_string);
             next_id = page.next_hosted_zone_id().map(str::to_string);
-            if next_name.is_none() {
-                return Ok(out);
+            if !page.is_truncated() || next_name.is_none() {
+                break;
+            }
+        }
+        *cache = Some(out.clone());
+        Ok(out)
+    }
+
+    /// One API call: rate-limited, counted, retried on throttling and 5xx.
+    async fn call<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        name: &str,
+        f: F,
+    ) -> Result<T, DnsError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<
+                Output = Result<
+                    T,
+                    aws_sdk_route53::error::SdkError<
+                        E,
+                        aws_sdk_route53::config::http::HttpResponse,
+                    >,
+                >,
+            >,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut attempt = 0;
+        loop {
+            self.bucket.acquire().await;
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let code = e.code().unwrap_or_default().to_string();
+                    let server = e
+                        .raw_response()
+                        .is_some_and(|r| r.status().is_server_error());
+                    let transient = matches!(
+                        code.as_str(),
+                        "Throttling"
+                            | "ThrottlingException"
+                            | "PriorRequestNotComplete"
+                            | "RequestLimitExceeded"
+                    ) || server;
+                    if transient && attempt + 1 < MAX_ATTEMPTS {
+                        let delay = Duration::from_millis(200 * 2u64.pow(attempt))
+                            .min(Duration::from_secs(10));
+                        tracing::debug!(event = "dns.route53.retry", operation, code = %code, attempt);
+                        sleep(delay.mul_f64(0.5 + rand::random::<f64>() * 0.5)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    return Err(api_error(operation, name, &e));
+                }
             }
         }
     }
 
-    fn lock_for(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.name_locks
-            .lock()
-            .expect("name locks")
-            .entry(name.to_string())
-            .or_default()
-            .clone()
+    /// Applies every request of one batch for one zone with one change.
+    async fn apply(self: Arc<Self>, zone_id: String, requests: Vec<Request>) {
+        let mut result = self.change(&zone_id, &requests, false).await;
+        if let Err(DnsError::Api { message, .. }) = &result
+            && message.starts_with("InvalidChangeBatch")
+        {
+            // Our picture of some set was wrong (someone else's values, or a
+            // change made outside certkeeper): read them all and redo.
+            result = self.change(&zone_id, &requests, true).await;
+        }
+        if result.is_err() && requests.len() > 1 {
+            // One bad request must not fail everyone else's: redo them one
+            // by one, so each gets its own verdict.
+            for request in requests {
+                let result = self
+                    .change(&zone_id, std::slice::from_ref(&request), true)
+                    .await;
+                self.clone().finish(vec![request], result);
+            }
+            return;
+        }
+        self.finish(requests, result);
     }
 
-    async fn group_by_zone(
-        &self,
-        hint: &ZoneHint,
-        records: &[TxtRecord],
-    ) -> Result<Vec<ZoneRecords>, DnsError> {
-        let mut by_zone: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-        for r in records {
-            let zone = self.zone_for(hint, &r.name).await?;
-            by_zone
-                .entry(zone)
-                .or_default()
-                .entry(normalize_name(&r.name))
-                .or_default()
-                .insert(r.value.clone());
+    /// Answers the requests of a submitted change; adds only once INSYNC.
+    fn finish(self: Arc<Self>, requests: Vec<Request>, result: Result<Option<String>, DnsError>) {
+        let (present, rest): (Vec<Request>, Vec<Request>) =
+            requests.into_iter().partition(|r| r.op == Op::Add);
+        let change_id = match result {
+            Err(e) => {
+                for r in present.into_iter().chain(rest) {
+                    let _ = r.done.send(Err(e.clone()));
+                }
+                return;
+            }
+            Ok(id) => id,
+        };
+        for r in rest {
+            let _ = r.done.send(Ok(()));
         }
-        Ok(by_zone
-            .into_iter()
-            .map(|(zone_id, values)| ZoneRecords { zone_id, values })
-            .collect())
+        if present.is_empty() {
+            return;
+        }
+        // The INSYNC wait runs on its own so the next batch can form.
+        tokio::spawn(async move {
+            let waited = match change_id {
+                Some(id) => self.wait_insync(&id).await,
+                None => Ok(()),
+            };
+            for r in present {
+                let _ = r.done.send(waited.clone());
+            }
+        });
+    }
+
+    /// Computes the new value set of every name touched and submits one
+    /// ChangeBatch. With `reread`, current values are read first.
+    async fn change(
+        &self,
+        zone_id: &str,
+        requests: &[Request],
+        reread: bool,
+    ) -> Result<Option<String>, DnsError> {
+        let mut names: BTreeMap<&str, Vec<(Op, &str)>> = BTreeMap::new();
+        for r in requests {
+            for (name, value) in &r.records {
+                names.entry(name).or_default().push((r.op, value));
+            }
+        }
+        let snapshot = self.snapshot(zone_id).await?;
+        let mut changes = Vec::new();
+        let mut updates = Vec::new();
+        for (name, ops) in names {
+            let key = (zone_id.to_string(), name.to_string());
+            let cached = self.known.lock().expect("known").get(&key).cloned();
+            // A set we know nothing about is read, never guessed.
+            let needs_read = reread || (cached.is_none() && !snapshot);
+            let current = match (needs_read, cached) {
+                (false, Some(c)) => c,
+                (false, None) => Vec::new(),
+                (true, _) => self.read_values(zone_id, name).await?,
+            };
+            let mut desired = current.clone();
+            for (op, value) in ops {
+                let q = format!("\"{value}\"");
+                match op {
+                    Op::Add if !desired.contains(&q) => desired.push(q),
+                    Op::Remove => desired.retain(|v| *v != q),
+                    _ => {}
+                }
+            }
+            let action = match (current.is_empty(), desired.is_empty()) {
+                (_, _) if current == desired => None,
+                (true, false) if !needs_read => Some((ChangeAction::Create, desired.clone())),
+                (_, false) => Some((ChangeAction::Upsert, desired.clone())),
+                (false, true) => Some((ChangeAction::Delete, current.clone())),
+                (true, true) => None,
+            };
+            if let Some((action, values)) = action {
+                changes.push(change(action, record_set(name, &values)?));
+            }
+            updates.push((key, desired));
+        }
+        let change_id = if changes.is_empty() {
+            None
+        } else {
+            let what = format!("{} record sets in zone {zone_id}", changes.len());
+            let batch = ChangeBatch::builder()
+                .comment("certkeeper dns-01")
+                .set_changes(Some(changes))
+                .build()
+                .map_err(|e| build_error(&what, e))?;
+            let out = self
+                .call("ChangeResourceRecordSets", &what, || {
+                    self.client
+                        .change_resource_record_sets()
+                        .hosted_zone_id(zone_id)
+                        .change_batch(batch.clone())
+                        .send()
+                })
+                .await?;
+            out.change_info().map(|c| c.id().to_string())
+        };
+        let mut known = self.known.lock().expect("known");
+        for (key, desired) in updates {
+            known.insert(key, desired);
+        }
+        Ok(change_id)
+    }
+
+    /// Reads every TXT set of a small zone once (a page holds 300 record
+    /// sets), so a run costs a couple of reads per zone instead of one per
+    /// name. Large zones are read name by name. Returns whether the zone is
+    /// covered by a snapshot.
+    async fn snapshot(&self, zone_id: &str) -> Result<bool, DnsError> {
+        const MAX_SNAPSHOT_SETS: i64 = 1500;
+        let mut done = self.snapshots.lock().await;
+        if done.contains(zone_id) {
+            return Ok(true);
+        }
+        let zone = self
+            .call("GetHostedZone", zone_id, || {
+                self.client.get_hosted_zone().id(zone_id).send()
+            })
+            .await?;
+        let count = zone
+            .hosted_zone()
+            .and_then(|z| z.resource_record_set_count())
+            .unwrap_or(i64::MAX);
+        if count > MAX_SNAPSHOT_SETS {
+            return Ok(false);
+        }
+        let mut found: Vec<((String, String), Vec<String>)> = Vec::new();
+        let (mut next_name, mut next_type, mut next_id) = (None, None, None);
+        loop {
+            let page = self
+                .call("ListResourceRecordSets", zone_id, || {
+                    self.client
+                        .list_resource_record_sets()
+                        .hosted_zone_id(zone_id)
+                        .set_start_record_name(next_name.clone())
+                        .set_start_record_type(next_type.clone())
+                        .set_start_record_identifier(next_id.clone())
+                        .max_items(300)
+                        .send()
+                })
+                .await?;
+            for set in page.resource_record_sets() {
+                if set.r#type() == &RrType::Txt {
+                    let values = set
+                        .resource_records()
+                        .iter()
+                        .map(|r| r.value().to_string())
+                        .collect();
+                    found.push(((zone_id.to_string(), normalize_name(set.name())), values));
+                }
+            }
+            if !page.is_truncated() {
+                break;
+            }
+            next_name = page.next_record_name().map(str::to_string);
+            next_type = page.next_record_type().cloned();
+            next_id = page.next_record_identifier().map(str::to_string);
+            if next_name.is_none() {
+                break;
+            }
+        }
+        let mut known = self.known.lock().expect("known");
+        for (key, values) in found {
+            known.entry(key).or_insert(values);
+        }
+        done.insert(zone_id.to_string());
+        Ok(true)
     }
 
     /// The TXT values (as Route53 stores them, quoted) currently at `name`.
-    async fn current_values(&self, zone_id: &str, name: &str) -> Result<Vec<String>, DnsError> {
-        self.count();
+    async fn read_values(&self, zone_id: &str, name: &str) -> Result<Vec<String>, DnsError> {
         let out = self
-            .client
-            .list_resource_record_sets()
-            .hosted_zone_id(zone_id)
-            .start_record_name(format!("{name}."))
-            .start_record_type(RrType::Txt)
-            .max_items(1)
-            .send()
-            .await
-            .map_err(|e| Self::api_error("ListResourceRecordSets", name, e))?;
+            .call("ListResourceRecordSets", name, || {
+                self.client
+                    .list_resource_record_sets()
+                    .hosted_zone_id(zone_id)
+                    .start_record_name(format!("{name}."))
+                    .start_record_type(RrType::Txt)
+                    .max_items(1)
+                    .send()
+            })
+            .await?;
         Ok(out
             .resource_record_sets()
             .iter()
@@ -179,71 +498,15 @@ impl Route53 {
             .collect())
     }
 
-    fn record_set(name: &str, values: &[String]) -> Result<ResourceRecordSet, DnsError> {
-        let build_err = |e: aws_sdk_route53::error::BuildError| DnsError::Api {
-            provider: PROVIDER,
-            operation: "ChangeResourceRecordSets",
-            name: name.to_string(),
-            message: e.to_string(),
-        };
-        let mut set = ResourceRecordSet::builder()
-            .name(format!("{name}."))
-            .r#type(RrType::Txt)
-            .ttl(TTL);
-        for v in values {
-            set = set.resource_records(
-                ResourceRecord::builder()
-                    .value(v)
-                    .build()
-                    .map_err(build_err)?,
-            );
-        }
-        set.build().map_err(build_err)
-    }
-
-    async fn submit(
-        &self,
-        zone_id: &str,
-        changes: Vec<Change>,
-        what: &str,
-    ) -> Result<Option<String>, DnsError> {
-        if changes.is_empty() {
-            return Ok(None);
-        }
-        let batch = ChangeBatch::builder()
-            .comment("certkeeper dns-01")
-            .set_changes(Some(changes))
-            .build()
-            .map_err(|e| DnsError::Api {
-                provider: PROVIDER,
-                operation: "ChangeResourceRecordSets",
-                name: what.to_string(),
-                message: e.to_string(),
-            })?;
-        self.count();
-        let out = self
-            .client
-            .change_resource_record_sets()
-            .hosted_zone_id(zone_id)
-            .change_batch(batch)
-            .send()
-            .await
-            .map_err(|e| Self::api_error("ChangeResourceRecordSets", what, e))?;
-        Ok(out.change_info().map(|c| c.id().to_string()))
-    }
-
-    async fn wait_insync(&self, change_id: &str, what: &str) -> Result<(), DnsError> {
+    async fn wait_insync(&self, change_id: &str) -> Result<(), DnsError> {
         let deadline = Instant::now() + INSYNC_TIMEOUT;
         let mut delay = Duration::from_millis(500);
         loop {
-            self.count();
             let out = self
-                .client
-                .get_change()
-                .id(change_id)
-                .send()
-                .await
-                .map_err(|e| Self::api_error("GetChange", what, e))?;
+                .call("GetChange", change_id, || {
+                    self.client.get_change().id(change_id).send()
+                })
+                .await?;
             if out.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) {
                 return Ok(());
             }
@@ -251,11 +514,8 @@ impl Route53 {
                 return Err(DnsError::Api {
                     provider: PROVIDER,
                     operation: "GetChange",
-                    name: what.to_string(),
-                    message: format!(
-                        "change {change_id} not INSYNC after {}s",
-                        INSYNC_TIMEOUT.as_secs()
-                    ),
+                    name: change_id.to_string(),
+                    message: format!("change not INSYNC after {}s", INSYNC_TIMEOUT.as_secs()),
                 });
             }
             sleep(delay).await;
@@ -264,8 +524,47 @@ impl Route53 {
     }
 }
 
-fn quoted(value: &str) -> String {
-    format!("\"{value}\"")
+fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    operation: &'static str,
+    name: &str,
+    err: &E,
+) -> DnsError {
+    let message = match (err.code(), err.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.to_string(),
+        _ => DisplayErrorContext(err).to_string(),
+    };
+    DnsError::Api {
+        provider: PROVIDER,
+        operation,
+        name: name.to_string(),
+        message,
+    }
+}
+
+fn build_error(name: &str, e: aws_sdk_route53::error::BuildError) -> DnsError {
+    DnsError::Api {
+        provider: PROVIDER,
+        operation: "ChangeResourceRecordSets",
+        name: name.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn record_set(name: &str, values: &[String]) -> Result<ResourceRecordSet, DnsError> {
+    let mut set = ResourceRecordSet::builder()
+        .name(format!("{name}."))
+        .r#type(RrType::Txt)
+        .ttl(TTL);
+    for v in values {
+        set = set.resource_records(
+            ResourceRecord::builder()
+                .value(v)
+                .build()
+                .map_err(|e| build_error(name, e))?,
+        );
+    }
+    set.build().map_err(|e| build_error(name, e))
 }
 
 fn change(action: ChangeAction, set: ResourceRecordSet) -> Change {
@@ -276,6 +575,38 @@ fn change(action: ChangeAction, set: ResourceRecordSet) -> Change {
         .expect("action and record set are set")
 }
 
+/// Requests per second for one AWS account, shared by every order.
+struct TokenBucket {
+    rate: f64,
+    state: tokio::sync::Mutex<(f64, Instant)>,
+}
+
+impl TokenBucket {
+    fn new(rate: f64) -> Self {
+        let rate = rate.max(0.1);
+        Self {
+            rate,
+            state: tokio::sync::Mutex::new((rate, Instant::now())),
+        }
+    }
+
+    async fn acquire(&self) {
+        let mut state = self.state.lock().await;
+        loop {
+            let now = Instant::now();
+            let (tokens, last) = *state;
+            let tokens =
+                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
+            if tokens >= 1.0 {
+                *state = (tokens - 1.0, now);
+                return;
+            }
+            *state = (tokens, now);
+            sleep(Duration::from_secs_f64((1.0 - tokens) / self.rate)).await;
+        }
+    }
+}
+
 #[async_trait]
 impl DnsProvider for Route53 {
     fn kind(&self) -> &'static str {
@@ -283,73 +614,11 @@ impl DnsProvider for Route53 {
     }
 
     async fn present(&self, hint: &ZoneHint, records: &[TxtRecord]) -> Result<(), DnsError> {
-        for zone in self.group_by_zone(hint, records).await? {
-            let names: Vec<String> = zone.values.keys().cloned().collect();
-            let what = names.join(",");
-            // Hold every name's lock from read to write so no one else's
-            // merge can interleave with ours.
-            let locks: Vec<_> = names.iter().map(|n| self.lock_for(n)).collect();
-            let mut guards = Vec::new();
-            for l in &locks {
-                guards.push(l.lock().await);
-            }
-            let mut changes = Vec::new();
-            for (name, ours) in &zone.values {
-                let mut values = self.current_values(&zone.zone_id, name).await?;
-                for v in ours {
-                    let q = quoted(v);
-                    if !values.contains(&q) {
-                        values.push(q);
-                    }
-                }
-                changes.push(change(
-                    ChangeAction::Upsert,
-                    Self::record_set(name, &values)?,
-                ));
-            }
-            let change_id = self.submit(&zone.zone_id, changes, &what).await?;
-            drop(guards);
-            if let Some(id) = change_id {
-                self.wait_insync(&id, &what).await?;
-            }
-        }
-        Ok(())
+        self.submit(hint, Op::Add, records).await
     }
 
     async fn cleanup(&self, hint: &ZoneHint, records: &[TxtRecord]) -> Result<(), DnsError> {
-        for zone in self.group_by_zone(hint, records).await? {
-            let names: Vec<String> = zone.values.keys().cloned().collect();
-            let what = names.join(",");
-            let locks: Vec<_> = names.iter().map(|n| self.lock_for(n)).collect();
-            let mut guards = Vec::new();
-            for l in &locks {
-                guards.push(l.lock().await);
-            }
-            let mut changes = Vec::new();
-            for (name, ours) in &zone.values {
-                let current = self.current_values(&zone.zone_id, name).await?;
-                if current.is_empty() {
-                    continue;
-                }
-                let remaining: Vec<String> = current
-                    .iter()
-                    .filter(|v| !ours.iter().any(|o| &quoted(o) == *v))
-                    .cloned()
-                    .collect();
-                if remaining.len() == current.len() {
-                    continue;
-                }
-                let action = if remaining.is_empty() {
-                    // DELETE must name the exact set that is there.
-                    change(ChangeAction::Delete, Self::record_set(name, &current)?)
-                } else {
-                    change(ChangeAction::Upsert, Self::record_set(name, &remaining)?)
-                };
-                changes.push(action);
-            }
-            self.submit(&zone.zone_id, changes, &what).await?;
-        }
-        Ok(())
+        self.submit(hint, Op::Remove, records).await
     }
 
     async fn authoritative_nameservers(
@@ -357,15 +626,13 @@ impl DnsProvider for Route53 {
         hint: &ZoneHint,
         name: &str,
     ) -> Result<Vec<String>, DnsError> {
-        let zone_id = self.zone_for(hint, name).await?;
-        self.count();
+        let zone_id = self.inner.zone_for(hint, name).await?;
         let out = self
-            .client
-            .get_hosted_zone()
-            .id(&zone_id)
-            .send()
-            .await
-            .map_err(|e| Self::api_error("GetHostedZone", name, e))?;
+            .inner
+            .call("GetHostedZone", name, || {
+                self.inner.client.get_hosted_zone().id(&zone_id).send()
+            })
+            .await?;
         let servers: Vec<String> = out
             .delegation_set()
             .map(|d| d.name_servers().to_vec())
@@ -380,18 +647,36 @@ impl DnsProvider for Route53 {
     }
 
     async fn zones(&self) -> Result<Vec<String>, DnsError> {
-        let mut zones = self.zones.lock().await;
-        if zones.is_none() {
-            *zones = Some(self.list_public_zones("(all zones)").await?);
-        }
-        Ok(zones
-            .iter()
-            .flatten()
-            .map(|(apex, _)| apex.clone())
+        Ok(self
+            .inner
+            .load_zones()
+            .await?
+            .into_iter()
+            .map(|(apex, _)| apex)
             .collect())
     }
 
     fn api_calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.inner.calls.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn token_bucket_limits_rate() {
+        let bucket = TokenBucket::new(5.0);
+        let start = Instant::now();
+        for _ in 0..15 {
+            bucket.acquire().await;
+        }
+        // 5 at once (burst), then 10 more at 5/s.
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(2100),
+            "{elapsed:?}"
+        );
     }
 }
