@@ -83,7 +83,7 @@ async fn main() {
         .unwrap_or(0);
     let r53 = finished
         .as_ref()
-        .and_then(|e| e["route53_calls"].as_u64())
+        .and_then(|e| e["dns_calls"].as_u64())
         .unwrap_or(0);
     println!("certificates:            {n}");
     println!("exit status:             {}", status.code().unwrap_or(-1));

@@ -115,7 +115,15 @@ fn run_command(once: bool, config: &std::path::Path, log_format: Option<LogForma
             tracing::warn!(event = "run.cancelling", reason = "signal");
             signals.cancel();
         });
-        let services = run::Services::from_settings(&settings).await;
+        let services = match run::Services::from_settings(&settings).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(event = "run.failed", error = %e);
+                eprintln!("certkeeper: {e}");
+                record_failure(&settings, &e.to_string());
+                return exit::CONFIG_ERROR;
+            }
+        };
         match run::run_once(&settings, &services, &cancel).await {
             Ok(status) => {
                 if let Some(r) = &status.config_rejected {
@@ -143,8 +151,8 @@ fn config_check(
     settings: Option<&std::path::Path>,
     format: OutputFormat,
 ) -> i32 {
-    let zones = match settings.map(Settings::load).transpose() {
-        Ok(s) => s.and_then(|s| s.allowed_zones),
+    let settings = match settings.map(Settings::load).transpose() {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("certkeeper: {e}");
             return exit::CONFIG_ERROR;
@@ -157,8 +165,12 @@ fn config_check(
             return exit::CONFIG_ERROR;
         }
     };
-    if let Some(zones) = zones {
-        report.errors.extend(config.check_allowed_zones(&zones));
+    if let Some(settings) = &settings {
+        let providers: Vec<String> = settings.dns_providers.keys().cloned().collect();
+        report.errors.extend(config.check_providers(&providers));
+        if let Some(zones) = &settings.allowed_zones {
+            report.errors.extend(config.check_allowed_zones(zones));
+        }
     }
     match format {
         OutputFormat::Text => {

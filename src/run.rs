@@ -3,12 +3,16 @@
 
 use crate::acme::Issuer;
 use crate::config::{Certificate, Config};
-use crate::dns::{Dns01, DnsProvider, route53::Route53};
+use crate::dns::rfc2136::Rfc2136;
+use crate::dns::route53::{Route53, Route53Options};
+use crate::dns::{Dns01, DnsProvider};
 use crate::plan::{self, Decision};
 use crate::publish::{self, Target, s3::S3};
 use crate::report::{self, CertState, CertStatus, Status};
+use crate::settings::DnsProviderSettings;
 use crate::settings::Settings;
 use crate::store::{Meta, Store};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
@@ -27,27 +31,51 @@ pub enum RunError {
 
 /// Everything a run needs from outside, built once from the settings.
 pub struct Services {
-    pub dns: Arc<dyn DnsProvider>,
+    /// DNS providers by the name certificates use.
+    pub dns: BTreeMap<String, Arc<dyn DnsProvider>>,
     pub targets: Vec<Arc<dyn Target>>,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("DNS provider {name:?}: {source}")]
+pub struct ServiceError {
+    name: String,
+    source: crate::dns::DnsError,
+}
+
 impl Services {
-    /// Real AWS clients, honouring the endpoint override.
-    pub async fn from_settings(settings: &Settings) -> Services {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(region) = &settings.aws.region {
-            loader = loader.region(aws_config::Region::new(region.clone()));
+    /// Real clients, honouring the endpoint override. Each Route53 provider
+    /// gets its own AWS identity (profile or assumed role), separate from
+    /// the one used for S3.
+    pub async fn from_settings(settings: &Settings) -> Result<Services, ServiceError> {
+        let base = aws_base(settings, None).await;
+        let mut dns: BTreeMap<String, Arc<dyn DnsProvider>> = BTreeMap::new();
+        for (name, provider) in &settings.dns_providers {
+            let provider: Arc<dyn DnsProvider> = match provider {
+                DnsProviderSettings::Route53(r) => {
+                    let sdk = route53_identity(settings, r, &base).await;
+                    Arc::new(Route53::with_options(
+                        aws_sdk_route53::Client::new(&sdk),
+                        Route53Options {
+                            private_zone: r.private_zone,
+                            requests_per_second: r.requests_per_second,
+                        },
+                    ))
+                }
+                DnsProviderSettings::Rfc2136(r) => {
+                    Arc::new(Rfc2136::new(r).map_err(|source| ServiceError {
+                        name: name.clone(),
+                        source,
+                    })?)
+                }
+            };
+            dns.insert(name.clone(), provider);
         }
-        if let Some(endpoint) = &settings.aws.endpoint_url {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let sdk = loader.load().await;
-        let route53 = aws_sdk_route53::Client::new(&sdk);
         let mut targets: Vec<Arc<dyn Target>> = Vec::new();
         if let Some(s3) = &settings.s3 {
             // Path-style addressing works with every endpoint override
             // (an IP address has no virtual-host buckets).
-            let config = aws_sdk_s3::config::Builder::from(&sdk)
+            let config = aws_sdk_s3::config::Builder::from(&base)
                 .force_path_style(settings.aws.endpoint_url.is_some())
                 .build();
             targets.push(Arc::new(S3::new(
@@ -55,11 +83,52 @@ impl Services {
                 s3.clone(),
             )));
         }
-        Services {
-            dns: Arc::new(Route53::new(route53)),
-            targets,
-        }
+        Ok(Services { dns, targets })
     }
+
+    /// Route53 API calls of every provider, for the run summary.
+    fn dns_calls(&self) -> u64 {
+        self.dns.values().map(|p| p.api_calls()).sum()
+    }
+}
+
+async fn aws_base(settings: &Settings, profile: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &settings.aws.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &settings.aws.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    loader.load().await
+}
+
+async fn route53_identity(
+    settings: &Settings,
+    r: &crate::settings::Route53Settings,
+    base: &aws_config::SdkConfig,
+) -> aws_config::SdkConfig {
+    let sdk = match &r.profile {
+        Some(profile) => aws_base(settings, Some(profile)).await,
+        None => base.clone(),
+    };
+    let Some(role) = &r.role_arn else {
+        return sdk;
+    };
+    let mut assume =
+        aws_config::sts::AssumeRoleProvider::builder(role).session_name("certkeeper-dns");
+    if let Some(id) = &r.external_id {
+        assume = assume.external_id(id);
+    }
+    let provider = assume.configure(&sdk).build().await;
+    sdk.into_builder()
+        .credentials_provider(aws_sdk_route53::config::SharedCredentialsProvider::new(
+            provider,
+        ))
+        .build()
 }
 
 /// Runs one renewal over every certificate of the config repo.
@@ -71,15 +140,7 @@ pub async fn run_once(
     let started_at = OffsetDateTime::now_utc();
     let store = Store::open(&settings.state_dir)?;
 
-    let provider_zones = match services.dns.zones().await {
-        Ok(zones) => Some(zones),
-        Err(e) => {
-            // Issuance needs a zone at the provider anyway, so nothing outside
-            // them can be issued; the early check is only skipped.
-            tracing::warn!(event = "dns.zones.unavailable", error = %e);
-            None
-        }
-    };
+    let provider_zones = provider_zones(settings, services).await;
     let gate_settings = settings.clone();
     let gate_store = store.clone();
     let accepted = tokio::task::spawn_blocking(move || {
@@ -92,16 +153,26 @@ pub async fn run_once(
 
     let plans = plan_all(settings, &store, config);
     let issuer = account_if_needed(settings, &store, &plans).await;
-    let dns = Arc::new(Dns01::new(
-        services.dns.clone(),
-        settings
+    let nameservers: Vec<std::net::SocketAddr> = settings
+        .dns
+        .nameservers
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let dns: Arc<BTreeMap<String, Arc<Dns01>>> = Arc::new(
+        services
             .dns
-            .nameservers
             .iter()
-            .filter_map(|s| s.parse().ok())
+            .map(|(name, provider)| {
+                let dns01 = Dns01::new(
+                    provider.clone(),
+                    nameservers.clone(),
+                    settings.dns.propagation_timeout,
+                );
+                (name.clone(), Arc::new(dns01))
+            })
             .collect(),
-        settings.dns.propagation_timeout,
-    ));
+    );
 
     // One pipeline per certificate (renew if due, then publish), at most
     // max_concurrent_orders at a time; one failure never stops the others.
@@ -158,11 +229,31 @@ pub async fn run_once(
         renewed = count(CertState::Renewed),
         failed = count(CertState::Failed),
         unpublished = status.certificates.iter().filter(|c| !c.published).count(),
-        route53_calls = services.dns.api_calls(),
+        dns_calls = services.dns_calls(),
         duration_ms = (status.finished_at - started_at).whole_milliseconds() as u64,
         config_commit = %checkout_commit,
     );
     Ok(status)
+}
+
+/// The default zone allowlist: every zone the DNS providers hold.
+async fn provider_zones(settings: &Settings, services: &Services) -> Option<Vec<String>> {
+    if settings.allowed_zones.is_some() {
+        return None;
+    }
+    let mut zones = Vec::new();
+    for (name, provider) in &services.dns {
+        match provider.zones().await {
+            Ok(z) => zones.extend(z),
+            Err(e) => {
+                // Issuance needs a zone at the provider anyway, so nothing
+                // outside them can be issued; only the early check is skipped.
+                tracing::warn!(event = "dns.zones.unavailable", provider = %name, error = %e);
+                return None;
+            }
+        }
+    }
+    Some(zones)
 }
 
 /// What to do with one certificate in this run.
@@ -242,7 +333,7 @@ type Attempt = Result<bool, String>;
 /// Everything one certificate's pipeline needs, owned so it can run as a task.
 struct CertTask {
     store: Store,
-    dns: Arc<Dns01>,
+    dns: Arc<BTreeMap<String, Arc<Dns01>>>,
     issuer: Option<Result<Arc<Issuer>, String>>,
     targets: Vec<Arc<dyn Target>>,
     commit: String,
@@ -256,17 +347,12 @@ impl CertTask {
             CertPlan::Broken(e) => Some(Err(e)),
             CertPlan::Renew => Some(match &self.issuer {
                 _ if self.cancel.is_cancelled() => Err("cancelled before start".to_string()),
-                Some(Ok(issuer)) => {
-                    renew_one(
-                        issuer,
-                        &self.dns,
-                        &self.store,
-                        cert,
-                        &self.commit,
-                        &self.cancel,
-                    )
-                    .await
-                }
+                Some(Ok(issuer)) => match self.dns.get(&cert.spec.dns.provider) {
+                    Some(dns) => {
+                        renew_one(issuer, dns, &self.store, cert, &self.commit, &self.cancel).await
+                    }
+                    None => Err(format!("unknown DNS provider {:?}", cert.spec.dns.provider)),
+                },
                 Some(Err(e)) => Err(e.clone()),
                 None => Err("no ACME account".to_string()),
             }),

@@ -30,6 +30,10 @@ pub struct Settings {
     pub aws: AwsSettings,
     #[serde(default)]
     pub dns: DnsSettings,
+    /// Named DNS providers; certificates pick one by name. Absent: one
+    /// provider named `route53` with the default AWS credentials.
+    #[serde(default)]
+    pub dns_providers: std::collections::BTreeMap<String, DnsProviderSettings>,
     #[serde(default)]
     pub s3: Option<S3Settings>,
     #[serde(default)]
@@ -143,6 +147,56 @@ impl Default for DnsSettings {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum DnsProviderSettings {
+    Route53(Route53Settings),
+    Rfc2136(Rfc2136Settings),
+}
+
+/// Route53 with its own AWS identity, separate from the one used for S3.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route53Settings {
+    /// AWS profile (from ~/.aws/config) for this provider.
+    pub profile: Option<String>,
+    /// Assume this role for Route53 calls.
+    pub role_arn: Option<String>,
+    /// External id required by the role's trust policy.
+    pub external_id: Option<String>,
+    /// Use private hosted zones instead of public ones.
+    #[serde(default)]
+    pub private_zone: bool,
+    /// API requests per second, shared by every order (Route53 allows 5).
+    pub requests_per_second: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rfc2136Settings {
+    /// Primary nameserver accepting dynamic updates, `ip:port`.
+    pub nameserver: String,
+    /// The zone updated (e.g. `internal.example.com`).
+    pub zone: String,
+    pub tsig_key_name: String,
+    #[serde(default)]
+    pub tsig_algorithm: TsigAlgorithm,
+    /// File holding the base64 TSIG secret (as in BIND's key file `secret`).
+    pub tsig_secret_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum TsigAlgorithm {
+    #[default]
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    #[serde(rename = "hmac-sha512")]
+    HmacSha512,
+}
+
+/// The provider name used when the settings define none.
+pub const DEFAULT_DNS_PROVIDER: &str = "route53";
+
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Settings {
     pub bucket: String,
@@ -217,6 +271,17 @@ impl Settings {
         if let Some(https) = &mut repo.https {
             https.token_file = https.token_file.as_ref().map(|p| base.join(p));
         }
+        for provider in settings.dns_providers.values_mut() {
+            if let DnsProviderSettings::Rfc2136(r) = provider {
+                r.tsig_secret_file = base.join(&r.tsig_secret_file);
+            }
+        }
+        if settings.dns_providers.is_empty() {
+            settings.dns_providers.insert(
+                DEFAULT_DNS_PROVIDER.to_string(),
+                DnsProviderSettings::Route53(Route53Settings::default()),
+            );
+        }
         if let Some(signed) = &mut settings.require_signed_commits {
             signed.allowed_signers = base.join(&signed.allowed_signers);
         }
@@ -289,6 +354,27 @@ impl Settings {
                 if let Err(why) = crate::config::domain::validate(&zone.to_ascii_lowercase()) {
                     return Err(fail("allowed_zones", zone, why));
                 }
+            }
+        }
+        for (name, provider) in &self.dns_providers {
+            if let DnsProviderSettings::Rfc2136(r) = provider
+                && r.nameserver.parse::<std::net::SocketAddr>().is_err()
+            {
+                return Err(fail(
+                    &format!("dns_providers.{name}.nameserver"),
+                    &r.nameserver,
+                    format!("{:?} is not an ip:port address", r.nameserver),
+                ));
+            }
+            if let DnsProviderSettings::Route53(r) = provider
+                && r.external_id.is_some()
+                && r.role_arn.is_none()
+            {
+                return Err(fail(
+                    &format!("dns_providers.{name}.external_id"),
+                    "external_id",
+                    "is only used with role_arn".into(),
+                ));
             }
         }
         for ns in &self.dns.nameservers {

@@ -13,6 +13,7 @@ command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+[ -x /usr/sbin/named ] || need_apt+=(bind9)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -116,16 +116,14 @@ fn check(
     for warning in &config.warnings {
         tracing::warn!(event = "config.warning", commit = %checkout.commit, warning = %warning);
     }
-    let zones = settings.allowed_zones.as_deref().or(provider_zones);
-    if let Some(zones) = zones {
-        let errors = config.check_allowed_zones(zones);
-        if !errors.is_empty() {
-            return Err(errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n"));
-        }
+    let providers: Vec<String> = settings.dns_providers.keys().cloned().collect();
+    let mut errors = config.check_providers(&providers);
+    if let Some(zones) = settings.allowed_zones.as_deref().or(provider_zones) {
+        errors.extend(config.check_allowed_zones(zones));
+    }
+    if !errors.is_empty() {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        return Err(lines.join("\n"));
     }
     Ok(config)
 }

@@ -54,20 +54,27 @@ pub struct CertificateSpec {
     pub renew_before: Option<RenewBefore>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSpec {
-    #[serde(default)]
-    pub provider: DnsProviderKind,
+    /// Name of a DNS provider defined in the settings (`dns_providers`).
+    #[serde(default = "default_provider")]
+    pub provider: String,
     /// Route53 hosted zone id; found by longest matching suffix when absent.
     pub hosted_zone_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DnsProviderKind {
-    #[default]
-    Route53,
+impl Default for DnsSpec {
+    fn default() -> Self {
+        Self {
+            provider: default_provider(),
+            hosted_zone_id: None,
+        }
+    }
+}
+
+fn default_provider() -> String {
+    crate::settings::DEFAULT_DNS_PROVIDER.to_string()
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
@@ -153,6 +160,8 @@ pub struct Certificate {
     pub index: usize,
     /// Line and column of each domain, for errors found later.
     pub domain_positions: Vec<(usize, usize)>,
+    /// Line and column of `dns.provider` (or of the entry when defaulted).
+    pub provider_position: (usize, usize),
 }
 
 impl Certificate {
@@ -248,6 +257,27 @@ impl Config {
             },
             report,
         )
+    }
+
+    /// Refuses certificates naming a DNS provider the settings do not define.
+    pub fn check_providers(&self, known: &[String]) -> Vec<Located> {
+        self.certificates
+            .iter()
+            .filter(|c| !known.contains(&c.spec.dns.provider))
+            .map(|c| {
+                let (line, column) = c.provider_position;
+                Located {
+                    file: c.file.clone(),
+                    line: (line > 0).then_some(line),
+                    column: (column > 0).then_some(column),
+                    field: format!("certificates[{}].dns.provider", c.index),
+                    message: format!(
+                        "unknown DNS provider {:?} (the settings define {known:?})",
+                        c.spec.dns.provider
+                    ),
+                }
+            })
+            .collect()
     }
 
     /// Refuses certificates with a domain outside `zones` (the settings'
@@ -357,7 +387,10 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<Located>) -> Vec<Certifi
         let domain_positions = (0..spec.domains.len())
             .map(|d| yaml::locate(&positions, &format!("{base}.domains[{d}]")).unwrap_or((0, 0)))
             .collect();
+        let provider_position =
+            yaml::locate(&positions, &format!("{base}.dns.provider")).unwrap_or((line, 0));
         out.push(Certificate {
+            provider_position,
             origin: format!("{}:{line}", path.display()),
             file: path.to_path_buf(),
             index,
@@ -485,7 +518,7 @@ mod tests {
         let c = parse_one("certificates:\n  - name: web\n    domains: [a.example.test]\n").unwrap();
         let spec = &c.certificates[0].spec;
         assert_eq!(spec.key_type, KeyType::EcdsaP256);
-        assert_eq!(spec.dns.provider, DnsProviderKind::Route53);
+        assert_eq!(spec.dns.provider, "route53");
         assert_eq!(spec.renew_before, None);
         assert_eq!(c.certificates[0].origin, "certificates.yaml:2");
     }

@@ -5,6 +5,7 @@
 //! lives here, so every provider gets it for free.
 
 pub mod propagation;
+pub mod rfc2136;
 pub mod route53;
 
 use async_trait::async_trait;

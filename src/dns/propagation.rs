@@ -137,10 +137,14 @@ async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Result<Message, Strin
     Message::from_vec(&buf).map_err(|e| e.to_string())
 }
 
-/// Turns nameserver host names into addresses to query (port 53).
+/// Turns nameserver host names (port 53) or `ip:port` into addresses.
 pub async fn resolve_servers(hosts: &[String]) -> Result<Vec<SocketAddr>, String> {
     let mut out = Vec::new();
     for host in hosts {
+        if let Ok(addr) = host.parse::<SocketAddr>() {
+            out.push(addr);
+            continue;
+        }
         let host = host.trim_end_matches('.');
         let addrs = tokio::net::lookup_host((host, 53))
             .await

@@ -18,6 +18,8 @@ pub struct Route53Dns {
     /// Names answered with NXDOMAIN whatever Route53 holds (fault injection:
     /// a nameserver that never sees the record).
     hidden: Arc<Mutex<HashSet<String>>>,
+    /// Zones answered by another server (BIND), as a resolver would.
+    forwards: Arc<Mutex<Vec<(String, SocketAddr)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -35,6 +37,8 @@ impl Route53Dns {
         let counter = queries.clone();
         let hidden: Arc<Mutex<HashSet<String>>> = Arc::default();
         let hide = hidden.clone();
+        let forwards: Arc<Mutex<Vec<(String, SocketAddr)>>> = Arc::default();
+        let fwd = forwards.clone();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -45,9 +49,21 @@ impl Route53Dns {
                 let Ok(request) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
-                let (socket, route53, hide) = (socket.clone(), route53.clone(), hide.clone());
+                let (socket, route53, hide, fwd) =
+                    (socket.clone(), route53.clone(), hide.clone(), fwd.clone());
                 tokio::spawn(async move {
-                    let response = answer(&route53, &request, &hide).await;
+                    let upstream = request.queries.first().and_then(|q| {
+                        let name = norm(&q.name().to_ascii());
+                        fwd.lock()
+                            .unwrap()
+                            .iter()
+                            .find(|(zone, _)| name == *zone || name.ends_with(&format!(".{zone}")))
+                            .map(|(_, addr)| *addr)
+                    });
+                    let response = match upstream {
+                        Some(addr) => forward(addr, &request).await,
+                        None => answer(&route53, &request, &hide).await,
+                    };
                     if let Ok(bytes) = response.to_vec() {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
@@ -58,8 +74,14 @@ impl Route53Dns {
             addr,
             queries,
             hidden,
+            forwards,
             task,
         }
+    }
+
+    /// From now on, relay queries for names in `zone` to `server`.
+    pub fn forward(&self, zone: &str, server: SocketAddr) {
+        self.forwards.lock().unwrap().push((norm(zone), server));
     }
 
     /// From now on, answer NXDOMAIN for `name`.
@@ -153,6 +175,28 @@ async fn answer(
         response.authorities.push(soa);
     }
     response
+}
+
+async fn forward(server: SocketAddr, request: &Message) -> Message {
+    let fail = || {
+        let mut m = Message::response(request.metadata.id, OpCode::Query);
+        m.metadata.response_code = ResponseCode::ServFail;
+        m
+    };
+    let Ok(socket) = UdpSocket::bind("127.0.0.1:0").await else {
+        return fail();
+    };
+    let Ok(bytes) = request.to_vec() else {
+        return fail();
+    };
+    if socket.send_to(&bytes, server).await.is_err() {
+        return fail();
+    }
+    let mut buf = vec![0u8; 4096];
+    match tokio::time::timeout(std::time::Duration::from_secs(2), socket.recv(&mut buf)).await {
+        Ok(Ok(n)) => Message::from_vec(&buf[..n]).unwrap_or_else(|_| fail()),
+        _ => fail(),
+    }
 }
 
 fn soa_record(apex: &str) -> Record {

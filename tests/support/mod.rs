@@ -4,6 +4,7 @@
 //! through the Route53 API.
 #![allow(dead_code)]
 
+pub mod bind;
 pub mod dns;
 pub mod sshd;
 
