@@ -19,6 +19,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Preflight a DNS provider: write a probe TXT value for DOMAIN, check
+    /// the nameservers serve it, remove it. Exit 0 when all of that works.
+    Dns {
+        #[command(subcommand)]
+        command: DnsCommand,
+    },
     /// Work with the config repo.
     Config {
         #[command(subcommand)]
@@ -35,6 +41,22 @@ enum Command {
         /// Override the settings' log format.
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DnsCommand {
+    /// Write, check and remove a probe TXT value at _acme-challenge.DOMAIN.
+    Test {
+        domain: String,
+        #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
+        config: PathBuf,
+        /// DNS provider name from the settings (default: route53, or the only one).
+        #[arg(long)]
+        provider: Option<String>,
+        /// Route53 hosted zone id, when not found by suffix.
+        #[arg(long)]
+        zone_id: Option<String>,
     },
 }
 
@@ -71,6 +93,15 @@ fn main() {
                     format,
                 },
         } => config_check(&repo, settings.as_deref(), format),
+        Command::Dns {
+            command:
+                DnsCommand::Test {
+                    domain,
+                    config,
+                    provider,
+                    zone_id,
+                },
+        } => dns_test(&domain, &config, provider, zone_id),
         Command::Run {
             once,
             config,
@@ -142,6 +173,62 @@ fn run_command(once: bool, config: &std::path::Path, log_format: Option<LogForma
                 record_failure(&settings, &e.to_string());
                 exit::CONFIG_ERROR
             }
+        }
+    })
+}
+
+fn dns_test(
+    domain: &str,
+    config: &std::path::Path,
+    provider: Option<String>,
+    zone_id: Option<String>,
+) -> i32 {
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            return exit::CONFIG_ERROR;
+        }
+    };
+    let domain = match certkeeper::config::domain::normalize(domain) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            return exit::CONFIG_ERROR;
+        }
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("certkeeper: cannot start the async runtime");
+        return exit::RENEWAL_FAILED;
+    };
+    runtime.block_on(async {
+        let services = match run::Services::from_settings(&settings).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("certkeeper: {e}");
+                return exit::CONFIG_ERROR;
+            }
+        };
+        let name = provider.unwrap_or_else(|| match services.dns.len() {
+            1 => services.dns.keys().next().cloned().unwrap_or_default(),
+            _ => certkeeper::settings::DEFAULT_DNS_PROVIDER.to_string(),
+        });
+        let Some(dns) = services.dns.get(&name) else {
+            let known: Vec<&String> = services.dns.keys().collect();
+            eprintln!("certkeeper: no DNS provider {name:?} in the settings (known: {known:?})");
+            return exit::CONFIG_ERROR;
+        };
+        let report = certkeeper::dns::preflight(dns.clone(), &settings.dns, &domain, zone_id).await;
+        for step in &report.steps {
+            println!("{step}");
+        }
+        if report.ok {
+            exit::OK
+        } else {
+            exit::RENEWAL_FAILED
         }
     })
 }

@@ -153,23 +153,15 @@ pub async fn run_once(
 
     let plans = plan_all(settings, &store, config);
     let issuer = account_if_needed(settings, &store, &plans).await;
-    let nameservers: Vec<std::net::SocketAddr> = settings
-        .dns
-        .nameservers
-        .iter()
-        .filter_map(|s| s.parse().ok())
-        .collect();
     let dns: Arc<BTreeMap<String, Arc<Dns01>>> = Arc::new(
         services
             .dns
             .iter()
             .map(|(name, provider)| {
-                let dns01 = Dns01::new(
-                    provider.clone(),
-                    nameservers.clone(),
-                    settings.dns.propagation_timeout,
-                );
-                (name.clone(), Arc::new(dns01))
+                (
+                    name.clone(),
+                    Arc::new(Dns01::new(provider.clone(), &settings.dns)),
+                )
             })
             .collect(),
     );

@@ -135,6 +135,18 @@ pub struct DnsSettings {
         with = "crate::duration::serde_human"
     )]
     pub propagation_timeout: Duration,
+    /// `check` (default): wait until the nameservers serve the values;
+    /// `skip`: tell the CA at once (when the check cannot reach them).
+    #[serde(default)]
+    pub propagation: Propagation,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagation {
+    #[default]
+    Check,
+    Skip,
 }
 
 impl Default for DnsSettings {
@@ -142,6 +154,7 @@ impl Default for DnsSettings {
         Self {
             nameservers: Vec::new(),
             propagation_timeout: defaults::propagation_timeout(),
+            propagation: Propagation::Check,
         }
     }
 }

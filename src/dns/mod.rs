@@ -98,18 +98,23 @@ pub struct Dns01 {
     /// Servers to ask instead of the zone's own (split-horizon, tests).
     nameservers: Vec<std::net::SocketAddr>,
     propagation_timeout: std::time::Duration,
+    skip_propagation: bool,
 }
 
 impl Dns01 {
     pub fn new(
         provider: std::sync::Arc<dyn DnsProvider>,
-        nameservers: Vec<std::net::SocketAddr>,
-        propagation_timeout: std::time::Duration,
+        settings: &crate::settings::DnsSettings,
     ) -> Self {
         Self {
             provider,
-            nameservers,
-            propagation_timeout,
+            nameservers: settings
+                .nameservers
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect(),
+            propagation_timeout: settings.propagation_timeout,
+            skip_propagation: settings.propagation == crate::settings::Propagation::Skip,
         }
     }
 
@@ -139,6 +144,9 @@ impl Dns01 {
             names = ?names,
             duration_ms = started.elapsed().as_millis() as u64,
         );
+        if self.skip_propagation {
+            return Ok(());
+        }
         let started = std::time::Instant::now();
         let servers = match self.nameservers.is_empty() {
             false => self.nameservers.clone(),
@@ -190,4 +198,92 @@ impl Dns01 {
         }
         result
     }
+}
+
+/// What `certkeeper dns test` found, step by step, in plain words.
+pub struct Preflight {
+    pub ok: bool,
+    pub steps: Vec<String>,
+}
+
+/// Writes a probe TXT value at `_acme-challenge.<domain>`, waits until the
+/// nameservers serve it, and removes it again (also after a failure).
+pub async fn preflight(
+    provider: std::sync::Arc<dyn DnsProvider>,
+    settings: &crate::settings::DnsSettings,
+    domain: &str,
+    zone_id: Option<String>,
+) -> Preflight {
+    let name = crate::config::domain::challenge_name(domain);
+    let record = TxtRecord {
+        name: name.clone(),
+        value: format!("certkeeper-probe-{:016x}", rand::random::<u64>()),
+    };
+    let records = std::slice::from_ref(&record);
+    let zone = ZoneHint { zone_id };
+    let kind = provider.kind();
+    let mut steps = Vec::new();
+    let started = std::time::Instant::now();
+    if let Err(e) = provider.present(&zone, records).await {
+        steps.push(format!("FAIL  write {name} TXT through {kind}: {e}"));
+        let _ = provider.cleanup(&zone, records).await;
+        return Preflight { ok: false, steps };
+    }
+    steps.push(format!(
+        "ok    wrote {name} TXT \"{}\" through {kind} ({} ms)",
+        record.value,
+        started.elapsed().as_millis()
+    ));
+    let mut ok = true;
+    if settings.propagation == crate::settings::Propagation::Skip {
+        steps.push("skip  propagation check (dns.propagation: skip)".into());
+    } else {
+        let started = std::time::Instant::now();
+        match preflight_visible(provider.as_ref(), settings, &zone, records).await {
+            Ok(servers) => steps.push(format!(
+                "ok    every nameserver serves it: {servers:?} ({} ms)",
+                started.elapsed().as_millis()
+            )),
+            Err(e) => {
+                ok = false;
+                steps.push(format!("FAIL  nameservers: {e}"));
+            }
+        }
+    }
+    match provider.cleanup(&zone, records).await {
+        Ok(()) => steps.push(format!("ok    removed the probe value from {name}")),
+        Err(e) => {
+            ok = false;
+            steps.push(format!("FAIL  remove the probe value: {e}"));
+        }
+    }
+    Preflight { ok, steps }
+}
+
+async fn preflight_visible(
+    provider: &dyn DnsProvider,
+    settings: &crate::settings::DnsSettings,
+    zone: &ZoneHint,
+    records: &[TxtRecord],
+) -> Result<Vec<std::net::SocketAddr>, String> {
+    let servers: Vec<std::net::SocketAddr> = if settings.nameservers.is_empty() {
+        let hosts = provider
+            .authoritative_nameservers(zone, &records[0].name)
+            .await
+            .map_err(|e| e.to_string())?;
+        propagation::resolve_servers(&hosts)
+            .await
+            .map_err(|e| format!("cannot resolve the nameservers {hosts:?}: {e}"))?
+    } else {
+        settings
+            .nameservers
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect()
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    propagation::wait_until_visible(&servers, records, settings.propagation_timeout, &cancel)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(servers)
 }
