@@ -153,18 +153,7 @@ pub async fn run_once(
 
     let plans = plan_all(settings, &store, config);
     let issuer = account_if_needed(settings, &store, &plans).await;
-    let dns: Arc<BTreeMap<String, Arc<Dns01>>> = Arc::new(
-        services
-            .dns
-            .iter()
-            .map(|(name, provider)| {
-                (
-                    name.clone(),
-                    Arc::new(Dns01::new(provider.clone(), &settings.dns)),
-                )
-            })
-            .collect(),
-    );
+    let dns = Arc::new(Dns01::new(services.dns.clone(), &settings.dns));
 
     // One pipeline per certificate (renew if due, then publish), at most
     // max_concurrent_orders at a time; one failure never stops the others.
@@ -325,7 +314,7 @@ type Attempt = Result<bool, String>;
 /// Everything one certificate's pipeline needs, owned so it can run as a task.
 struct CertTask {
     store: Store,
-    dns: Arc<BTreeMap<String, Arc<Dns01>>>,
+    dns: Arc<Dns01>,
     issuer: Option<Result<Arc<Issuer>, String>>,
     targets: Vec<Arc<dyn Target>>,
     commit: String,
@@ -339,12 +328,17 @@ impl CertTask {
             CertPlan::Broken(e) => Some(Err(e)),
             CertPlan::Renew => Some(match &self.issuer {
                 _ if self.cancel.is_cancelled() => Err("cancelled before start".to_string()),
-                Some(Ok(issuer)) => match self.dns.get(&cert.spec.dns.provider) {
-                    Some(dns) => {
-                        renew_one(issuer, dns, &self.store, cert, &self.commit, &self.cancel).await
-                    }
-                    None => Err(format!("unknown DNS provider {:?}", cert.spec.dns.provider)),
-                },
+                Some(Ok(issuer)) => {
+                    renew_one(
+                        issuer,
+                        &self.dns,
+                        &self.store,
+                        cert,
+                        &self.commit,
+                        &self.cancel,
+                    )
+                    .await
+                }
                 Some(Err(e)) => Err(e.clone()),
                 None => Err("no ACME account".to_string()),
             }),

@@ -139,6 +139,10 @@ pub struct DnsSettings {
     /// `skip`: tell the CA at once (when the check cannot reach them).
     #[serde(default)]
     pub propagation: Propagation,
+    /// Follow a CNAME at `_acme-challenge.<domain>` and write the value at
+    /// its target (delegated validation), possibly through another provider.
+    #[serde(default = "defaults::yes")]
+    pub follow_cname: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -155,6 +159,7 @@ impl Default for DnsSettings {
             nameservers: Vec::new(),
             propagation_timeout: defaults::propagation_timeout(),
             propagation: Propagation::Check,
+            follow_cname: true,
         }
     }
 }
@@ -242,6 +247,9 @@ mod defaults {
     use std::time::Duration;
     pub fn branch() -> String {
         "main".into()
+    }
+    pub fn yes() -> bool {
+        true
     }
     pub fn https_username() -> String {
         "x-access-token".into()

@@ -184,3 +184,102 @@ async fn issues_through_rfc2136_and_route53_in_one_run() {
         out.stderr
     );
 }
+
+/// `_acme-challenge.secure.example.test` (Route53) is a CNAME into the BIND
+/// zone: the value is written there through RFC 2136 and Pebble validates it
+/// by following the CNAME.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn follows_cname_delegation_into_another_provider() {
+    let env = support::LocalEnv::start(&["example.test"], support::PebbleOptions::default()).await;
+    let bind = support::bind::Bind::start(&env.root.join("bind"), "acme.internal.test");
+    env.dns.forward("acme.internal.test", bind.addr);
+    env.write_settings(&format!(
+        "dns_providers:\n  route53:\n    type: route53\n{}",
+        bind.provider_yaml("onprem")
+    ));
+    // The delegation, made once by a person in Route53.
+    let zone = env.zone_ids[0].1.clone();
+    let r53 = env.moto.route53().await;
+    use aws_sdk_route53::types::*;
+    let set = ResourceRecordSet::builder()
+        .name("_acme-challenge.secure.example.test.")
+        .r#type(RrType::Cname)
+        .ttl(60)
+        .resource_records(
+            ResourceRecord::builder()
+                .value("secure.acme.internal.test.")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&zone)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(
+                    Change::builder()
+                        .action(ChangeAction::Create)
+                        .resource_record_set(set)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    env.repo.commit_certificates(
+        "certificates:\n  - name: secure\n    domains: [secure.example.test]\n  - name: plain\n    domains: [plain.example.test]\n",
+        "delegated",
+    );
+    let out = env.run().await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let followed = out.events_named("dns.cname.followed");
+    assert_eq!(followed.len(), 1, "{}", out.stdout);
+    assert_eq!(followed[0]["to"], "secure.acme.internal.test");
+    assert_eq!(followed[0]["provider"], "onprem");
+    let upserted = out.events_named("dns.txt.upserted");
+    assert!(
+        upserted
+            .iter()
+            .any(|e| e["cert"] == "secure" && e["provider"] == "rfc2136"),
+        "{upserted:?}"
+    );
+    assert!(
+        upserted
+            .iter()
+            .any(|e| e["cert"] == "plain" && e["provider"] == "route53"),
+        "{upserted:?}"
+    );
+    assert!(
+        query_txt(bind.addr, "secure.acme.internal.test")
+            .await
+            .unwrap()
+            .is_empty(),
+        "left in BIND"
+    );
+    // Only the CNAME remains in Route53; no TXT was written there.
+    assert_eq!(
+        env.moto.challenge_records().await,
+        vec!["_acme-challenge.secure.example.test. [\"secure.acme.internal.test.\"]".to_string()]
+    );
+
+    // follow_cname: false writes at the CNAME's own name, where the value
+    // cannot be served (a CNAME owns the name): the order fails, and says so.
+    let text = std::fs::read_to_string(env.settings_path()).unwrap();
+    std::fs::write(
+        env.settings_path(),
+        text.replace("dns:\n", "dns:\n  follow_cname: false\n"),
+    )
+    .unwrap();
+    env.repo.commit_certificates(
+        "certificates:\n  - name: secure\n    domains: [secure.example.test, www.secure.example.test]\n",
+        "no follow",
+    );
+    let out = env.run().await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.events_named("dns.cname.followed").is_empty());
+}

@@ -2,7 +2,7 @@
 
 use super::{AcmeError, Issuer, MAX_ATTEMPTS, backoff, describe, retryable};
 use crate::config::{CertificateSpec, KeyType, domain::challenge_name};
-use crate::dns::{Dns01, TxtRecord, ZoneHint};
+use crate::dns::{Dns01, Placement, TxtRecord, ZoneHint};
 use crate::secret::Secret;
 use crate::store::Issued;
 use instant_acme::{
@@ -102,13 +102,23 @@ impl Issuer {
             zone_id: spec.dns.hosted_zone_id.clone(),
         };
 
+        let mut placed = Placement::default();
         let validated = self
-            .validate(&mut ctx, spec, dns, &zone, &pending, &records, cancel)
+            .validate(
+                &mut ctx,
+                spec,
+                dns,
+                &zone,
+                &pending,
+                &records,
+                &mut placed,
+                cancel,
+            )
             .await;
-        if !records.is_empty() {
+        if !placed.is_empty() {
             // Cleanup failure is logged by Dns01 and reported, but a valid
             // order still gets its certificate.
-            let cleaned = dns.cleanup(&spec.name, &zone, &records).await;
+            let cleaned = dns.cleanup(&spec.name, &placed).await;
             if let (Ok(()), Err(e)) = (&validated, cleaned) {
                 tracing::warn!(event = "dns.cleanup.failed", cert = %spec.name, error = %e);
             }
@@ -136,12 +146,21 @@ impl Issuer {
         zone: &ZoneHint,
         pending: &[Pending],
         records: &[TxtRecord],
+        placed: &mut Placement,
         cancel: &CancellationToken,
     ) -> Result<(), AcmeError> {
         if pending.is_empty() {
             return Ok(());
         }
-        dns.present(&spec.name, zone, records, cancel).await?;
+        dns.present(
+            &spec.name,
+            &spec.dns.provider,
+            zone,
+            records,
+            placed,
+            cancel,
+        )
+        .await?;
         step!(ctx, "challenge", |o| set_ready(o));
         tracing::debug!(event = "challenge.ready", cert = %spec.name, challenges = pending.len());
         self.poll_ready(ctx, pending, cancel).await

@@ -91,23 +91,38 @@ pub fn normalize_name(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// The generic DNS-01 steps around a provider: write, wait until the
-/// authoritative servers answer with the values, and remove.
+/// The generic DNS-01 steps around the providers: follow a CNAME on the
+/// challenge name to wherever it is delegated, write through the provider
+/// that holds that name, wait until the authoritative servers answer with
+/// the values, and remove them again.
 pub struct Dns01 {
-    provider: std::sync::Arc<dyn DnsProvider>,
+    providers: std::collections::BTreeMap<String, std::sync::Arc<dyn DnsProvider>>,
     /// Servers to ask instead of the zone's own (split-horizon, tests).
     nameservers: Vec<std::net::SocketAddr>,
     propagation_timeout: std::time::Duration,
     skip_propagation: bool,
+    follow_cname: bool,
+}
+
+/// Where the records of one order were written, for cleanup.
+#[derive(Debug, Default, Clone)]
+pub struct Placement {
+    parts: Vec<(String, ZoneHint, Vec<TxtRecord>)>,
+}
+
+impl Placement {
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
 }
 
 impl Dns01 {
     pub fn new(
-        provider: std::sync::Arc<dyn DnsProvider>,
+        providers: std::collections::BTreeMap<String, std::sync::Arc<dyn DnsProvider>>,
         settings: &crate::settings::DnsSettings,
     ) -> Self {
         Self {
-            provider,
+            providers,
             nameservers: settings
                 .nameservers
                 .iter()
@@ -115,86 +130,167 @@ impl Dns01 {
                 .collect(),
             propagation_timeout: settings.propagation_timeout,
             skip_propagation: settings.propagation == crate::settings::Propagation::Skip,
+            follow_cname: settings.follow_cname,
         }
     }
 
-    pub fn provider(&self) -> &dyn DnsProvider {
-        self.provider.as_ref()
+    fn provider(&self, name: &str) -> Result<&std::sync::Arc<dyn DnsProvider>, DnsError> {
+        self.providers
+            .get(name)
+            .ok_or_else(|| DnsError::Nameservers {
+                name: name.to_string(),
+                message: "no such DNS provider in the settings".into(),
+            })
+    }
+
+    /// Decides, per record, which provider and name it is written at: the
+    /// certificate's provider, unless the name is a CNAME to a name another
+    /// configured zone holds.
+    async fn place(
+        &self,
+        provider: &str,
+        zone: &ZoneHint,
+        records: &[TxtRecord],
+    ) -> Result<Placement, DnsError> {
+        let mut placement = Placement::default();
+        let mut add = |p: String, z: ZoneHint, r: TxtRecord| match placement
+            .parts
+            .iter_mut()
+            .find(|(pp, zz, _)| *pp == p && *zz == z)
+        {
+            Some((_, _, list)) => list.push(r),
+            None => placement.parts.push((p, z, vec![r])),
+        };
+        for record in records {
+            let target = if self.follow_cname {
+                propagation::follow_cname(&self.nameservers, &record.name).await?
+            } else {
+                None
+            };
+            match target {
+                None => add(provider.to_string(), zone.clone(), record.clone()),
+                Some(target) => {
+                    let owner = self.owner_of(&target).await?;
+                    tracing::info!(event = "dns.cname.followed", from = %record.name, to = %target, provider = %owner);
+                    add(
+                        owner,
+                        ZoneHint::default(),
+                        TxtRecord {
+                            name: target,
+                            value: record.value.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(placement)
+    }
+
+    /// The provider whose zone is the longest suffix of `name`.
+    async fn owner_of(&self, name: &str) -> Result<String, DnsError> {
+        let mut best: Option<(usize, String)> = None;
+        for (pname, provider) in &self.providers {
+            for zone in provider.zones().await? {
+                let hit = name == zone || name.ends_with(&format!(".{zone}"));
+                if hit && best.as_ref().is_none_or(|(len, _)| zone.len() > *len) {
+                    best = Some((zone.len(), pname.clone()));
+                }
+            }
+        }
+        best.map(|(_, p)| p).ok_or_else(|| DnsError::NoZone {
+            provider: "any configured",
+            name: format!("{name} (CNAME target)"),
+        })
     }
 
     /// Writes the records and returns once every nameserver serves them.
+    /// `placed` is filled before anything is written, so the caller can
+    /// clean up whatever happens.
     pub async fn present(
         &self,
         cert: &str,
+        provider: &str,
         zone: &ZoneHint,
         records: &[TxtRecord],
+        placed: &mut Placement,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<(), DnsError> {
+        *placed = self.place(provider, zone, records).await?;
         let started = std::time::Instant::now();
-        tokio::select! {
-            r = self.provider.present(zone, records) => r?,
-            _ = cancel.cancelled() => return Err(DnsError::Cancelled),
+        for (pname, zone, records) in &placed.parts {
+            let provider = self.provider(pname)?;
+            tokio::select! {
+                r = provider.present(zone, records) => r?,
+                _ = cancel.cancelled() => return Err(DnsError::Cancelled),
+            }
+            let mut names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+            names.dedup();
+            tracing::info!(
+                event = "dns.txt.upserted",
+                cert,
+                provider = provider.kind(),
+                names = ?names,
+                duration_ms = started.elapsed().as_millis() as u64,
+            );
         }
-        let mut names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
-        names.dedup();
-        tracing::info!(
-            event = "dns.txt.upserted",
-            cert,
-            provider = self.provider.kind(),
-            names = ?names,
-            duration_ms = started.elapsed().as_millis() as u64,
-        );
         if self.skip_propagation {
             return Ok(());
         }
-        let started = std::time::Instant::now();
-        let servers = match self.nameservers.is_empty() {
-            false => self.nameservers.clone(),
-            true => {
-                let first = records.first().map(|r| r.name.as_str()).unwrap_or_default();
-                let hosts = self.provider.authoritative_nameservers(zone, first).await?;
-                propagation::resolve_servers(&hosts)
-                    .await
-                    .map_err(|message| DnsError::Nameservers {
-                        name: first.to_string(),
-                        message,
-                    })?
-            }
-        };
-        propagation::wait_until_visible(&servers, records, self.propagation_timeout, cancel)
-            .await?;
-        tracing::info!(
-            event = "dns.propagated",
-            cert,
-            servers = ?servers,
-            duration_ms = started.elapsed().as_millis() as u64,
-        );
+        for (pname, zone, records) in &placed.parts {
+            let started = std::time::Instant::now();
+            let servers = self
+                .servers_for(self.provider(pname)?.as_ref(), zone, records)
+                .await?;
+            propagation::wait_until_visible(&servers, records, self.propagation_timeout, cancel)
+                .await?;
+            tracing::info!(
+                event = "dns.propagated",
+                cert,
+                servers = ?servers,
+                duration_ms = started.elapsed().as_millis() as u64,
+            );
+        }
         Ok(())
     }
 
-    /// Removes the records. Not cancellable: cleanup must finish.
-    pub async fn cleanup(
+    async fn servers_for(
         &self,
-        cert: &str,
+        provider: &dyn DnsProvider,
         zone: &ZoneHint,
         records: &[TxtRecord],
-    ) -> Result<(), DnsError> {
-        let started = std::time::Instant::now();
-        let result = self.provider.cleanup(zone, records).await;
-        match &result {
-            Ok(()) => tracing::info!(
-                event = "dns.txt.removed",
-                cert,
-                provider = self.provider.kind(),
-                records = records.len(),
-                duration_ms = started.elapsed().as_millis() as u64,
-            ),
-            Err(e) => tracing::error!(
-                event = "dns.cleanup.failed",
-                cert,
-                provider = self.provider.kind(),
-                error = %e,
-            ),
+    ) -> Result<Vec<std::net::SocketAddr>, DnsError> {
+        if !self.nameservers.is_empty() {
+            return Ok(self.nameservers.clone());
+        }
+        let first = records.first().map(|r| r.name.as_str()).unwrap_or_default();
+        let hosts = provider.authoritative_nameservers(zone, first).await?;
+        propagation::resolve_servers(&hosts)
+            .await
+            .map_err(|message| DnsError::Nameservers {
+                name: first.to_string(),
+                message,
+            })
+    }
+
+    /// Removes what `present` placed. Not cancellable: cleanup must finish.
+    pub async fn cleanup(&self, cert: &str, placed: &Placement) -> Result<(), DnsError> {
+        let mut result = Ok(());
+        for (pname, zone, records) in &placed.parts {
+            let started = std::time::Instant::now();
+            let provider = self.provider(pname)?;
+            match provider.cleanup(zone, records).await {
+                Ok(()) => tracing::info!(
+                    event = "dns.txt.removed",
+                    cert,
+                    provider = provider.kind(),
+                    records = records.len(),
+                    duration_ms = started.elapsed().as_millis() as u64,
+                ),
+                Err(e) => {
+                    tracing::error!(event = "dns.cleanup.failed", cert, provider = provider.kind(), error = %e);
+                    result = Err(e);
+                }
+            }
         }
         result
     }

@@ -61,19 +61,7 @@ pub async fn wait_until_visible(
 
 /// The TXT strings at `name` as one server sees them (multi-string values joined).
 pub async fn query_txt(server: SocketAddr, name: &str) -> Result<Vec<String>, String> {
-    let fqdn = Name::from_ascii(format!("{}.", normalize_name(name))).map_err(|e| e.to_string())?;
-    let mut request = Message::query();
-    request.metadata.recursion_desired = false;
-    request.add_query(Query::query(fqdn, RecordType::TXT));
-    let mut edns = Edns::new();
-    edns.set_max_payload(4096);
-    request.set_edns(edns);
-    let bytes = request.to_vec().map_err(|e| e.to_string())?;
-
-    let mut response = udp_exchange(server, &bytes, request.metadata.id).await?;
-    if response.metadata.truncation {
-        response = tcp_exchange(server, &bytes).await?;
-    }
+    let response = query(server, name, RecordType::TXT, false).await?;
     Ok(response
         .answers
         .iter()
@@ -87,6 +75,28 @@ pub async fn query_txt(server: SocketAddr, name: &str) -> Result<Vec<String>, St
             _ => None,
         })
         .collect())
+}
+
+/// One question to one server (UDP, then TCP if the answer is truncated).
+pub async fn query(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+    recursion: bool,
+) -> Result<Message, String> {
+    let fqdn = Name::from_ascii(format!("{}.", normalize_name(name))).map_err(|e| e.to_string())?;
+    let mut request = Message::query();
+    request.metadata.recursion_desired = recursion;
+    request.add_query(Query::query(fqdn, rtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    request.set_edns(edns);
+    let bytes = request.to_vec().map_err(|e| e.to_string())?;
+    let mut response = udp_exchange(server, &bytes, request.metadata.id).await?;
+    if response.metadata.truncation {
+        response = tcp_exchange(server, &bytes).await?;
+    }
+    Ok(response)
 }
 
 async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
@@ -160,4 +170,55 @@ pub async fn resolve_servers(hosts: &[String]) -> Result<Vec<SocketAddr>, String
         return Err("no nameserver addresses".into());
     }
     Ok(out)
+}
+
+/// Follows a CNAME chain at `name` (at most 8 links) and returns the final
+/// target, or `None` when `name` is no CNAME. Asks `servers` (the override),
+/// or else the system's resolvers from /etc/resolv.conf.
+pub async fn follow_cname(servers: &[SocketAddr], name: &str) -> Result<Option<String>, DnsError> {
+    let servers = if servers.is_empty() {
+        system_resolvers()
+    } else {
+        servers.to_vec()
+    };
+    let Some(server) = servers.first().copied() else {
+        return Ok(None);
+    };
+    let mut current = normalize_name(name);
+    let mut followed = false;
+    for _ in 0..8 {
+        let response = query(server, &current, RecordType::CNAME, true)
+            .await
+            .map_err(|message| DnsError::Nameservers {
+                name: current.clone(),
+                message: format!("CNAME lookup at {server}: {message}"),
+            })?;
+        let target = response.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(c) if normalize_name(&r.name.to_ascii()) == current => {
+                Some(normalize_name(&c.0.to_ascii()))
+            }
+            _ => None,
+        });
+        match target {
+            Some(t) => {
+                current = t;
+                followed = true;
+            }
+            None => return Ok(followed.then_some(current)),
+        }
+    }
+    Err(DnsError::Nameservers {
+        name: name.to_string(),
+        message: "CNAME chain longer than 8 links".into(),
+    })
+}
+
+fn system_resolvers() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
 }

@@ -4,7 +4,7 @@
 //! Route53 API.
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{NS, SOA, TXT};
+use hickory_proto::rr::rdata::{CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -52,18 +52,7 @@ impl Route53Dns {
                 let (socket, route53, hide, fwd) =
                     (socket.clone(), route53.clone(), hide.clone(), fwd.clone());
                 tokio::spawn(async move {
-                    let upstream = request.queries.first().and_then(|q| {
-                        let name = norm(&q.name().to_ascii());
-                        fwd.lock()
-                            .unwrap()
-                            .iter()
-                            .find(|(zone, _)| name == *zone || name.ends_with(&format!(".{zone}")))
-                            .map(|(_, addr)| *addr)
-                    });
-                    let response = match upstream {
-                        Some(addr) => forward(addr, &request).await,
-                        None => answer(&route53, &request, &hide).await,
-                    };
+                    let response = respond(&route53, &request, &hide, &fwd, 0).await;
                     if let Ok(bytes) = response.to_vec() {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
@@ -159,6 +148,10 @@ async fn answer(
                     Ok(n) => RData::NS(NS(n)),
                     Err(_) => continue,
                 },
+                ("CNAME", _) => match Name::from_ascii(rr.value()) {
+                    Ok(n) => RData::CNAME(CNAME(n)),
+                    Err(_) => continue,
+                },
                 _ => continue,
             };
             response.add_answer(Record::from_rdata(owner.clone(), ttl, data));
@@ -175,6 +168,47 @@ async fn answer(
         response.authorities.push(soa);
     }
     response
+}
+
+type Forwards = Mutex<Vec<(String, SocketAddr)>>;
+
+/// Answers from moto, or relays to a forward zone's server; a CNAME found in
+/// moto is chased like a resolver would, so the answer holds the chain.
+fn respond<'a>(
+    route53: &'a aws_sdk_route53::Client,
+    request: &'a Message,
+    hidden: &'a Mutex<HashSet<String>>,
+    forwards: &'a Forwards,
+    depth: u8,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Message> + Send + 'a>> {
+    Box::pin(async move {
+        let upstream = request.queries.first().and_then(|q| {
+            let name = norm(&q.name().to_ascii());
+            forwards
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(zone, _)| name == *zone || name.ends_with(&format!(".{zone}")))
+                .map(|(_, addr)| *addr)
+        });
+        let mut response = match upstream {
+            Some(addr) => forward(addr, request).await,
+            None => answer(route53, request, hidden).await,
+        };
+        let qtype = request.queries.first().map(|q| q.query_type());
+        let cname = response.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(c) if qtype != Some(RecordType::CNAME) => Some(c.0.clone()),
+            _ => None,
+        });
+        if let (Some(target), Some(qtype), true) = (cname, qtype, depth < 8) {
+            let mut sub = Message::query();
+            sub.add_query(hickory_proto::op::Query::query(target, qtype));
+            let chased = respond(route53, &sub, hidden, forwards, depth + 1).await;
+            response.answers.extend(chased.answers);
+            response.metadata.response_code = chased.metadata.response_code;
+        }
+        response
+    })
 }
 
 async fn forward(server: SocketAddr, request: &Message) -> Message {
