@@ -475,6 +475,21 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Text);
         assert_eq!(s.allowed_zones.as_ref().unwrap().len(), 2);
         assert!(s.require_signed_commits.is_some());
+        assert_eq!(s.dns.propagation, Propagation::Check);
+        assert!(s.dns.follow_cname);
+        match &s.dns_providers["route53"] {
+            DnsProviderSettings::Route53(r) => {
+                assert!(r.profile.is_some() && r.role_arn.is_some() && r.external_id.is_some());
+                assert_eq!(r.requests_per_second, Some(5.0));
+            }
+            other => panic!("{other:?}"),
+        }
+        match &s.dns_providers["onprem"] {
+            DnsProviderSettings::Rfc2136(r) => {
+                assert_eq!(r.tsig_algorithm, TsigAlgorithm::HmacSha512)
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -80,6 +80,25 @@ async fn preflight_reports_each_step() {
     );
     assert_eq!(env.moto.challenge_records().await, Vec::<String>::new());
 
+    // A Route53 provider with its own identity: an assumed role (moto's STS).
+    let text = std::fs::read_to_string(env.settings_path()).unwrap();
+    std::fs::write(
+        env.settings_path(),
+        text.replace(
+            "  route53:\n    type: route53\n",
+            "  route53:\n    type: route53\n  dns-role:\n    type: route53\n    role_arn: arn:aws:iam::123456789012:role/certkeeper-dns\n    external_id: ck-external\n",
+        )
+        .replace("propagation_timeout: 3s", "propagation_timeout: 3s\n  propagation: skip"),
+    )
+    .unwrap();
+    let out = dns_test(&env, &["role.example.test", "--provider", "dns-role"]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("skip  propagation check"),
+        "{}",
+        out.stdout
+    );
+
     let out = dns_test(&env, &["x.example.test", "--provider", "nope"]).await;
     assert_eq!(out.code, 2);
     assert!(
