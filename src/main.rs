@@ -42,6 +42,44 @@ enum Command {
         #[arg(long, value_enum)]
         log_format: Option<LogFormat>,
     },
+    /// Renew one certificate now if it is due (always with --force), then
+    /// store and publish it like a run.
+    Renew {
+        name: String,
+        #[arg(long)]
+        force: bool,
+        #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
+        config: PathBuf,
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormat>,
+    },
+    /// Revoke the live certificate NAME at its CA; the next run replaces it.
+    Revoke {
+        name: String,
+        /// unspecified, keyCompromise, affiliationChanged, superseded,
+        /// cessationOfOperation, privilegeWithdrawn.
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
+        config: PathBuf,
+    },
+    /// ACME account operations.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Replace the account key of an issuer (RFC 8555 key change).
+    Rollover {
+        /// Issuer name from the settings (default: the default issuer).
+        #[arg(long)]
+        issuer: Option<String>,
+        #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,12 +144,103 @@ fn main() {
             once,
             config,
             log_format,
-        } => run_command(once, &config, log_format),
+        } => run_command(once, &config, log_format, run::RunOptions::default()),
+        Command::Renew {
+            name,
+            force,
+            config,
+            log_format,
+        } => {
+            let options = run::RunOptions {
+                force: if force {
+                    vec![name.clone()]
+                } else {
+                    Vec::new()
+                },
+                only: Some(name),
+            };
+            run_command(true, &config, log_format, options)
+        }
+        Command::Revoke {
+            name,
+            reason,
+            config,
+        } => with_settings(&config, |settings| async move {
+            let store =
+                certkeeper::store::Store::open(&settings.state_dir).map_err(|e| e.to_string())?;
+            let meta =
+                certkeeper::acme::revocation::revoke(&settings, &store, &name, reason.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            println!(
+                "revoked {name} (serial {}); the next run issues a new certificate",
+                meta.serial
+            );
+            Ok(())
+        }),
+        Command::Account {
+            command: AccountCommand::Rollover { issuer, config },
+        } => with_settings(&config, |settings| async move {
+            let name = issuer
+                .or_else(|| settings.default_issuer().map(str::to_string))
+                .ok_or("several issuers: name one with --issuer")?;
+            let acme = settings
+                .issuers
+                .get(&name)
+                .ok_or(format!("no issuer {name:?} in the settings"))?;
+            let store =
+                certkeeper::store::Store::open(&settings.state_dir).map_err(|e| e.to_string())?;
+            let mut issuer = certkeeper::acme::Issuer::load_or_create(&name, acme, &store)
+                .await
+                .map_err(|e| e.to_string())?;
+            issuer.rollover(&store).await.map_err(|e| e.to_string())?;
+            println!(
+                "rolled over the account key of issuer {name} ({})",
+                acme.directory_url
+            );
+            Ok(())
+        }),
     };
     std::process::exit(code);
 }
 
-fn run_command(once: bool, config: &std::path::Path, log_format: Option<LogFormat>) -> i32 {
+/// Loads the settings, sets up text logging and runs one async command;
+/// errors print to stderr with exit code 1 (2 for bad settings).
+fn with_settings<F, Fut>(config: &std::path::Path, f: F) -> i32
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            return exit::CONFIG_ERROR;
+        }
+    };
+    logging::init(settings.log_format);
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    else {
+        eprintln!("certkeeper: cannot start the async runtime");
+        return exit::RENEWAL_FAILED;
+    };
+    match runtime.block_on(f(settings)) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            exit::RENEWAL_FAILED
+        }
+    }
+}
+
+fn run_command(
+    once: bool,
+    config: &std::path::Path,
+    log_format: Option<LogFormat>,
+    options: run::RunOptions,
+) -> i32 {
     let settings = match Settings::load(config) {
         Ok(s) => s,
         Err(e) => {
@@ -155,7 +284,7 @@ fn run_command(once: bool, config: &std::path::Path, log_format: Option<LogForma
                 return exit::CONFIG_ERROR;
             }
         };
-        match run::run_once(&settings, &services, &cancel).await {
+        match run::run_once(&settings, &services, &options, &cancel).await {
             Ok(status) => {
                 if let Some(r) = &status.config_rejected {
                     eprintln!(
@@ -255,6 +384,7 @@ fn config_check(
     if let Some(settings) = &settings {
         let providers: Vec<String> = settings.dns_providers.keys().cloned().collect();
         report.errors.extend(config.check_providers(&providers));
+        report.errors.extend(config.check_issuers(settings));
         if let Some(zones) = &settings.allowed_zones {
             report.errors.extend(config.check_allowed_zones(zones));
         }

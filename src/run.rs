@@ -27,6 +27,8 @@ pub enum RunError {
     Config(#[from] crate::config::gate::GateError),
     #[error("state dir: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("no certificate named {0:?} in the config repo")]
+    NoSuchCertificate(String),
 }
 
 /// Everything a run needs from outside, built once from the settings.
@@ -132,9 +134,19 @@ async fn route53_identity(
 }
 
 /// Runs one renewal over every certificate of the config repo.
+/// What a run is asked to do beyond the schedule.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Renew only this certificate (others are still checked and published).
+    pub only: Option<String>,
+    /// Renew these even if they are current.
+    pub force: Vec<String>,
+}
+
 pub async fn run_once(
     settings: &Settings,
     services: &Services,
+    options: &RunOptions,
     cancel: &CancellationToken,
 ) -> Result<Status, RunError> {
     let started_at = OffsetDateTime::now_utc();
@@ -151,8 +163,23 @@ pub async fn run_once(
     let config = &accepted.config;
     let checkout_commit = accepted.commit.clone();
 
-    let plans = plan_all(settings, &store, config);
-    let issuer = account_if_needed(settings, &store, &plans).await;
+    let mut plans = plan_all(settings, &store, config, &options.force);
+    if let Some(only) = &options.only {
+        if !plans.iter().any(|(c, _)| c.name() == only) {
+            return Err(RunError::NoSuchCertificate(only.clone()));
+        }
+        for (cert, plan) in &mut plans {
+            if cert.name() != only && matches!(plan, CertPlan::Renew) {
+                tracing::info!(
+                    event = "cert.due.deferred",
+                    cert = cert.name(),
+                    reason = "renew of another certificate asked"
+                );
+                *plan = CertPlan::Keep;
+            }
+        }
+    }
+    let issuers = Arc::new(load_issuers(settings, &store, &plans).await);
     let dns = Arc::new(Dns01::new(services.dns.clone(), &settings.dns));
 
     // One pipeline per certificate (renew if due, then publish), at most
@@ -163,7 +190,9 @@ pub async fn run_once(
         let ctx = CertTask {
             store: store.clone(),
             dns: dns.clone(),
-            issuer: issuer.clone(),
+            issuers: issuers.clone(),
+            chain: settings.issuers_for(&cert.spec),
+            profile: effective_profile(settings, &cert.spec).map(str::to_string),
             targets: services.targets.clone(),
             commit: checkout_commit.clone(),
             cancel: cancel.clone(),
@@ -245,25 +274,45 @@ enum CertPlan {
     Broken(String),
 }
 
-fn plan_all(settings: &Settings, store: &Store, config: &Config) -> Vec<(Certificate, CertPlan)> {
+fn plan_all(
+    settings: &Settings,
+    store: &Store,
+    config: &Config,
+    force: &[String],
+) -> Vec<(Certificate, CertPlan)> {
     let now = OffsetDateTime::now_utc();
     config
         .certificates
         .iter()
         .map(|cert| {
+            let chain = settings.issuers_for(&cert.spec);
+            let urls: Vec<String> = chain
+                .iter()
+                .filter_map(|n| settings.issuers.get(n).map(|i| i.directory_url.clone()))
+                .collect();
+            let wanted = plan::Wanted {
+                issuers: &urls,
+                profile: effective_profile(settings, &cert.spec),
+            };
             let plan = match store.live_meta(cert.name()) {
-                Ok(meta) => {
-                    match plan::decide(&cert.spec, meta.as_ref(), &settings.acme.directory_url, now) {
-                        Decision::Due(reason) => {
-                            tracing::info!(event = "cert.due", cert = cert.name(), reason = reason.code());
-                            CertPlan::Renew
-                        }
-                        Decision::Current { renew_at } => {
-                            tracing::info!(event = "cert.current", cert = cert.name(), renew_at = %rfc3339(renew_at));
-                            CertPlan::Keep
-                        }
-                    }
+                Ok(_) if force.iter().any(|f| f == cert.name()) => {
+                    tracing::info!(event = "cert.due", cert = cert.name(), reason = plan::Reason::Forced.code());
+                    CertPlan::Renew
                 }
+                Ok(Some(meta)) if crate::acme::revocation::is_revoked(store, &meta) => {
+                    tracing::info!(event = "cert.due", cert = cert.name(), reason = plan::Reason::Revoked.code());
+                    CertPlan::Renew
+                }
+                Ok(meta) => match plan::decide(&cert.spec, meta.as_ref(), wanted, now) {
+                    Decision::Due(reason) => {
+                        tracing::info!(event = "cert.due", cert = cert.name(), reason = reason.code());
+                        CertPlan::Renew
+                    }
+                    Decision::Current { renew_at } => {
+                        tracing::info!(event = "cert.current", cert = cert.name(), renew_at = %rfc3339(renew_at));
+                        CertPlan::Keep
+                    }
+                },
                 Err(e) => {
                     // Re-issuing over state we cannot read is how rate-limit
                     // storms start. Say so and let a person look.
@@ -276,22 +325,48 @@ fn plan_all(settings: &Settings, store: &Store, config: &Config) -> Vec<(Certifi
         .collect()
 }
 
-/// The ACME account, loaded only when something is due.
-async fn account_if_needed(
+/// The profile a certificate asks for: its own, else its first issuer's.
+fn effective_profile<'a>(
+    settings: &'a Settings,
+    spec: &'a crate::config::CertificateSpec,
+) -> Option<&'a str> {
+    spec.profile.as_deref().or_else(|| {
+        let first = settings.issuers_for(spec).into_iter().next()?;
+        settings.issuers.get(&first)?.profile.as_deref()
+    })
+}
+
+type Issuers = BTreeMap<String, Result<Arc<Issuer>, String>>;
+
+/// ACME accounts of the issuers that due certificates may use, loaded once.
+async fn load_issuers(
     settings: &Settings,
     store: &Store,
     plans: &[(Certificate, CertPlan)],
-) -> Option<Result<Arc<Issuer>, String>> {
-    if !plans.iter().any(|(_, p)| matches!(p, CertPlan::Renew)) {
-        return None;
-    }
-    Some(match Issuer::load_or_create(&settings.acme, store).await {
-        Ok(issuer) => Ok(Arc::new(issuer)),
-        Err(e) => {
-            tracing::error!(event = "acme.account.failed", error = %e);
-            Err(e.to_string())
+) -> Issuers {
+    let mut out = Issuers::new();
+    for (cert, plan) in plans {
+        if !matches!(plan, CertPlan::Renew) {
+            continue;
         }
-    })
+        for name in settings.issuers_for(&cert.spec) {
+            if out.contains_key(&name) {
+                continue;
+            }
+            let loaded = match settings.issuers.get(&name) {
+                None => Err(format!("unknown issuer {name:?}")),
+                Some(acme) => match Issuer::load_or_create(&name, acme, store).await {
+                    Ok(issuer) => Ok(Arc::new(issuer)),
+                    Err(e) => {
+                        tracing::error!(event = "acme.account.failed", issuer = %name, error = %e);
+                        Err(e.to_string())
+                    }
+                },
+            };
+            out.insert(name, loaded);
+        }
+    }
+    out
 }
 
 fn panicked_status(cert: &Certificate) -> CertStatus {
@@ -315,7 +390,10 @@ type Attempt = Result<bool, String>;
 struct CertTask {
     store: Store,
     dns: Arc<Dns01>,
-    issuer: Option<Result<Arc<Issuer>, String>>,
+    issuers: Arc<Issuers>,
+    /// Issuer names to try for this certificate, in order.
+    chain: Vec<String>,
+    profile: Option<String>,
     targets: Vec<Arc<dyn Target>>,
     commit: String,
     cancel: CancellationToken,
@@ -326,43 +404,59 @@ impl CertTask {
         let attempt = match plan {
             CertPlan::Keep => None,
             CertPlan::Broken(e) => Some(Err(e)),
-            CertPlan::Renew => Some(match &self.issuer {
-                _ if self.cancel.is_cancelled() => Err("cancelled before start".to_string()),
-                Some(Ok(issuer)) => {
-                    renew_one(
-                        issuer,
-                        &self.dns,
-                        &self.store,
-                        cert,
-                        &self.commit,
-                        &self.cancel,
-                    )
-                    .await
-                }
-                Some(Err(e)) => Err(e.clone()),
-                None => Err("no ACME account".to_string()),
-            }),
+            CertPlan::Renew if self.cancel.is_cancelled() => {
+                Some(Err("cancelled before start".to_string()))
+            }
+            CertPlan::Renew => Some(self.renew(cert).await),
         };
         finish_cert(&self.store, &self.targets, cert, attempt).await
     }
+
+    /// Tries the certificate's issuer, then its fallbacks, in order.
+    async fn renew(&self, cert: &Certificate) -> Attempt {
+        let mut errors = Vec::new();
+        for name in &self.chain {
+            let issuer = match self.issuers.get(name) {
+                Some(Ok(issuer)) => issuer,
+                Some(Err(e)) => {
+                    errors.push(format!("{name}: {e}"));
+                    continue;
+                }
+                None => {
+                    errors.push(format!("{name}: not loaded"));
+                    continue;
+                }
+            };
+            match renew_one(issuer, self, cert).await {
+                Ok(renewed) => return Ok(renewed),
+                Err(e) if self.cancel.is_cancelled() => return Err(e),
+                Err(e) => {
+                    if self.chain.len() > 1 {
+                        tracing::warn!(event = "issuer.failed", cert = cert.name(), issuer = %name, error = %e);
+                    }
+                    errors.push(if self.chain.len() > 1 {
+                        format!("{name}: {e}")
+                    } else {
+                        e
+                    });
+                }
+            }
+        }
+        Err(errors.join("; "))
+    }
 }
 
-async fn renew_one(
-    issuer: &Issuer,
-    dns: &Dns01,
-    store: &Store,
-    cert: &Certificate,
-    commit: &str,
-    cancel: &CancellationToken,
-) -> Attempt {
+async fn renew_one(issuer: &Issuer, task: &CertTask, cert: &Certificate) -> Attempt {
+    let (dns, store, commit, cancel) = (&task.dns, &task.store, &task.commit, &task.cancel);
     let started = std::time::Instant::now();
     let spec = &cert.spec;
     let fail = |e: String| {
         tracing::error!(event = "cert.failed", cert = %spec.name, domains = %spec.domains.join(","), error = %e);
         e
     };
+    let reuse = reusable_key(store, spec);
     let issued = issuer
-        .issue(spec, dns, cancel)
+        .issue(spec, task.profile.as_deref(), reuse.as_ref(), dns, cancel)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let ders =
@@ -381,6 +475,7 @@ async fn renew_one(
         config_commit: commit.to_string(),
         issued_at: OffsetDateTime::now_utc(),
         version: 0,
+        profile: task.profile.clone(),
     };
     let dir = store
         .install(&issued, &mut meta)
@@ -397,6 +492,23 @@ async fn renew_one(
         duration_ms = started.elapsed().as_millis() as u64,
     );
     Ok(true)
+}
+
+/// The live key, when the certificate keeps its key and the type still fits.
+fn reusable_key(
+    store: &Store,
+    spec: &crate::config::CertificateSpec,
+) -> Option<crate::secret::Secret> {
+    if !spec.reuse_key {
+        return None;
+    }
+    let meta = store.live_meta(&spec.name).ok().flatten()?;
+    if meta.key_type != spec.key_type {
+        return None;
+    }
+    let pem =
+        std::fs::read_to_string(store.live_dir(&spec.name).join(crate::store::PRIVKEY)).ok()?;
+    Some(crate::secret::Secret::new(pem))
 }
 
 /// Publishes whatever is live for `cert` and builds its status line.

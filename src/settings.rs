@@ -25,7 +25,12 @@ pub enum SettingsError {
 pub struct Settings {
     pub config_repo: RepoSettings,
     pub state_dir: PathBuf,
-    pub acme: AcmeSettings,
+    /// Shorthand for one issuer named `default`.
+    #[serde(default)]
+    pub acme: Option<AcmeSettings>,
+    /// Named ACME issuers; certificates pick one (and fallbacks) by name.
+    #[serde(default)]
+    pub issuers: std::collections::BTreeMap<String, AcmeSettings>,
     #[serde(default)]
     pub aws: AwsSettings,
     #[serde(default)]
@@ -113,7 +118,28 @@ pub struct AcmeSettings {
         with = "crate::duration::serde_human"
     )]
     pub order_timeout: Duration,
+    /// External account binding, for CAs that require it (ZeroSSL, …).
+    #[serde(default)]
+    pub eab: Option<EabSettings>,
+    /// ACME profile for orders (`tlsserver`, `shortlived`, …), checked
+    /// against the profiles the directory advertises.
+    pub profile: Option<String>,
+    /// Directory used by `renew --dry-run`.
+    pub staging_directory_url: Option<String>,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EabSettings {
+    pub key_id: String,
+    /// File holding the base64url HMAC key (never logged).
+    pub hmac_key_file: Option<PathBuf>,
+    /// Or: environment variable holding it.
+    pub hmac_key_env: Option<String>,
+}
+
+/// The issuer name the `acme:` shorthand defines.
+pub const DEFAULT_ISSUER: &str = "default";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -281,8 +307,24 @@ impl Settings {
         // cron happened to start us.
         let base = path.parent().unwrap_or(Path::new("."));
         settings.state_dir = base.join(&settings.state_dir);
-        if let Some(root) = &settings.acme.root_ca_file {
-            settings.acme.root_ca_file = Some(base.join(root));
+        if let Some(acme) = settings.acme.take() {
+            if settings.issuers.contains_key(DEFAULT_ISSUER) {
+                let (line, column) = yaml::find_line(text, "acme:", 1);
+                return Err(SettingsError::Invalid(Located {
+                    file: path.to_path_buf(),
+                    line: Some(line),
+                    column: Some(column),
+                    field: "acme".into(),
+                    message: "conflicts with issuers.default; use one or the other".into(),
+                }));
+            }
+            settings.issuers.insert(DEFAULT_ISSUER.to_string(), acme);
+        }
+        for issuer in settings.issuers.values_mut() {
+            issuer.root_ca_file = issuer.root_ca_file.as_ref().map(|p| base.join(p));
+            if let Some(eab) = &mut issuer.eab {
+                eab.hmac_key_file = eab.hmac_key_file.as_ref().map(|p| base.join(p));
+            }
         }
         let repo = &mut settings.config_repo;
         if let Some(ssh) = &mut repo.ssh {
@@ -331,13 +373,37 @@ impl Settings {
                 "must be at least 1".into(),
             ));
         }
-        let url = &self.acme.directory_url;
-        if !url.starts_with("https://") {
+        if self.issuers.is_empty() {
             return Err(fail(
-                "acme.directory_url",
-                "directory_url",
-                format!("{url:?} must be an https:// URL"),
+                "acme",
+                "",
+                "no ACME issuer: set `acme:` or `issuers:`".into(),
             ));
+        }
+        for (name, issuer) in &self.issuers {
+            let field = if name == DEFAULT_ISSUER && text.contains("\nacme:") {
+                "acme.directory_url".to_string()
+            } else {
+                format!("issuers.{name}.directory_url")
+            };
+            for url in std::iter::once(&issuer.directory_url).chain(&issuer.staging_directory_url) {
+                if !url.starts_with("https://") {
+                    return Err(fail(
+                        &field,
+                        url,
+                        format!("{url:?} must be an https:// URL"),
+                    ));
+                }
+            }
+            if let Some(eab) = &issuer.eab
+                && eab.hmac_key_file.is_some() == eab.hmac_key_env.is_some()
+            {
+                return Err(fail(
+                    &format!("issuers.{name}.eab"),
+                    "eab:",
+                    "needs exactly one of hmac_key_file and hmac_key_env".into(),
+                ));
+            }
         }
         if let Some(s3) = &self.s3 {
             if s3.bucket.is_empty() {
@@ -415,6 +481,35 @@ fn is_local_path(url: &str) -> bool {
     !url.contains("://") && !url.contains('@')
 }
 
+impl Settings {
+    /// The issuer a certificate uses when it names none.
+    pub fn default_issuer(&self) -> Option<&str> {
+        if self.issuers.contains_key(DEFAULT_ISSUER) {
+            Some(DEFAULT_ISSUER)
+        } else if self.issuers.len() == 1 {
+            self.issuers.keys().next().map(String::as_str)
+        } else {
+            None
+        }
+    }
+
+    /// Issuer names to try for a certificate, in order.
+    pub fn issuers_for(&self, spec: &crate::config::CertificateSpec) -> Vec<String> {
+        let first = spec
+            .issuer
+            .as_deref()
+            .or(self.default_issuer())
+            .unwrap_or(DEFAULT_ISSUER);
+        let mut out = vec![first.to_string()];
+        for f in &spec.fallback_issuers {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+        out
+    }
+}
+
 impl RepoSettings {
     /// Whether the URL is a local path or file:// (no credentials needed).
     pub fn is_local(&self) -> bool {
@@ -466,7 +561,14 @@ mod tests {
         let ssh = s.config_repo.ssh.as_ref().unwrap();
         assert!(ssh.known_hosts_file.is_some() && ssh.host_key_sha256.is_some());
         assert!(s.config_repo.https.as_ref().unwrap().token_file.is_some());
-        assert!(s.acme.root_ca_file.is_some() && s.acme.contact.is_some());
+        let acme = &s.issuers["default"];
+        assert!(acme.root_ca_file.is_some() && acme.contact.is_some());
+        let zerossl = &s.issuers["zerossl"];
+        assert!(
+            zerossl.eab.is_some()
+                && zerossl.profile.is_some()
+                && zerossl.staging_directory_url.is_some()
+        );
         assert!(s.aws.endpoint_url.is_some() && s.aws.region.is_some());
         assert_eq!(s.dns.nameservers.len(), 2);
         let s3 = s.s3.as_ref().unwrap();

@@ -67,6 +67,9 @@ pub struct Meta {
     #[serde(with = "time::serde::rfc3339")]
     pub issued_at: OffsetDateTime,
     pub version: u32,
+    /// ACME profile asked for, if any.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 /// A freshly issued certificate, before it is stored.
@@ -97,7 +100,7 @@ impl Store {
             fs::set_permissions(root, fs::Permissions::from_mode(0o700))
                 .map_err(io("restricting permissions of", root))?;
         }
-        for sub in ["live", "archive", "accounts", "published"] {
+        for sub in ["live", "archive", "accounts", "published", "revoked"] {
             create_private_dir(&root.join(sub))?;
         }
         Ok(store)
@@ -280,6 +283,7 @@ mod tests {
             config_commit: "abc".into(),
             issued_at: OffsetDateTime::UNIX_EPOCH,
             version: 0,
+            profile: None,
         }
     }
 

@@ -8,6 +8,7 @@ use std::path::Path;
 
 /// An ACME CA we hold an account with.
 pub struct Issuer {
+    pub(super) name: String,
     pub(super) account: Account,
     pub(super) directory_url: String,
     pub(super) order_timeout: std::time::Duration,
@@ -18,8 +19,17 @@ impl Issuer {
         &self.directory_url
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn account(&self) -> &Account {
+        &self.account
+    }
+
     /// Loads the stored account for this directory, or registers a new one.
     pub async fn load_or_create(
+        name: &str,
         settings: &AcmeSettings,
         store: &Store,
     ) -> Result<Issuer, AcmeError> {
@@ -62,6 +72,7 @@ impl Issuer {
                     }
                 });
                 let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let eab = external_account(settings)?;
                 let (account, creds) = retry("newAccount", || async {
                     builder(settings.root_ca_file.as_deref())?
                         .create(
@@ -71,7 +82,7 @@ impl Issuer {
                                 only_return_existing: false,
                             },
                             settings.directory_url.clone(),
-                            None,
+                            eab.as_ref(),
                         )
                         .await
                 })
@@ -88,11 +99,76 @@ impl Issuer {
             }
         };
         Ok(Issuer {
+            name: name.to_string(),
             account,
             directory_url: settings.directory_url.clone(),
             order_timeout: settings.order_timeout,
         })
     }
+
+    /// Revokes a certificate (DER) issued by this CA.
+    pub async fn revoke(
+        &self,
+        der: &[u8],
+        reason: Option<instant_acme::RevocationReason>,
+    ) -> Result<(), AcmeError> {
+        let cert = rustls_pki_types::CertificateDer::from(der.to_vec());
+        let request = instant_acme::RevocationRequest {
+            certificate: &cert,
+            reason,
+        };
+        retry("revokeCert", || self.account.revoke(&request)).await
+    }
+
+    /// Replaces the account key (RFC 8555 key change) and stores the new one.
+    pub async fn rollover(&mut self, store: &Store) -> Result<(), AcmeError> {
+        let creds = self
+            .account
+            .update_key()
+            .await
+            .map_err(|e| AcmeError::Step {
+                step: "keyChange",
+                message: describe(&e),
+            })?;
+        let rel = account_file(&self.directory_url);
+        let json = serde_json::to_vec(&creds).expect("credentials serialize");
+        store
+            .write_state(&rel, &json)
+            .map_err(|e| AcmeError::AccountFile {
+                path: rel,
+                message: e.to_string(),
+            })
+    }
+}
+
+/// The EAB key from its file or variable; never logged.
+fn external_account(
+    settings: &AcmeSettings,
+) -> Result<Option<instant_acme::ExternalAccountKey>, AcmeError> {
+    use base64::Engine;
+    let Some(eab) = &settings.eab else {
+        return Ok(None);
+    };
+    let fail = |message: String| AcmeError::AccountFile {
+        path: format!("EAB key for {}", settings.directory_url),
+        message,
+    };
+    let text = match (&eab.hmac_key_file, &eab.hmac_key_env) {
+        (Some(file), _) => std::fs::read_to_string(file)
+            .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?,
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| fail(format!("environment variable {var} is not set")))?,
+        (None, None) => return Err(fail("no hmac_key_file or hmac_key_env".into())),
+    };
+    let text = text.trim().trim_end_matches('=');
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(text))
+        .map_err(|_| fail("the HMAC key is not base64url".into()))?;
+    Ok(Some(instant_acme::ExternalAccountKey::new(
+        eab.key_id.clone(),
+        &key,
+    )))
 }
 
 /// One file per directory URL, so switching CAs never reuses a foreign account.

@@ -7,6 +7,7 @@
 
 mod account;
 mod order;
+pub mod revocation;
 
 pub use account::Issuer;
 

@@ -71,13 +71,33 @@ impl Issuer {
     pub async fn issue(
         &self,
         spec: &CertificateSpec,
+        profile: Option<&str>,
+        reuse_key: Option<&Secret>,
         dns: &Dns01,
         cancel: &CancellationToken,
     ) -> Result<Issued, AcmeError> {
-        let key_type = spec.key_type;
-        let key = tokio::task::spawn_blocking(move || generate_key(key_type))
-            .await
-            .map_err(|e| AcmeError::Key(e.to_string()))??;
+        if let Some(profile) = profile {
+            let offered: Vec<&str> = self.account.profiles().map(|p| p.name).collect();
+            if !offered.contains(&profile) {
+                return Err(AcmeError::Step {
+                    step: "newOrder",
+                    message: format!(
+                        "{} does not offer the ACME profile {profile:?} (offered: {offered:?})",
+                        self.directory_url
+                    ),
+                });
+            }
+        }
+        let key = match reuse_key {
+            Some(pem) => rcgen::KeyPair::from_pem(pem.expose())
+                .map_err(|e| AcmeError::Key(format!("stored key cannot be reused: {e}")))?,
+            None => {
+                let key_type = spec.key_type;
+                tokio::task::spawn_blocking(move || generate_key(key_type))
+                    .await
+                    .map_err(|e| AcmeError::Key(e.to_string()))??
+            }
+        };
 
         let identifiers: Vec<Identifier> = spec
             .domains
@@ -89,7 +109,10 @@ impl Issuer {
             url: String::new(),
             order: None,
         };
-        let new_order = NewOrder::new(&identifiers);
+        let mut new_order = NewOrder::new(&identifiers);
+        if let Some(profile) = profile {
+            new_order = new_order.profile(profile);
+        }
         let order =
             super::account::retry("newOrder", || self.account.new_order(&new_order)).await?;
         ctx.url = order.url().to_string();

@@ -52,6 +52,18 @@ pub struct CertificateSpec {
     pub dns: DnsSpec,
     #[serde(default)]
     pub renew_before: Option<RenewBefore>,
+    /// Issuer name from the settings; default: the `acme:` issuer.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Issuers tried in order when `issuer` fails.
+    #[serde(default)]
+    pub fallback_issuers: Vec<String>,
+    /// ACME profile; default: the issuer's.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Keep the private key across renewals (default: a fresh key each time).
+    #[serde(default)]
+    pub reuse_key: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -257,6 +269,36 @@ impl Config {
             },
             report,
         )
+    }
+
+    /// Refuses certificates naming an issuer the settings do not define.
+    pub fn check_issuers(&self, settings: &crate::settings::Settings) -> Vec<Located> {
+        let mut errors = Vec::new();
+        for c in &self.certificates {
+            let known: Vec<&String> = settings.issuers.keys().collect();
+            let named = c.spec.issuer.iter().chain(&c.spec.fallback_issuers);
+            for name in named {
+                if !settings.issuers.contains_key(name) {
+                    errors.push(Located {
+                        file: c.file.clone(),
+                        line: c.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
+                        column: None,
+                        field: format!("certificates[{}].issuer", c.index),
+                        message: format!("unknown issuer {name:?} (the settings define {known:?})"),
+                    });
+                }
+            }
+            if c.spec.issuer.is_none() && settings.default_issuer().is_none() {
+                errors.push(Located {
+                    file: c.file.clone(),
+                    line: c.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
+                    column: None,
+                    field: format!("certificates[{}].issuer", c.index),
+                    message: format!("no issuer given and the settings define several: {known:?}"),
+                });
+            }
+        }
+        errors
     }
 
     /// Refuses certificates naming a DNS provider the settings do not define.

@@ -176,6 +176,8 @@ pub struct Pebble {
 pub struct PebbleOptions {
     /// `None` keeps Pebble's default (5% of nonces rejected).
     pub nonce_reject_percent: Option<u8>,
+    /// Require external account binding with this (key id, base64url HMAC key).
+    pub eab: Option<(String, String)>,
 }
 
 impl Pebble {
@@ -193,7 +195,8 @@ impl Pebble {
                 "httpPort": free_port(),
                 "tlsPort": free_port(),
                 "ocspResponderURL": "",
-                "externalAccountBindingRequired": false
+                "externalAccountBindingRequired": options.eab.is_some(),
+                "externalAccountMACKeys": options.eab.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>()
             }
         });
         let config_path = dir.path().join("pebble.json");
