@@ -190,6 +190,7 @@ async fn half_of_all_nonces_rejected_still_renews_everything() {
         &["example.test"],
         PebbleOptions {
             nonce_reject_percent: Some(50),
+            ..Default::default()
         },
     )
     .await;
