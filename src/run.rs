@@ -164,6 +164,8 @@ pub async fn run_once(
     let checkout_commit = accepted.commit.clone();
 
     let mut plans = plan_all(settings, &store, config, &options.force);
+    let mut issuers = Issuers::new();
+    ari_pass(settings, &store, &mut plans, &mut issuers).await;
     if let Some(only) = &options.only {
         if !plans.iter().any(|(c, _)| c.name() == only) {
             return Err(RunError::NoSuchCertificate(only.clone()));
@@ -179,7 +181,8 @@ pub async fn run_once(
             }
         }
     }
-    let issuers = Arc::new(load_issuers(settings, &store, &plans).await);
+    load_issuers(settings, &store, &plans, &mut issuers).await;
+    let issuers = Arc::new(issuers);
     let dns = Arc::new(Dns01::new(services.dns.clone(), &settings.dns));
 
     // One pipeline per certificate (renew if due, then publish), at most
@@ -343,30 +346,74 @@ async fn load_issuers(
     settings: &Settings,
     store: &Store,
     plans: &[(Certificate, CertPlan)],
-) -> Issuers {
-    let mut out = Issuers::new();
+    out: &mut Issuers,
+) {
     for (cert, plan) in plans {
-        if !matches!(plan, CertPlan::Renew) {
-            continue;
-        }
-        for name in settings.issuers_for(&cert.spec) {
-            if out.contains_key(&name) {
-                continue;
+        if matches!(plan, CertPlan::Renew) {
+            for name in settings.issuers_for(&cert.spec) {
+                issuer(settings, store, &name, out).await;
             }
-            let loaded = match settings.issuers.get(&name) {
-                None => Err(format!("unknown issuer {name:?}")),
-                Some(acme) => match Issuer::load_or_create(&name, acme, store).await {
-                    Ok(issuer) => Ok(Arc::new(issuer)),
-                    Err(e) => {
-                        tracing::error!(event = "acme.account.failed", issuer = %name, error = %e);
-                        Err(e.to_string())
-                    }
-                },
-            };
-            out.insert(name, loaded);
         }
     }
-    out
+}
+
+/// The issuer `name`, loading (or creating) its account on first use.
+async fn issuer(
+    settings: &Settings,
+    store: &Store,
+    name: &str,
+    cache: &mut Issuers,
+) -> Option<Arc<Issuer>> {
+    if !cache.contains_key(name) {
+        let loaded = match settings.issuers.get(name) {
+            None => Err(format!("unknown issuer {name:?}")),
+            Some(acme) => match Issuer::load_or_create(name, acme, store).await {
+                Ok(issuer) => Ok(Arc::new(issuer)),
+                Err(e) => {
+                    tracing::error!(event = "acme.account.failed", issuer = %name, error = %e);
+                    Err(e.to_string())
+                }
+            },
+        };
+        cache.insert(name.to_string(), loaded);
+    }
+    cache.get(name).and_then(|r| r.as_ref().ok()).cloned()
+}
+
+/// Asks the CA of every current certificate whether it wants it renewed
+/// early (ARI); a certificate whose chosen moment has come becomes due.
+async fn ari_pass(
+    settings: &Settings,
+    store: &Store,
+    plans: &mut [(Certificate, CertPlan)],
+    cache: &mut Issuers,
+) {
+    let now = OffsetDateTime::now_utc();
+    for (cert, plan) in plans.iter_mut() {
+        if !matches!(plan, CertPlan::Keep) {
+            continue;
+        }
+        let Ok(Some(meta)) = store.live_meta(cert.name()) else {
+            continue;
+        };
+        let Some(name) = settings
+            .issuers
+            .iter()
+            .find(|(_, i)| i.directory_url == meta.issuer)
+            .map(|(n, _)| n.clone())
+        else {
+            continue;
+        };
+        let Some(issuer) = issuer(settings, store, &name, cache).await else {
+            continue;
+        };
+        if let Some(moment) = crate::acme::ari::renewal_moment(&issuer, store, &meta, now).await
+            && now >= moment
+        {
+            tracing::info!(event = "cert.due", cert = cert.name(), reason = "ari_window", moment = %rfc3339(moment));
+            *plan = CertPlan::Renew;
+        }
+    }
 }
 
 fn panicked_status(cert: &Certificate) -> CertStatus {
@@ -455,8 +502,19 @@ async fn renew_one(issuer: &Issuer, task: &CertTask, cert: &Certificate) -> Atte
         e
     };
     let reuse = reusable_key(store, spec);
+    // `replaces` only where the CA answered ARI for the live certificate.
+    let replaces = crate::acme::ari::answered(store, &spec.name)
+        .then(|| crate::acme::ari::live_identifier(store, &spec.name))
+        .flatten();
     let issued = issuer
-        .issue(spec, task.profile.as_deref(), reuse.as_ref(), dns, cancel)
+        .issue(
+            spec,
+            task.profile.as_deref(),
+            reuse.as_ref(),
+            replaces,
+            dns,
+            cancel,
+        )
         .await
         .map_err(|e| fail(e.to_string()))?;
     let ders =

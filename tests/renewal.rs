@@ -203,3 +203,76 @@ async fn eab_fallback_issuers_and_profiles() {
         out.stderr
     );
 }
+
+fn window(path: &std::path::Path, from_now_days: (i64, i64), retry_after: u64) {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = |d: i64| {
+        (now + time::Duration::days(d))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    std::fs::write(
+        path,
+        serde_json::json!({"start": fmt(from_now_days.0), "end": fmt(from_now_days.1), "retry_after": retry_after}).to_string(),
+    )
+    .unwrap();
+}
+
+/// ARI through a test front that adds renewalInfo to Pebble: a future
+/// window waits, Retry-After is honoured, a past window renews now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ari_windows_decide_early_renewal() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    let window_file = env.root.join("window.json");
+    let log_file = env.root.join("ari.log");
+    std::fs::write(&log_file, "").unwrap();
+    window(&window_file, (30, 31), 3600);
+    let (_front, ari_dir) = env.pebble.ari_front(&window_file, &log_file);
+    let text = std::fs::read_to_string(env.settings_path()).unwrap();
+    std::fs::write(
+        env.settings_path(),
+        text.replace(&env.pebble.directory_url(), &ari_dir),
+    )
+    .unwrap();
+    env.repo.commit_certificates(TWO, "two");
+    let asked = || std::fs::read_to_string(&log_file).unwrap().lines().count();
+
+    let out = env.run().await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(issued(&out), ["api", "www"]);
+    assert_eq!(asked(), 0, "new certificates need no ARI");
+
+    // Future window: asked once per certificate, not due.
+    let out = env.run().await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(issued(&out).is_empty());
+    assert_eq!(out.events_named("ari.window").len(), 2, "{}", out.stdout);
+    assert_eq!(asked(), 2);
+
+    // Retry-After (an hour) not yet passed: the CA is not asked again.
+    let out = env.run().await;
+    assert!(issued(&out).is_empty());
+    assert_eq!(asked(), 2);
+
+    // The CA moves the window into the past (say, a mass revocation) with a
+    // short Retry-After: once it has passed, both are renewed at once.
+    window(&window_file, (-2, -1), 1);
+    let state = env.state_dir().join("ari/www.json");
+    let mut cached: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    cached["next_check"] = serde_json::json!("2000-01-01T00:00:00Z");
+    std::fs::write(&state, cached.to_string()).unwrap();
+    let out = env.run().await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        issued(&out),
+        ["www"],
+        "only www's cached Retry-After has passed"
+    );
+    let due = out.events_named("cert.due");
+    assert!(
+        due.iter()
+            .any(|e| e["cert"] == "www" && e["reason"] == "ari_window"),
+        "{due:?}"
+    );
+}

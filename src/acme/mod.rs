@@ -6,6 +6,7 @@
 //! retried step continues from the order's true state.
 
 mod account;
+pub mod ari;
 mod order;
 pub mod revocation;
 

@@ -73,6 +73,7 @@ impl Issuer {
         spec: &CertificateSpec,
         profile: Option<&str>,
         reuse_key: Option<&Secret>,
+        replaces: Option<instant_acme::CertificateIdentifier<'static>>,
         dns: &Dns01,
         cancel: &CancellationToken,
     ) -> Result<Issued, AcmeError> {
@@ -109,12 +110,36 @@ impl Issuer {
             url: String::new(),
             order: None,
         };
-        let mut new_order = NewOrder::new(&identifiers);
-        if let Some(profile) = profile {
-            new_order = new_order.profile(profile);
-        }
-        let order =
-            super::account::retry("newOrder", || self.account.new_order(&new_order)).await?;
+        let order_for = |replaces: Option<instant_acme::CertificateIdentifier<'static>>| {
+            let mut new_order = NewOrder::new(&identifiers);
+            if let Some(profile) = profile {
+                new_order = new_order.profile(profile);
+            }
+            if let Some(id) = replaces {
+                new_order = new_order.replaces(id);
+            }
+            new_order
+        };
+        let order = match replaces {
+            Some(id) => {
+                let with = order_for(Some(id));
+                match super::account::retry("newOrder", || self.account.new_order(&with)).await {
+                    Ok(order) => order,
+                    Err(e) => {
+                        // Some CAs refuse `replaces` (unknown or already
+                        // replaced certificate): order once more without it.
+                        tracing::warn!(event = "order.replaces.refused", cert = %spec.name, error = %e);
+                        let without = order_for(None);
+                        super::account::retry("newOrder", || self.account.new_order(&without))
+                            .await?
+                    }
+                }
+            }
+            None => {
+                let plain = order_for(None);
+                super::account::retry("newOrder", || self.account.new_order(&plain)).await?
+            }
+        };
         ctx.url = order.url().to_string();
         ctx.order = Some(order);
         tracing::info!(event = "order.created", cert = %spec.name, domains = %spec.domains.join(","), order = %ctx.url);

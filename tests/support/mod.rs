@@ -259,6 +259,26 @@ impl Pebble {
         String::from_utf8(out.stdout).expect("utf8 root")
     }
 
+    /// Starts an HTTPS front that adds ARI to this Pebble; returns it with
+    /// its directory URL. The window served is read from `window_file`.
+    pub fn ari_front(&self, window_file: &Path, log_file: &Path) -> (Process, String) {
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/ari_proxy.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(self.directory_url())
+            .arg(self.dir.path().join("listener.pem"))
+            .arg(self.dir.path().join("listener.key"))
+            .arg(self.listener_ca())
+            .arg(window_file)
+            .arg(log_file)
+            .spawn()
+            .expect("python3 ari_proxy.py");
+        wait_for_port(port, &mut child, "ari proxy", log_file);
+        (Process { child }, format!("https://127.0.0.1:{port}/dir"))
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
     }
