@@ -8,6 +8,7 @@
 //! ([`report`]). [`run`] strings those steps together for one renewal run.
 
 pub mod acme;
+pub mod backoff;
 pub mod config;
 pub mod dns;
 pub mod duration;

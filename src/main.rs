@@ -48,6 +48,10 @@ enum Command {
         name: String,
         #[arg(long)]
         force: bool,
+        /// Run the whole order against the issuer's staging directory;
+        /// store and publish nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
         config: PathBuf,
         #[arg(long, value_enum)]
@@ -147,9 +151,27 @@ fn main() {
         } => run_command(once, &config, log_format, run::RunOptions::default()),
         Command::Renew {
             name,
+            dry_run: true,
+            config,
+            ..
+        } => with_settings(&config, |settings| async move {
+            let services = run::Services::from_settings(&settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            let cancel = CancellationToken::new();
+            let result = run::dry_run(&settings, &services, &name, &cancel).await?;
+            println!(
+                "dry run: {} would get serial {} (SANs {:?}, not after {}) from {}; nothing was stored or published",
+                name, result.serial, result.sans, result.not_after, result.directory_url
+            );
+            Ok(())
+        }),
+        Command::Renew {
+            name,
             force,
             config,
             log_format,
+            ..
         } => {
             let options = run::RunOptions {
                 force: if force {

@@ -249,6 +249,67 @@ pub async fn run_once(
     Ok(status)
 }
 
+/// What a dry run got from the staging CA; nothing of it is kept.
+#[derive(Debug)]
+pub struct DryRun {
+    pub directory_url: String,
+    pub serial: String,
+    pub not_after: OffsetDateTime,
+    pub sans: Vec<String>,
+}
+
+/// Runs the whole order for certificate `name` against its issuer's staging
+/// directory — DNS challenges included — and stores and publishes nothing.
+pub async fn dry_run(
+    settings: &Settings,
+    services: &Services,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<DryRun, String> {
+    let store = Store::open(&settings.state_dir).map_err(|e| e.to_string())?;
+    let provider_zones = provider_zones(settings, services).await;
+    let (gate_settings, gate_store) = (settings.clone(), store.clone());
+    let accepted = tokio::task::spawn_blocking(move || {
+        crate::config::gate::accept(&gate_settings, &gate_store, provider_zones.as_deref())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let cert = accepted
+        .config
+        .certificates
+        .iter()
+        .find(|c| c.name() == name)
+        .ok_or_else(|| format!("no certificate named {name:?} in the config repo"))?;
+    let issuer_name = settings.issuers_for(&cert.spec).remove(0);
+    let mut acme = settings
+        .issuers
+        .get(&issuer_name)
+        .cloned()
+        .ok_or_else(|| format!("unknown issuer {issuer_name:?}"))?;
+    acme.directory_url = acme.staging_directory_url.clone().ok_or_else(|| {
+        format!("issuer {issuer_name:?} has no staging_directory_url for --dry-run")
+    })?;
+    let issuer = Issuer::load_or_create(&format!("{issuer_name}-staging"), &acme, &store)
+        .await
+        .map_err(|e| e.to_string())?;
+    let dns = Dns01::new(services.dns.clone(), &settings.dns);
+    let profile = effective_profile(settings, &cert.spec);
+    let issued = issuer
+        .issue(&cert.spec, profile, None, None, &dns, cancel)
+        .await
+        .map_err(|e| e.to_string())?;
+    let der = crate::x509::pem_chain(&issued.cert_pem).map_err(|e| e.to_string())?;
+    let info = crate::x509::leaf_info(&der[0]).map_err(|e| e.to_string())?;
+    tracing::info!(event = "cert.dry_run", cert = name, serial = %info.serial, directory = %acme.directory_url);
+    Ok(DryRun {
+        directory_url: acme.directory_url,
+        serial: info.serial,
+        not_after: info.not_after,
+        sans: info.dns_names,
+    })
+}
+
 /// The default zone allowlist: every zone the DNS providers hold.
 async fn provider_zones(settings: &Settings, services: &Services) -> Option<Vec<String>> {
     if settings.allowed_zones.is_some() {
@@ -275,6 +336,8 @@ enum CertPlan {
     Keep,
     /// Its stored state is unreadable: report, never re-issue over it blindly.
     Broken(String),
+    /// Due, but failing: wait until the back-off has passed.
+    BackingOff(crate::backoff::Failures),
 }
 
 fn plan_all(
@@ -307,10 +370,16 @@ fn plan_all(
                     CertPlan::Renew
                 }
                 Ok(meta) => match plan::decide(&cert.spec, meta.as_ref(), wanted, now) {
-                    Decision::Due(reason) => {
-                        tracing::info!(event = "cert.due", cert = cert.name(), reason = reason.code());
-                        CertPlan::Renew
-                    }
+                    Decision::Due(reason) => match crate::backoff::load(store, cert.name()) {
+                        Some(f) if now < f.next_attempt && f.spec == crate::backoff::spec_fingerprint(&cert.spec, &chain) => {
+                            tracing::info!(event = "cert.backing_off", cert = cert.name(), failures = f.count, until = %rfc3339(f.next_attempt));
+                            CertPlan::BackingOff(f)
+                        }
+                        _ => {
+                            tracing::info!(event = "cert.due", cert = cert.name(), reason = reason.code());
+                            CertPlan::Renew
+                        }
+                    },
                     Decision::Current { renew_at } => {
                         tracing::info!(event = "cert.current", cert = cert.name(), renew_at = %rfc3339(renew_at));
                         CertPlan::Keep
@@ -427,6 +496,7 @@ fn panicked_status(cert: &Certificate) -> CertStatus {
         config_commit: None,
         last_error: Some("internal error: task panicked (see logs)".into()),
         published: false,
+        retry_after: None,
     }
 }
 
@@ -454,9 +524,38 @@ impl CertTask {
             CertPlan::Renew if self.cancel.is_cancelled() => {
                 Some(Err("cancelled before start".to_string()))
             }
-            CertPlan::Renew => Some(self.renew(cert).await),
+            CertPlan::BackingOff(f) => Some(Err(format!(
+                "backing off after {} failures until {}: {}",
+                f.count,
+                rfc3339(f.next_attempt),
+                f.last_error
+            ))),
+            CertPlan::Renew => {
+                let result = self.renew(cert).await;
+                let spec = crate::backoff::spec_fingerprint(&cert.spec, &self.chain);
+                match &result {
+                    Ok(_) => crate::backoff::clear(&self.store, cert.name()),
+                    Err(_) if self.cancel.is_cancelled() => {}
+                    Err(e) => {
+                        let f = crate::backoff::record(
+                            &self.store,
+                            cert.name(),
+                            &spec,
+                            e,
+                            OffsetDateTime::now_utc(),
+                        );
+                        tracing::warn!(event = "cert.backoff", cert = cert.name(), failures = f.count, until = %rfc3339(f.next_attempt));
+                    }
+                }
+                Some(result)
+            }
         };
-        finish_cert(&self.store, &self.targets, cert, attempt).await
+        let backing_off = crate::backoff::load(&self.store, cert.name()).map(|f| f.next_attempt);
+        let mut status = finish_cert(&self.store, &self.targets, cert, attempt).await;
+        if status.state == CertState::Failed {
+            status.retry_after = backing_off;
+        }
+        status
     }
 
     /// Tries the certificate's issuer, then its fallbacks, in order.
@@ -606,6 +705,7 @@ async fn finish_cert(
         config_commit: meta.as_ref().map(|m| m.config_commit.clone()),
         last_error,
         published: published && meta.is_some(),
+        retry_after: None,
     }
 }
 

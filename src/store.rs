@@ -100,7 +100,15 @@ impl Store {
             fs::set_permissions(root, fs::Permissions::from_mode(0o700))
                 .map_err(io("restricting permissions of", root))?;
         }
-        for sub in ["live", "archive", "accounts", "published", "revoked", "ari"] {
+        for sub in [
+            "live",
+            "archive",
+            "accounts",
+            "published",
+            "revoked",
+            "ari",
+            "failures",
+        ] {
             create_private_dir(&root.join(sub))?;
         }
         Ok(store)

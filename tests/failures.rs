@@ -6,6 +6,16 @@ mod support;
 
 use support::{LocalEnv, PebbleOptions};
 
+fn by_name(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap()
+}
+
 fn shorten_propagation(env: &LocalEnv) {
     let path = env.settings_path();
     let text = std::fs::read_to_string(&path).unwrap();
@@ -65,17 +75,8 @@ async fn route53_failure_for_one_certificate_is_contained() {
     assert_eq!(issued, vec![serde_json::json!("good")]);
 
     let status = env.status();
-    let by_name = |n: &str| {
-        status["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == n)
-            .cloned()
-            .unwrap()
-    };
-    assert_eq!(by_name("good")["state"], "renewed");
-    let bad = by_name("bad");
+    assert_eq!(by_name(&status, "good")["state"], "renewed");
+    let bad = by_name(&status, "bad");
     assert_eq!(bad["state"], "failed");
     let err = bad["last_error"].as_str().unwrap();
     assert!(
@@ -86,7 +87,7 @@ async fn route53_failure_for_one_certificate_is_contained() {
         bad["days_left"].as_i64().unwrap() > 0,
         "old certificate still reported valid"
     );
-    let stuck = by_name("stuck");
+    let stuck = by_name(&status, "stuck");
     assert_eq!(stuck["state"], "failed");
     assert!(
         stuck["last_error"]
@@ -120,6 +121,32 @@ async fn route53_failure_for_one_certificate_is_contained() {
             .iter()
             .all(|e| e["error"].is_string() && e["cert"].is_string())
     );
+    let status = env.status();
+    assert!(
+        by_name(&status, "bad")["retry_after"].is_string(),
+        "{status}"
+    );
+
+    // The next run does not hammer: both back off (1 h), the rest is fine.
+    let out = env.run().await;
+    assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.events_named("cert.backing_off").len(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(out.events_named("order.created").is_empty());
+    let status = env.status();
+    let bad = by_name(&status, "bad");
+    assert!(
+        bad["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("backing off after 1 failures until"),
+        "{bad}"
+    );
+    assert_eq!(by_name(&status, "good")["state"], "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

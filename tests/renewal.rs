@@ -60,6 +60,27 @@ async fn force_revoke_rollover_and_key_reuse() {
         out.stderr
     );
 
+    // --dry-run: the whole order against the staging directory, nothing kept.
+    let cert = env.live_file("www", "cert.pem");
+    let status = std::fs::read(env.state_dir().join("status.json")).unwrap();
+    let out = cli(&env, &["renew", "www", "--dry-run"]).await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("dry run: www would get serial"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.events_named("dns.txt.upserted").is_empty(),
+        "the challenge must really run"
+    );
+    assert_eq!(env.live_file("www", "cert.pem"), cert);
+    assert_eq!(
+        std::fs::read(env.state_dir().join("status.json")).unwrap(),
+        status
+    );
+    assert!(out.events_named("publish.s3.uploaded").is_empty());
+
     // reuse_key keeps the private key across renewals; others get a new one.
     let key = env.live_file("pinned", "privkey.pem");
     let out = cli(&env, &["renew", "pinned", "--force"]).await;

@@ -31,6 +31,9 @@ pub struct CertStatus {
     /// Whether every configured target holds the live set. `true` when no
     /// target is configured.
     pub published: bool,
+    /// Set while a failing certificate backs off: no renewal before this.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub retry_after: Option<OffsetDateTime>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +110,7 @@ mod tests {
             config_commit: None,
             last_error: None,
             published,
+            retry_after: None,
         }
     }
 

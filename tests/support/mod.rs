@@ -468,7 +468,7 @@ impl LocalEnv {
     /// The standard settings for this environment, plus `extra` YAML lines.
     pub fn write_settings(&self, extra: &str) {
         let text = format!(
-            "config_repo:\n  url: {repo}\n  branch: main\nstate_dir: {state}\nacme:\n  directory_url: {dir}\n  contact: ops@example.test\n  root_ca_file: {ca}\n  order_timeout: 60s\naws:\n  region: us-east-1\n  endpoint_url: {aws}\ndns:\n  nameservers: [\"{ns}\"]\n  propagation_timeout: 30s\ns3:\n  bucket: {bucket}\n  prefix: certs\nlog_format: json\n{extra}",
+            "config_repo:\n  url: {repo}\n  branch: main\nstate_dir: {state}\nacme:\n  directory_url: {dir}\n  staging_directory_url: {dir}\n  contact: ops@example.test\n  root_ca_file: {ca}\n  order_timeout: 60s\naws:\n  region: us-east-1\n  endpoint_url: {aws}\ndns:\n  nameservers: [\"{ns}\"]\n  propagation_timeout: 30s\ns3:\n  bucket: {bucket}\n  prefix: certs\nlog_format: json\n{extra}",
             repo = self.repo.path.display(),
             state = self.state_dir().display(),
             dir = self.pebble.directory_url(),
