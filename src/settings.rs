@@ -126,6 +126,9 @@ pub struct AcmeSettings {
     pub profile: Option<String>,
     /// Directory used by `renew --dry-run`.
     pub staging_directory_url: Option<String>,
+    /// Requests per second to this CA, shared by every order (default 20,
+    /// Let's Encrypt's per-endpoint limit).
+    pub requests_per_second: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,10 +1,12 @@
 //! The ACME account: created once per CA, stored 0600 in the state dir, reused.
 
+use super::http::{Manners, PoliteClient};
 use super::{AcmeError, MAX_ATTEMPTS, backoff, describe, retryable};
 use crate::settings::AcmeSettings;
 use crate::store::Store;
 use instant_acme::{Account, AccountBuilder, AccountCredentials, NewAccount};
 use std::path::Path;
+use std::sync::Arc;
 
 /// An ACME CA we hold an account with.
 pub struct Issuer {
@@ -39,6 +41,8 @@ impl Issuer {
                 message: e.to_string(),
             })?;
         }
+        // Every request to this CA, from every order, shares these manners.
+        let manners = Manners::new(settings.requests_per_second.unwrap_or(20.0));
         let rel = account_file(&settings.directory_url);
         let path = store.root().join(&rel);
         let stored = store.read_state(&rel).map_err(|e| AcmeError::AccountFile {
@@ -55,7 +59,7 @@ impl Issuer {
                         ),
                     })?;
                 let account = retry("account", || async {
-                    builder(settings.root_ca_file.as_deref())?
+                    builder(settings.root_ca_file.as_deref(), &manners)?
                         .from_credentials(clone_creds(&creds))
                         .await
                 })
@@ -74,7 +78,7 @@ impl Issuer {
                 let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
                 let eab = external_account(settings)?;
                 let (account, creds) = retry("newAccount", || async {
-                    builder(settings.root_ca_file.as_deref())?
+                    builder(settings.root_ca_file.as_deref(), &manners)?
                         .create(
                             &NewAccount {
                                 contact: &contacts,
@@ -177,11 +181,13 @@ fn account_file(directory_url: &str) -> String {
     format!("accounts/{}.json", &digest[..16])
 }
 
-fn builder(root: Option<&Path>) -> Result<AccountBuilder, instant_acme::Error> {
-    match root {
-        Some(path) => Account::builder_with_root(path),
-        None => Account::builder(),
-    }
+fn builder(
+    root: Option<&Path>,
+    manners: &Arc<Manners>,
+) -> Result<AccountBuilder, instant_acme::Error> {
+    let client = PoliteClient::new(root, manners.clone())
+        .map_err(|e| instant_acme::Error::Other(e.into()))?;
+    Ok(Account::builder_with_http(Box::new(client)))
 }
 
 /// AccountCredentials is not Clone; a JSON round trip is.

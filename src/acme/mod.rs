@@ -7,6 +7,7 @@
 
 mod account;
 pub mod ari;
+pub mod http;
 mod order;
 pub mod revocation;
 
@@ -39,8 +40,10 @@ fn retryable(e: &instant_acme::Error) -> bool {
     use instant_acme::Error as E;
     match e {
         E::Api(p) => {
+            // 429 and 503 carry a Retry-After that the HTTP layer waits for
+            // before the next request to this CA.
             p.r#type.as_deref() == Some("urn:ietf:params:acme:error:badNonce")
-                || p.status.is_some_and(|s| s >= 500)
+                || p.status.is_some_and(|s| s >= 500 || s == 429)
         }
         E::Hyper(_) | E::Http(_) | E::Other(_) => true,
         _ => false,

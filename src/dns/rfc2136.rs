@@ -81,7 +81,26 @@ impl Rfc2136 {
         })
     }
 
+    /// One update, retried a few times on SERVFAIL and network errors (a
+    /// server that is reloading or starting answers SERVFAIL for a moment).
     async fn update(&self, records: &[TxtRecord], add: bool) -> Result<(), DnsError> {
+        let mut attempt = 0;
+        loop {
+            match self.update_once(records, add).await {
+                Err(DnsError::Api { message, .. })
+                    if attempt < 4
+                        && (message.starts_with("Server Failure")
+                            || message.contains("did not answer")) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn update_once(&self, records: &[TxtRecord], add: bool) -> Result<(), DnsError> {
         let operation = if add { "UPDATE add" } else { "UPDATE delete" };
         let what = records
             .iter()

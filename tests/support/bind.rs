@@ -80,6 +80,19 @@ zone "{zone}" {{
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        // The port opens before the zone is loaded; named logs "running"
+        // once it answers for its zones.
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("running")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "named did not finish starting: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Bind {
             addr: ([127, 0, 0, 1], port).into(),
             zone: zone.to_string(),
