@@ -126,8 +126,8 @@ pub struct AcmeSettings {
     pub profile: Option<String>,
     /// Directory used by `renew --dry-run`.
     pub staging_directory_url: Option<String>,
-    /// Requests per second to this CA, shared by every order (default 20,
-    /// Let's Encrypt's per-endpoint limit).
+    /// Requests per second to each endpoint of this CA, shared by every
+    /// order (default 20, bursts of twice that).
     pub requests_per_second: Option<f64>,
 }
 

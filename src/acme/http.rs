@@ -1,6 +1,7 @@
 //! The HTTP client under instant-acme, with the manners a CA expects: a
-//! per-issuer request rate (token bucket), and a 429/503 `Retry-After`
-//! honoured before the next request to that CA.
+//! request rate per CA endpoint (token buckets, as Let's Encrypt limits
+//! requests per endpoint and IP), and a 429/503 `Retry-After` honoured
+//! before the next request to that CA.
 
 use bytes::Bytes;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
@@ -18,37 +19,43 @@ pub const MAX_WAIT: Duration = Duration::from_secs(120);
 /// Shared by every request to one issuer.
 pub struct Manners {
     rate: f64,
-    state: tokio::sync::Mutex<(f64, Instant)>,
+    /// endpoint -> (tokens, last refill)
+    buckets: tokio::sync::Mutex<std::collections::HashMap<String, (f64, Instant)>>,
     not_before: Mutex<Option<Instant>>,
 }
 
 impl Manners {
     pub fn new(requests_per_second: f64) -> Arc<Self> {
-        let rate = requests_per_second.max(0.1);
         Arc::new(Self {
-            rate,
-            state: tokio::sync::Mutex::new((rate, Instant::now())),
+            rate: requests_per_second.max(0.1),
+            buckets: Default::default(),
             not_before: Mutex::new(None),
         })
     }
 
-    async fn wait_turn(&self) {
+    /// Bursts up to two seconds' worth of requests, then `rate` per second,
+    /// per endpoint; never before a Retry-After has passed.
+    async fn wait_turn(&self, endpoint: &str) {
         let until = *self.not_before.lock().expect("not_before");
         if let Some(until) = until {
             tokio::time::sleep_until(until).await;
         }
-        let mut state = self.state.lock().await;
+        let burst = self.rate * 2.0;
         loop {
-            let now = Instant::now();
-            let (tokens, last) = *state;
-            let tokens =
-                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
-            if tokens >= 1.0 {
-                *state = (tokens - 1.0, now);
-                return;
-            }
-            *state = (tokens, now);
-            tokio::time::sleep(Duration::from_secs_f64((1.0 - tokens) / self.rate)).await;
+            let wait = {
+                let mut buckets = self.buckets.lock().await;
+                let now = Instant::now();
+                let (tokens, last) = *buckets.entry(endpoint.to_string()).or_insert((burst, now));
+                let tokens =
+                    (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(burst);
+                if tokens >= 1.0 {
+                    buckets.insert(endpoint.to_string(), (tokens - 1.0, now));
+                    return;
+                }
+                buckets.insert(endpoint.to_string(), (tokens, now));
+                Duration::from_secs_f64((1.0 - tokens) / self.rate)
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -58,6 +65,17 @@ impl Manners {
         if slot.is_none_or(|current| current < until) {
             *slot = Some(until);
         }
+    }
+}
+
+/// The endpoint a path belongs to: `/acme/order/1/2` -> `/acme/order`,
+/// `/my-order/xyz` -> `/my-order`.
+fn endpoint(path: &str) -> String {
+    let mut parts = path.trim_start_matches('/').split('/');
+    match (parts.next(), parts.next()) {
+        (Some("acme"), Some(second)) => format!("/acme/{second}"),
+        (Some(first), _) => format!("/{first}"),
+        _ => "/".into(),
     }
 }
 
@@ -116,8 +134,9 @@ impl HttpClient for PoliteClient {
         req: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
         let (inner, manners) = (self.inner.clone(), self.manners.clone());
+        let endpoint = endpoint(req.uri().path());
         Box::pin(async move {
-            manners.wait_turn().await;
+            manners.wait_turn(&endpoint).await;
             let response = inner.request(req).await?;
             let status = response.parts.status.as_u16();
             if status == 429 || status == 503 {
@@ -145,25 +164,37 @@ impl HttpClient for PoliteClient {
 mod tests {
     use super::*;
 
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint("/acme/order/123/456"), "/acme/order");
+        assert_eq!(endpoint("/my-order/abc"), "/my-order");
+        assert_eq!(endpoint("/dir"), "/dir");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn rate_and_retry_after() {
         let manners = Manners::new(2.0);
         let start = Instant::now();
-        for _ in 0..4 {
-            manners.wait_turn().await;
+        // A burst of 4, then 2 per second.
+        for _ in 0..6 {
+            manners.wait_turn("/acme/order").await;
         }
         assert!(
             start.elapsed() >= Duration::from_millis(900),
             "{:?}",
             start.elapsed()
         );
+        // Another endpoint has its own bucket.
+        let start = Instant::now();
+        manners.wait_turn("/acme/authz").await;
+        assert!(start.elapsed() < Duration::from_millis(10));
         let start = Instant::now();
         manners.back_off(Duration::from_secs(30));
-        manners.wait_turn().await;
+        manners.wait_turn("/acme/authz").await;
         assert!(start.elapsed() >= Duration::from_secs(30));
         manners.back_off(Duration::from_secs(3600));
         let start = Instant::now();
-        manners.wait_turn().await;
+        manners.wait_turn("/acme/authz").await;
         assert!(start.elapsed() <= MAX_WAIT + Duration::from_secs(1));
     }
 }
