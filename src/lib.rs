@@ -15,6 +15,7 @@ pub mod duration;
 pub mod logging;
 pub mod plan;
 pub mod publish;
+pub mod ratelimit;
 pub mod report;
 pub mod run;
 pub mod secret;

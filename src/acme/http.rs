@@ -3,6 +3,7 @@
 //! requests per endpoint and IP), and a 429/503 `Retry-After` honoured
 //! before the next request to that CA.
 
+use crate::ratelimit::TokenBucket;
 use bytes::Bytes;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
 use std::future::Future;
@@ -19,15 +20,14 @@ pub const MAX_WAIT: Duration = Duration::from_secs(120);
 /// Shared by every request to one issuer.
 pub struct Manners {
     rate: f64,
-    /// endpoint -> (tokens, last refill)
-    buckets: tokio::sync::Mutex<std::collections::HashMap<String, (f64, Instant)>>,
+    buckets: Mutex<std::collections::HashMap<String, Arc<TokenBucket>>>,
     not_before: Mutex<Option<Instant>>,
 }
 
 impl Manners {
     pub fn new(requests_per_second: f64) -> Arc<Self> {
         Arc::new(Self {
-            rate: requests_per_second.max(0.1),
+            rate: requests_per_second,
             buckets: Default::default(),
             not_before: Mutex::new(None),
         })
@@ -40,23 +40,14 @@ impl Manners {
         if let Some(until) = until {
             tokio::time::sleep_until(until).await;
         }
-        let burst = self.rate * 2.0;
-        loop {
-            let wait = {
-                let mut buckets = self.buckets.lock().await;
-                let now = Instant::now();
-                let (tokens, last) = *buckets.entry(endpoint.to_string()).or_insert((burst, now));
-                let tokens =
-                    (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(burst);
-                if tokens >= 1.0 {
-                    buckets.insert(endpoint.to_string(), (tokens - 1.0, now));
-                    return;
-                }
-                buckets.insert(endpoint.to_string(), (tokens, now));
-                Duration::from_secs_f64((1.0 - tokens) / self.rate)
-            };
-            tokio::time::sleep(wait).await;
-        }
+        let bucket = self
+            .buckets
+            .lock()
+            .expect("buckets")
+            .entry(endpoint.to_string())
+            .or_insert_with(|| Arc::new(TokenBucket::new(self.rate, self.rate * 2.0)))
+            .clone();
+        bucket.acquire().await;
     }
 
     fn back_off(&self, wait: Duration) {

@@ -129,22 +129,24 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
 }
 
 async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Result<Message, String> {
-    let exchange = async {
-        let mut stream = TcpStream::connect(server).await?;
-        let len = u16::try_from(bytes.len()).map_err(std::io::Error::other)?;
-        stream.write_all(&len.to_be_bytes()).await?;
-        stream.write_all(bytes).await?;
-        let mut len = [0u8; 2];
-        stream.read_exact(&mut len).await?;
-        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-        stream.read_exact(&mut buf).await?;
-        Ok::<_, std::io::Error>(buf)
-    };
-    let buf = timeout(QUERY_TIMEOUT, exchange)
+    let buf = timeout(QUERY_TIMEOUT, exchange_tcp(server, bytes))
         .await
         .map_err(|_| "timed out".to_string())?
         .map_err(|e| e.to_string())?;
     Message::from_vec(&buf).map_err(|e| e.to_string())
+}
+
+/// One DNS message over TCP (two-byte length prefix each way).
+pub async fn exchange_tcp(server: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(server).await?;
+    let len = u16::try_from(bytes.len()).map_err(std::io::Error::other)?;
+    stream.write_all(&len.to_be_bytes()).await?;
+    stream.write_all(bytes).await?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut buf).await?;
+    Ok(buf)
 }
 
 /// Turns nameserver host names (port 53) or `ip:port` into addresses.

@@ -15,8 +15,6 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const PROVIDER: &str = "rfc2136";
 const TTL: u32 = 60;
@@ -140,16 +138,19 @@ impl Rfc2136 {
         msg.signature = Some(tsig);
         let bytes = msg.to_vec().map_err(|e| err(e.to_string()))?;
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let answer = tokio::time::timeout(TIMEOUT, exchange_tcp(self.server, &bytes))
-            .await
-            .map_err(|_| {
-                err(format!(
-                    "{} did not answer within {}s",
-                    self.server,
-                    TIMEOUT.as_secs()
-                ))
-            })?
-            .map_err(|e| err(format!("{}: {e}", self.server)))?;
+        let answer = tokio::time::timeout(
+            TIMEOUT,
+            super::propagation::exchange_tcp(self.server, &bytes),
+        )
+        .await
+        .map_err(|_| {
+            err(format!(
+                "{} did not answer within {}s",
+                self.server,
+                TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| err(format!("{}: {e}", self.server)))?;
         let response = Message::from_vec(&answer).map_err(|e| err(format!("bad answer: {e}")))?;
         let tsig_error = response.signature.as_ref().and_then(|s| s.data.error);
         if let Some(e) = tsig_error {
@@ -206,18 +207,6 @@ fn extract_secret(text: &str) -> String {
         }
     }
     text.trim().to_string()
-}
-
-async fn exchange_tcp(server: SocketAddr, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(server).await?;
-    let len = u16::try_from(bytes.len()).map_err(std::io::Error::other)?;
-    stream.write_all(&len.to_be_bytes()).await?;
-    stream.write_all(bytes).await?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len).await?;
-    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-    stream.read_exact(&mut buf).await?;
-    Ok(buf)
 }
 
 #[async_trait]

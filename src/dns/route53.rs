@@ -13,6 +13,7 @@
 //! throttling with backoff and jitter.
 
 use super::{DnsError, DnsProvider, TxtRecord, ZoneHint, normalize_name};
+use crate::ratelimit::TokenBucket;
 use async_trait::async_trait;
 use aws_sdk_route53::Client;
 use aws_sdk_route53::error::{DisplayErrorContext, ProvideErrorMetadata};
@@ -92,7 +93,10 @@ impl Route53 {
     pub fn with_options(client: Client, options: Route53Options) -> Self {
         let inner = Arc::new(Inner {
             client,
-            bucket: TokenBucket::new(options.requests_per_second.unwrap_or(5.0)),
+            bucket: {
+                let rate = options.requests_per_second.unwrap_or(5.0);
+                TokenBucket::new(rate, rate)
+            },
             options,
             zones: tokio::sync::Mutex::new(None),
             known: Mutex::new(HashMap::new()),
@@ -575,38 +579,6 @@ fn change(action: ChangeAction, set: ResourceRecordSet) -> Change {
         .expect("action and record set are set")
 }
 
-/// Requests per second for one AWS account, shared by every order.
-struct TokenBucket {
-    rate: f64,
-    state: tokio::sync::Mutex<(f64, Instant)>,
-}
-
-impl TokenBucket {
-    fn new(rate: f64) -> Self {
-        let rate = rate.max(0.1);
-        Self {
-            rate,
-            state: tokio::sync::Mutex::new((rate, Instant::now())),
-        }
-    }
-
-    async fn acquire(&self) {
-        let mut state = self.state.lock().await;
-        loop {
-            let now = Instant::now();
-            let (tokens, last) = *state;
-            let tokens =
-                (tokens + now.duration_since(last).as_secs_f64() * self.rate).min(self.rate);
-            if tokens >= 1.0 {
-                *state = (tokens - 1.0, now);
-                return;
-            }
-            *state = (tokens, now);
-            sleep(Duration::from_secs_f64((1.0 - tokens) / self.rate)).await;
-        }
-    }
-}
-
 #[async_trait]
 impl DnsProvider for Route53 {
     fn kind(&self) -> &'static str {
@@ -658,25 +630,5 @@ impl DnsProvider for Route53 {
 
     fn api_calls(&self) -> u64 {
         self.inner.calls.load(Ordering::Relaxed)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn token_bucket_limits_rate() {
-        let bucket = TokenBucket::new(5.0);
-        let start = Instant::now();
-        for _ in 0..15 {
-            bucket.acquire().await;
-        }
-        // 5 at once (burst), then 10 more at 5/s.
-        let elapsed = start.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(1900) && elapsed <= Duration::from_millis(2100),
-            "{elapsed:?}"
-        );
     }
 }
