@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod config;
 pub mod dns;
 pub mod duration;
+pub mod lock;
 pub mod logging;
 pub mod plan;
 pub mod publish;

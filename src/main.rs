@@ -318,6 +318,12 @@ fn run_command(
                 }
                 status.exit_code(time::OffsetDateTime::now_utc())
             }
+            Err(e @ run::RunError::Locked(_)) => {
+                // The run in progress owns the status file; leave it alone.
+                tracing::error!(event = "run.locked", error = %e);
+                eprintln!("certkeeper: {e}");
+                exit::RENEWAL_FAILED
+            }
             Err(e) => {
                 tracing::error!(event = "run.failed", error = %e);
                 eprintln!("certkeeper: {e}");

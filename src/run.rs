@@ -29,6 +29,8 @@ pub enum RunError {
     Store(#[from] crate::store::StoreError),
     #[error("no certificate named {0:?} in the config repo")]
     NoSuchCertificate(String),
+    #[error(transparent)]
+    Locked(#[from] crate::lock::LockError),
 }
 
 /// Everything a run needs from outside, built once from the settings.
@@ -151,6 +153,7 @@ pub async fn run_once(
 ) -> Result<Status, RunError> {
     let started_at = OffsetDateTime::now_utc();
     let store = Store::open(&settings.state_dir)?;
+    let _lock = crate::lock::RunLock::acquire(store.root())?;
 
     let provider_zones = provider_zones(settings, services).await;
     let gate_settings = settings.clone();

@@ -19,6 +19,7 @@ async fn sigterm_during_propagation_cleans_up() {
 
     let bin = support::certkeeper_bin();
     let settings = env.settings_path();
+    let settings_path = settings.clone();
     let secret = env.aws_secret.clone();
     let (code, stdout) = tokio::task::spawn_blocking(move || {
         let mut child = Command::new(bin)
@@ -41,11 +42,24 @@ async fn sigterm_during_propagation_cleans_up() {
                 break;
             }
         }
-        let pid = child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill");
+        // While it runs, a second run on the same state dir is refused.
+        let second = Command::new(support::certkeeper_bin())
+            .args(["run", "--once", "--config"])
+            .arg(&settings_path)
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("second run");
+        assert_eq!(second.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&second.stderr).into_owned();
+        assert!(
+            stderr.contains("another certkeeper run is in progress"),
+            "{stderr}"
+        );
+        // SAFETY: plain kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill");
         seen.extend(lines.map_while(Result::ok));
         let status = child.wait().unwrap();
         (status.code(), seen.join("\n"))

@@ -62,7 +62,11 @@ impl S3 {
         {
             Ok(head) => Ok(head.metadata().and_then(|m| m.get("sha256")).cloned()),
             Err(e) => {
-                let not_found = e.as_service_error().is_some_and(|s| s.is_not_found());
+                // Without s3:ListBucket, S3 answers 403 instead of 404 for a
+                // missing object; treat both as "not there" and let PutObject
+                // give the real verdict on permissions.
+                let not_found = e.as_service_error().is_some_and(|s| s.is_not_found())
+                    || e.raw_response().is_some_and(|r| r.status().as_u16() == 403);
                 if not_found {
                     Ok(None)
                 } else {
