@@ -67,6 +67,26 @@ enum Command {
         #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
         config: PathBuf,
     },
+    /// Health of the last run: a table (or --json), optionally a JUnit
+    /// file; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (Nagios).
+    Status {
+        #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        json: bool,
+        /// Also write a JUnit report (one testcase per certificate).
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// WARNING below this many days left.
+        #[arg(long, default_value_t = 14)]
+        warning_days: i64,
+        /// CRITICAL below this many days left.
+        #[arg(long, default_value_t = 7)]
+        critical_days: i64,
+        /// CRITICAL when the last run finished longer ago than this.
+        #[arg(long, default_value = "36h")]
+        max_run_age: String,
+    },
     /// ACME account operations.
     Account {
         #[command(subcommand)]
@@ -183,6 +203,21 @@ fn main() {
             };
             run_command(true, &config, log_format, options)
         }
+        Command::Status {
+            config,
+            json,
+            junit,
+            warning_days,
+            critical_days,
+            max_run_age,
+        } => status_command(
+            &config,
+            json,
+            junit.as_deref(),
+            warning_days,
+            critical_days,
+            &max_run_age,
+        ),
         Command::Revoke {
             name,
             reason,
@@ -332,6 +367,101 @@ fn run_command(
             }
         }
     })
+}
+
+fn status_command(
+    config: &std::path::Path,
+    json: bool,
+    junit: Option<&std::path::Path>,
+    warning_days: i64,
+    critical_days: i64,
+    max_run_age: &str,
+) -> i32 {
+    use certkeeper::report::health::{self, Level, Thresholds};
+    const UNKNOWN: i32 = Level::Unknown as i32;
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("certkeeper UNKNOWN - {e}");
+            return UNKNOWN;
+        }
+    };
+    let max_run_age = match certkeeper::duration::parse(max_run_age) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("certkeeper UNKNOWN - --max-run-age: {e}");
+            return UNKNOWN;
+        }
+    };
+    let thresholds = Thresholds {
+        warning_days,
+        critical_days,
+        max_run_age,
+    };
+    let path = settings.state_dir.join(certkeeper::report::STATUS_FILE);
+    let status = match certkeeper::report::Status::load(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("certkeeper UNKNOWN - no status yet ({e})");
+            return UNKNOWN;
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let (level, reasons) = health::overall(&status, &thresholds, now);
+    if let Some(file) = junit
+        && let Err(e) = std::fs::write(file, certkeeper::report::junit(&status, &thresholds, now))
+    {
+        println!("certkeeper UNKNOWN - cannot write {}: {e}", file.display());
+        return UNKNOWN;
+    }
+    if json {
+        let out =
+            serde_json::json!({ "level": level.label(), "reasons": reasons, "status": status });
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        return level as i32;
+    }
+    println!(
+        "{:<20} {:<32} {:<20} {:>9} {:<8} {:<9} HEALTH",
+        "NAME", "DOMAINS", "NOT AFTER", "DAYS LEFT", "LAST", "PUBLISHED"
+    );
+    for c in &status.certificates {
+        let h = health::certificate(c, &thresholds, now);
+        let not_after = c
+            .not_after
+            .map(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            })
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{:<20} {:<32} {:<20} {:>9} {:<8} {:<9} {} {}",
+            c.name,
+            c.domains.join(","),
+            not_after,
+            c.days_left
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
+            format!("{:?}", c.state).to_lowercase(),
+            if c.published { "yes" } else { "no" },
+            h.level.label(),
+            if h.level == Level::Ok {
+                String::new()
+            } else {
+                h.reason
+            },
+        );
+    }
+    let summary = if reasons.is_empty() {
+        format!(
+            "{} certificates, last run {}",
+            status.certificates.len(),
+            certkeeper::report::days_ago(status.finished_at, now)
+        )
+    } else {
+        reasons.join("; ")
+    };
+    println!("certkeeper {} - {summary}", level.label());
+    level as i32
 }
 
 fn dns_test(

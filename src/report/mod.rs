@@ -4,7 +4,60 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+pub mod health;
+
 pub const STATUS_FILE: &str = "status.json";
+
+/// `3 days ago`-style age for messages.
+pub fn days_ago(t: OffsetDateTime, now: OffsetDateTime) -> String {
+    let days = (now - t).whole_days();
+    if days == 0 {
+        "today".into()
+    } else {
+        format!("{days} days ago")
+    }
+}
+
+impl Status {
+    pub fn load(path: &std::path::Path) -> Result<Status, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is unreadable: {e}", path.display()))
+    }
+}
+
+/// JUnit XML: one testcase per certificate, failing when not healthy, so
+/// Jenkins' JUnit view names the certificate that needs attention.
+pub fn junit(status: &Status, t: &health::Thresholds, now: OffsetDateTime) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut cases = String::new();
+    let mut failures = 0;
+    for c in &status.certificates {
+        let h = health::certificate(c, t, now);
+        cases.push_str(&format!(
+            "  <testcase classname=\"certkeeper.certificates\" name=\"{}\">\n",
+            esc(&c.name)
+        ));
+        if h.level != health::Level::Ok {
+            failures += 1;
+            cases.push_str(&format!(
+                "    <failure message=\"{} {}\" type=\"{}\"/>\n",
+                h.level.label(),
+                esc(&h.reason),
+                h.level.label()
+            ));
+        }
+        cases.push_str("  </testcase>\n");
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"certkeeper\" tests=\"{}\" failures=\"{failures}\">\n{cases}</testsuite>\n",
+        status.certificates.len()
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,0 +1,186 @@
+//! Health of the last run for people, Jenkins and monitoring, with Nagios
+//! exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Pure: (status,
+//! thresholds, now) -> verdict.
+
+use super::{CertState, CertStatus, Status};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Ok = 0,
+    Warning = 1,
+    Critical = 2,
+    Unknown = 3,
+}
+
+impl Level {
+    pub fn label(self) -> &'static str {
+        match self {
+            Level::Ok => "OK",
+            Level::Warning => "WARNING",
+            Level::Critical => "CRITICAL",
+            Level::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Thresholds {
+    /// Fewer days left than this: WARNING.
+    pub warning_days: i64,
+    /// Fewer days left than this (or expired): CRITICAL.
+    pub critical_days: i64,
+    /// No finished run for longer than this: CRITICAL.
+    pub max_run_age: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            warning_days: 14,
+            critical_days: 7,
+            max_run_age: Duration::from_secs(36 * 3600),
+        }
+    }
+}
+
+/// The verdict on one certificate.
+#[derive(Debug, Clone)]
+pub struct CertHealth {
+    pub level: Level,
+    pub reason: String,
+}
+
+pub fn certificate(c: &CertStatus, t: &Thresholds, now: OffsetDateTime) -> CertHealth {
+    let verdict = |level, reason: String| CertHealth { level, reason };
+    let Some(not_after) = c.not_after else {
+        return verdict(
+            Level::Critical,
+            format!(
+                "no certificate: {}",
+                c.last_error.as_deref().unwrap_or("never issued")
+            ),
+        );
+    };
+    let days = (not_after - now).whole_days();
+    if not_after <= now {
+        return verdict(
+            Level::Critical,
+            format!("expired {}", super::days_ago(not_after, now)),
+        );
+    }
+    if days < t.critical_days {
+        return verdict(Level::Critical, format!("expires in {days} days"));
+    }
+    if c.state == CertState::Failed {
+        let why = c.last_error.as_deref().unwrap_or("failed");
+        return verdict(
+            Level::Warning,
+            format!("last renewal failed ({days} days left): {why}"),
+        );
+    }
+    if !c.published {
+        return verdict(Level::Warning, "not published".into());
+    }
+    if days < t.warning_days {
+        return verdict(Level::Warning, format!("expires in {days} days"));
+    }
+    verdict(Level::Ok, format!("{days} days left"))
+}
+
+/// The verdict on the whole status: the worst of the run and every certificate.
+pub fn overall(status: &Status, t: &Thresholds, now: OffsetDateTime) -> (Level, Vec<String>) {
+    let mut level = Level::Ok;
+    let mut reasons = Vec::new();
+    let age = now - status.finished_at;
+    if age > time::Duration::try_from(t.max_run_age).unwrap_or(time::Duration::MAX) {
+        level = Level::Critical;
+        reasons.push(format!("no run for {} hours", age.whole_hours()));
+    }
+    if let Some(error) = &status.error {
+        level = level.max(Level::Critical);
+        reasons.push(format!(
+            "last run could not start: {}",
+            error.lines().next().unwrap_or_default()
+        ));
+    }
+    if status.config_rejected.is_some() {
+        level = level.max(Level::Warning);
+        reasons.push(format!("config {}", status.config));
+    }
+    for c in &status.certificates {
+        let h = certificate(c, t, now);
+        if h.level != Level::Ok {
+            reasons.push(format!("{}: {}", c.name, h.reason));
+        }
+        level = level.max(h.level);
+    }
+    (level, reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-06-01 0:00 UTC);
+
+    fn cert(days: i64, state: CertState) -> CertStatus {
+        CertStatus {
+            name: "web".into(),
+            domains: vec![],
+            state,
+            not_after: Some(NOW + time::Duration::days(days)),
+            days_left: Some(days),
+            serial: None,
+            config_commit: None,
+            last_error: (state == CertState::Failed).then(|| "boom".into()),
+            published: true,
+            retry_after: None,
+        }
+    }
+
+    fn status(certs: Vec<CertStatus>, finished: OffsetDateTime) -> Status {
+        Status {
+            started_at: finished,
+            finished_at: finished,
+            config_commit: None,
+            config: "ok".into(),
+            config_rejected: None,
+            error: None,
+            certificates: certs,
+        }
+    }
+
+    #[test]
+    fn levels() {
+        let t = Thresholds::default();
+        let level = |c: CertStatus| certificate(&c, &t, NOW).level;
+        assert_eq!(level(cert(60, CertState::Ok)), Level::Ok);
+        assert_eq!(level(cert(10, CertState::Ok)), Level::Warning);
+        assert_eq!(level(cert(60, CertState::Failed)), Level::Warning);
+        assert_eq!(level(cert(3, CertState::Failed)), Level::Critical);
+        assert_eq!(level(cert(-1, CertState::Ok)), Level::Critical);
+        let mut none = cert(60, CertState::Failed);
+        none.not_after = None;
+        assert_eq!(level(none), Level::Critical);
+    }
+
+    #[test]
+    fn stale_runs_are_critical() {
+        let t = Thresholds::default();
+        let fresh = status(
+            vec![cert(60, CertState::Ok)],
+            NOW - time::Duration::hours(2),
+        );
+        assert_eq!(overall(&fresh, &t, NOW).0, Level::Ok);
+        let stale = status(
+            vec![cert(60, CertState::Ok)],
+            NOW - time::Duration::hours(48),
+        );
+        let (level, reasons) = overall(&stale, &t, NOW);
+        assert_eq!(level, Level::Critical);
+        assert!(reasons[0].contains("no run for 48 hours"), "{reasons:?}");
+    }
+}
