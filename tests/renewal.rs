@@ -72,7 +72,11 @@ async fn force_revoke_rollover_and_key_reuse() {
     );
     // A real order at the staging directory (its challenges may be skipped
     // when the CA still holds a valid authorization).
-    assert!(!out.events_named("order.created").is_empty(), "{}", out.stdout);
+    assert!(
+        !out.events_named("order.created").is_empty(),
+        "{}",
+        out.stdout
+    );
     assert_eq!(env.live_file("www", "cert.pem"), cert);
     assert_eq!(
         std::fs::read(env.state_dir().join("status.json")).unwrap(),
