@@ -261,6 +261,21 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The async runtime every command runs on; `None` (after saying why) if
+/// the system refuses threads.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("certkeeper: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 /// Loads the settings, sets up text logging and runs one async command;
 /// errors print to stderr with exit code 1 (2 for bad settings).
 fn with_settings<F, Fut>(config: &std::path::Path, f: F) -> i32
@@ -276,11 +291,7 @@ where
         }
     };
     logging::init(settings.log_format);
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("certkeeper: cannot start the async runtime");
+    let Some(runtime) = runtime() else {
         return exit::RENEWAL_FAILED;
     };
     match runtime.block_on(f(settings)) {
@@ -314,15 +325,8 @@ fn run_command(
         eprintln!("certkeeper: {msg}");
         return exit::CONFIG_ERROR;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("certkeeper: cannot start the async runtime: {e}");
-            return exit::RENEWAL_FAILED;
-        }
+    let Some(runtime) = runtime() else {
+        return exit::RENEWAL_FAILED;
     };
     runtime.block_on(async {
         let cancel = CancellationToken::new();
@@ -484,11 +488,7 @@ fn dns_test(
             return exit::CONFIG_ERROR;
         }
     };
-    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    else {
-        eprintln!("certkeeper: cannot start the async runtime");
+    let Some(runtime) = runtime() else {
         return exit::RENEWAL_FAILED;
     };
     runtime.block_on(async {

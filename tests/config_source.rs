@@ -12,26 +12,6 @@ use support::{ConfigRepo, LocalEnv, PebbleOptions, sh};
 
 const ONE: &str = "certificates:\n  - name: web\n    domains: [web.example.test]\n";
 
-fn keygen(dir: &Path, name: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    sh(
-        dir,
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-C",
-            name,
-            "-f",
-            path.to_str().unwrap(),
-        ],
-    );
-    path
-}
-
 fn allowed_signers(dir: &Path, principal: &str, key: &Path) -> std::path::PathBuf {
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let path = dir.join("allowed_signers");
@@ -121,7 +101,7 @@ fn ssh_transport_requires_a_pinned_host_key() {
     );
 
     // known_hosts listing another key for this host: refused.
-    let other = keygen(tmp.path(), "other_host");
+    let other = support::ssh_keygen(tmp.path(), "other_host");
     let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     let mut parts = other_pub.split_whitespace();
     let wrong_known = tmp.path().join("wrong_known_hosts");
@@ -146,8 +126,8 @@ fn ssh_transport_requires_a_pinned_host_key() {
 #[test]
 fn commit_signatures_are_checked_against_allowed_signers() {
     let tmp = tempfile::tempdir().unwrap();
-    let alice = keygen(tmp.path(), "alice");
-    let mallory = keygen(tmp.path(), "mallory");
+    let alice = support::ssh_keygen(tmp.path(), "alice");
+    let mallory = support::ssh_keygen(tmp.path(), "mallory");
     let signers =
         AllowedSigners::load(&allowed_signers(tmp.path(), "alice@example.test", &alice)).unwrap();
     let repo = ConfigRepo::init(&tmp.path().join("repo"));
@@ -181,20 +161,10 @@ fn commit_signatures_are_checked_against_allowed_signers() {
     assert!(err.to_string().contains("SHA256:"), "{err}");
 }
 
-fn by_name(status: &serde_json::Value, name: &str) -> serde_json::Value {
-    status["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap_or(serde_json::Value::Null)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rejected_commits_fall_back_to_the_last_good_one() {
     let env = LocalEnv::start(&["example.test", "other.test"], PebbleOptions::default()).await;
-    let alice = keygen(&env.root, "alice");
+    let alice = support::ssh_keygen(&env.root, "alice");
     let signers = allowed_signers(&env.root, "alice@example.test", &alice);
     env.write_settings(&format!(
         "allowed_zones: [example.test]\nrequire_signed_commits:\n  allowed_signers: {}\n",
@@ -235,9 +205,9 @@ async fn rejected_commits_fall_back_to_the_last_good_one() {
         "{state}"
     );
     assert_eq!(status["config_commit"], good.as_str());
-    assert_eq!(by_name(&status, "web")["state"], "ok");
+    assert_eq!(support::cert_status(&status, "web")["state"], "ok");
     assert!(
-        by_name(&status, "api").is_null(),
+        support::cert_status(&status, "api").is_null(),
         "api must not be issued from a rejected commit"
     );
     assert!(out.events_named("order.created").is_empty());

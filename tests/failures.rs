@@ -6,16 +6,6 @@ mod support;
 
 use support::{LocalEnv, PebbleOptions};
 
-fn by_name(status: &serde_json::Value, name: &str) -> serde_json::Value {
-    status["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 fn shorten_propagation(env: &LocalEnv) {
     let path = env.settings_path();
     let text = std::fs::read_to_string(&path).unwrap();
@@ -75,8 +65,8 @@ async fn route53_failure_for_one_certificate_is_contained() {
     assert_eq!(issued, vec![serde_json::json!("good")]);
 
     let status = env.status();
-    assert_eq!(by_name(&status, "good")["state"], "renewed");
-    let bad = by_name(&status, "bad");
+    assert_eq!(support::cert_status(&status, "good")["state"], "renewed");
+    let bad = support::cert_status(&status, "bad");
     assert_eq!(bad["state"], "failed");
     let err = bad["last_error"].as_str().unwrap();
     assert!(
@@ -87,7 +77,7 @@ async fn route53_failure_for_one_certificate_is_contained() {
         bad["days_left"].as_i64().unwrap() > 0,
         "old certificate still reported valid"
     );
-    let stuck = by_name(&status, "stuck");
+    let stuck = support::cert_status(&status, "stuck");
     assert_eq!(stuck["state"], "failed");
     assert!(
         stuck["last_error"]
@@ -123,7 +113,7 @@ async fn route53_failure_for_one_certificate_is_contained() {
     );
     let status = env.status();
     assert!(
-        by_name(&status, "bad")["retry_after"].is_string(),
+        support::cert_status(&status, "bad")["retry_after"].is_string(),
         "{status}"
     );
 
@@ -138,7 +128,7 @@ async fn route53_failure_for_one_certificate_is_contained() {
     );
     assert!(out.events_named("order.created").is_empty());
     let status = env.status();
-    let bad = by_name(&status, "bad");
+    let bad = support::cert_status(&status, "bad");
     assert!(
         bad["last_error"]
             .as_str()
@@ -146,7 +136,7 @@ async fn route53_failure_for_one_certificate_is_contained() {
             .starts_with("backing off after 1 failures until"),
         "{bad}"
     );
-    assert_eq!(by_name(&status, "good")["state"], "ok");
+    assert_eq!(support::cert_status(&status, "good")["state"], "ok");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -173,15 +173,7 @@ async fn eab_fallback_issuers_and_profiles() {
     assert_eq!(out.code, 1, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(issued(&out), ["eab", "fallback"]);
     let status = env.status();
-    let cert = |n: &str| {
-        status["certificates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == n)
-            .cloned()
-            .unwrap()
-    };
+    let cert = |n: &str| support::cert_status(&status, n);
     let noeab = cert("noeab")["last_error"].as_str().unwrap().to_string();
     assert!(
         noeab.to_lowercase().contains("externalaccount") || noeab.contains("external account"),

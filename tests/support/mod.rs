@@ -564,3 +564,34 @@ pub fn certkeeper_bin() -> PathBuf {
         None => panic!("set CERTKEEPER_BIN to the certkeeper binary"),
     }
 }
+
+/// The status entry of certificate `name` (Null when absent).
+pub fn cert_status(status: &serde_json::Value, name: &str) -> serde_json::Value {
+    status["certificates"]
+        .as_array()
+        .and_then(|certs| certs.iter().find(|c| c["name"] == name))
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// A fresh unencrypted ed25519 key pair made by ssh-keygen; returns the
+/// private key path (the public key is next to it, `.pub`).
+pub fn ssh_keygen(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    sh(
+        dir,
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            name,
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+    path
+}

@@ -18,25 +18,8 @@ pub struct Sshd {
 impl Sshd {
     pub fn start(dir: &Path) -> Sshd {
         std::fs::create_dir_all(dir).unwrap();
-        let keygen = |path: &Path| {
-            sh(
-                dir,
-                "ssh-keygen",
-                &[
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-f",
-                    path.to_str().unwrap(),
-                ],
-            );
-        };
-        let host_key = dir.join("host_ed25519");
-        let client_key = dir.join("client_ed25519");
-        keygen(&host_key);
-        keygen(&client_key);
+        let host_key = super::ssh_keygen(dir, "host_ed25519");
+        let client_key = super::ssh_keygen(dir, "client_ed25519");
         let authorized = dir.join("authorized_keys");
         std::fs::copy(dir.join("client_ed25519.pub"), &authorized).unwrap();
         std::fs::create_dir_all("/run/sshd").ok();
