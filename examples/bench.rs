@@ -1,23 +1,86 @@
 //! Issues N certificates (default 50) on the local environment and prints
 //! wall time, CPU seconds, peak RSS of the certkeeper process and Route53
-//! calls per certificate. See BENCHMARKS.md.
+//! calls per certificate. With `--certbot`, certbot (with
+//! certbot-dns-route53) then renews the same N names on the same
+//! environment and the ratio is printed. See BENCHMARKS.md.
 //!
-//! Usage: CERTKEEPER_BIN=target/release/certkeeper bench [N]
+//! Usage: CERTKEEPER_BIN=target/release/certkeeper bench [N] [--certbot]
+//! (`CERTBOT_BIN` names the certbot executable; deploy/local/bench.sh
+//! installs one into a venv.)
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// What one measured child process cost.
+struct Measured {
+    wall: Duration,
+    status: std::process::ExitStatus,
+    cpu_secs: f64,
+    peak_mib: f64,
+    stdout: String,
+}
+
+/// Runs `cmd` to completion; wait4 gives the child's own CPU time and peak
+/// RSS (not the environment's).
+fn measure(mut cmd: Command) -> Measured {
+    let started = Instant::now();
+    #[allow(clippy::zombie_processes)] // reaped below with wait4 to read its rusage
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id() as libc::pid_t;
+    let stdout = {
+        use std::io::Read;
+        let mut s = String::new();
+        child
+            .stdout
+            .expect("stdout")
+            .read_to_string(&mut s)
+            .expect("read");
+        s
+    };
+    let mut raw_status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut raw_status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Measured {
+        wall: started.elapsed(),
+        status: std::process::ExitStatus::from_raw(raw_status),
+        cpu_secs: cpu(usage.ru_utime) + cpu(usage.ru_stime),
+        peak_mib: usage.ru_maxrss as f64 / 1024.0,
+        stdout,
+    }
+}
+
+fn aws_env(cmd: &mut Command, secret: &str) {
+    cmd.env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+}
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(50);
-    let env = support::LocalEnv::start(&["example.test"], support::PebbleOptions::default()).await;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let with_certbot = args.iter().any(|a| a == "--certbot");
+    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(50);
+    // certbot gives up on the first badNonce (see BENCHMARKS.md), so the
+    // comparison runs both clients with Pebble's nonce rejection off.
+    let pebble = support::PebbleOptions {
+        nonce_reject_percent: with_certbot.then_some(0),
+        ..Default::default()
+    };
+    let env = support::LocalEnv::start(&["example.test"], pebble).await;
     let mut yaml = String::from("certificates:\n");
     for i in 0..n {
         yaml.push_str(&format!(
@@ -26,54 +89,16 @@ async fn main() {
     }
     env.repo.commit_certificates(&yaml, "bench");
 
-    let bin = support::certkeeper_bin();
-    let settings = env.settings_path();
-    let secret = env.aws_secret.clone();
-    let (wall, status, usage, stdout) = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        #[allow(clippy::zombie_processes)] // reaped below with wait4 to read its rusage
-        let child = Command::new(&bin)
-            .args(["run", "--once", "--config"])
-            .arg(&settings)
-            .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
-            .env("AWS_SECRET_ACCESS_KEY", secret)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn certkeeper");
-        let pid = child.id() as libc::pid_t;
-        let stdout = {
-            use std::io::Read;
-            let mut s = String::new();
-            child
-                .stdout
-                .expect("stdout")
-                .read_to_string(&mut s)
-                .expect("read");
-            s
-        };
-        // wait4 gives the child's own CPU time and peak RSS.
-        let mut raw_status = 0;
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let r = unsafe { libc::wait4(pid, &mut raw_status, 0, &mut usage) };
-        assert_eq!(r, pid, "wait4");
-        (
-            started.elapsed(),
-            std::process::ExitStatus::from_raw(raw_status),
-            usage,
-            stdout,
-        )
-    })
-    .await
-    .expect("bench task");
+    let mut cmd = Command::new(support::certkeeper_bin());
+    cmd.args(["run", "--once", "--config"])
+        .arg(env.settings_path());
+    aws_env(&mut cmd, &env.aws_secret);
+    let ck = tokio::task::spawn_blocking(move || measure(cmd))
+        .await
+        .expect("bench task");
 
-    let cpu = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    let cpu_secs = cpu(usage.ru_utime) + cpu(usage.ru_stime);
-    let peak_mib = usage.ru_maxrss as f64 / 1024.0;
-    let finished = stdout
+    let finished = ck
+        .stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|e| e["event"] == "run.finished");
@@ -86,20 +111,106 @@ async fn main() {
         .and_then(|e| e["dns_calls"].as_u64())
         .unwrap_or(0);
     println!("certificates:            {n}");
-    println!("exit status:             {}", status.code().unwrap_or(-1));
-    println!("renewed:                 {renewed}");
-    println!("wall time:               {:.2} s", wall.as_secs_f64());
     println!(
-        "CPU (user+sys):          {cpu_secs:.2} s ({:.4} s per certificate)",
-        cpu_secs / n as f64
+        "exit status:             {}",
+        ck.status.code().unwrap_or(-1)
     );
-    println!("peak RSS:                {peak_mib:.1} MiB");
+    println!("renewed:                 {renewed}");
+    println!("wall time:               {:.2} s", ck.wall.as_secs_f64());
+    println!(
+        "CPU (user+sys):          {:.2} s ({:.4} s per certificate)",
+        ck.cpu_secs,
+        ck.cpu_secs / n as f64
+    );
+    println!("peak RSS:                {:.1} MiB", ck.peak_mib);
     println!(
         "Route53 calls:           {r53} ({:.2} per certificate)",
         r53 as f64 / n as f64
     );
-    if !status.success() || renewed as usize != n {
+    if !ck.status.success() || renewed as usize != n {
         eprintln!("bench run did not renew every certificate");
+        std::process::exit(1);
+    }
+    if with_certbot {
+        certbot(&env, n, &ck).await;
+    }
+}
+
+/// certbot with certbot-dns-route53 on the same Pebble, moto and DNS
+/// responder: `certonly` once per name to create the lineages (not timed),
+/// then one timed `renew --force-renewal --no-random-sleep-on-renew`, which
+/// is what a daily certbot job does when everything is due.
+async fn certbot(env: &support::LocalEnv, n: usize, ck: &Measured) {
+    let bin = PathBuf::from(std::env::var("CERTBOT_BIN").unwrap_or_else(|_| "certbot".into()));
+    let dir = env.root.join("certbot");
+    let common = |cmd: &mut Command| {
+        cmd.arg("--config-dir")
+            .arg(dir.join("config"))
+            .arg("--work-dir")
+            .arg(dir.join("work"))
+            .arg("--logs-dir")
+            .arg(dir.join("logs"))
+            .args(["--non-interactive", "--server"])
+            .arg(env.pebble.directory_url())
+            .env("REQUESTS_CA_BUNDLE", env.pebble.listener_ca())
+            .env("AWS_ENDPOINT_URL", env.moto.endpoint());
+        aws_env(cmd, &env.aws_secret);
+    };
+    eprintln!("certbot: creating {n} lineages (not timed)");
+    for i in 0..n {
+        let mut cmd = Command::new(&bin);
+        cmd.args([
+            "certonly",
+            "--dns-route53",
+            "--agree-tos",
+            "--register-unsafely-without-email",
+            "--key-type",
+            "ecdsa",
+            "-d",
+        ])
+        .arg(format!("c{i}.example.test"));
+        common(&mut cmd);
+        let out = cmd
+            .stdout(Stdio::null())
+            .output()
+            .expect("run certbot (set CERTBOT_BIN)");
+        if !out.status.success() {
+            eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+            eprintln!("certbot certonly failed for c{i}");
+            std::process::exit(1);
+        }
+    }
+    let mut cmd = Command::new(&bin);
+    cmd.args(["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
+    common(&mut cmd);
+    let cb = tokio::task::spawn_blocking(move || measure(cmd))
+        .await
+        .expect("certbot task");
+    let renewed = std::fs::read_dir(dir.join("config/archive"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().join("cert2.pem").exists())
+                .count()
+        })
+        .unwrap_or(0);
+    println!(
+        "certbot renewed:         {renewed} (exit {})",
+        cb.status.code().unwrap_or(-1)
+    );
+    println!("certbot wall time:       {:.2} s", cb.wall.as_secs_f64());
+    println!(
+        "certbot CPU (user+sys):  {:.2} s ({:.4} s per certificate)",
+        cb.cpu_secs,
+        cb.cpu_secs / n as f64
+    );
+    println!("certbot peak RSS:        {:.1} MiB", cb.peak_mib);
+    println!(
+        "ratio (certbot/certkeeper): wall {:.1}x, CPU {:.1}x",
+        cb.wall.as_secs_f64() / ck.wall.as_secs_f64(),
+        cb.cpu_secs / ck.cpu_secs
+    );
+    if renewed != n {
+        eprintln!("certbot did not renew every certificate");
         std::process::exit(1);
     }
 }

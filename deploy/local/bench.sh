@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Benchmark: issue N certificates (default 50) on the local environment with a
 # release build. Prints wall time, CPU, peak RSS and Route53 calls per
-# certificate. Results are recorded in BENCHMARKS.md.
+# certificate. With --certbot, also renews the same names with certbot +
+# certbot-dns-route53 (installed into target/bench-venv) and prints the ratio.
+# Results are recorded in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+for arg in "$@"; do
+  if [ "$arg" = "--certbot" ] && [ ! -x target/bench-venv/bin/certbot ]; then
+    echo "bench: installing certbot + certbot-dns-route53 into target/bench-venv (pip)"
+    python3 -m venv target/bench-venv
+    target/bench-venv/bin/pip install --quiet --disable-pip-version-check certbot certbot-dns-route53
+  fi
+done
 cargo build --locked --release --bin certkeeper --example bench
+CERTBOT_BIN="$PWD/target/bench-venv/bin/certbot" \
 CERTKEEPER_BIN="$PWD/target/release/certkeeper" exec target/release/examples/bench "$@"
