@@ -29,6 +29,18 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// The shortest exact form: `90s`, `15m`, `2h`, `30d`.
+pub fn format(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        s if s % 86400 == 0 => format!("{}d", s / 86400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
 /// Serde adapter so settings fields can be written as `"30d"`.
 pub mod serde_human {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -12,6 +12,7 @@ pub mod backoff;
 pub mod config;
 pub mod dns;
 pub mod duration;
+pub mod formats;
 pub mod lock;
 pub mod logging;
 pub mod plan;
@@ -22,6 +23,7 @@ pub mod run;
 pub mod secret;
 pub mod settings;
 pub mod store;
+pub mod verify;
 pub mod x509;
 pub mod yaml;
 

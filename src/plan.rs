@@ -150,6 +150,11 @@ mod tests {
             fallback_issuers: vec![],
             profile: None,
             reuse_key: false,
+            targets: None,
+            vars: Default::default(),
+            pkcs12: None,
+            fingerprints: false,
+            verify: None,
         }
     }
 

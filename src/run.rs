@@ -9,8 +9,9 @@ use crate::dns::{Dns01, DnsProvider};
 use crate::plan::{self, Decision};
 use crate::publish::{self, Target, s3::S3};
 use crate::report::{self, CertState, CertStatus, Status};
-use crate::settings::DnsProviderSettings;
+use crate::secret::Secret;
 use crate::settings::Settings;
+use crate::settings::{AwsIdentity, DnsProviderSettings, TargetSettings};
 use crate::store::{Meta, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,7 +38,54 @@ pub enum RunError {
 pub struct Services {
     /// DNS providers by the name certificates use.
     pub dns: BTreeMap<String, Arc<dyn DnsProvider>>,
-    pub targets: Vec<Arc<dyn Target>>,
+    /// Publish targets by the name certificates use.
+    pub targets: BTreeMap<String, Arc<dyn Target>>,
+    pub secrets: Arc<Secrets>,
+}
+
+/// Resolves the settings' named secrets when a certificate needs one.
+pub struct Secrets {
+    sources: BTreeMap<String, crate::settings::SecretSource>,
+    ssm: aws_sdk_ssm::Client,
+}
+
+impl Secrets {
+    pub async fn get(&self, name: &str) -> Result<Secret, String> {
+        let source = self
+            .sources
+            .get(name)
+            .ok_or_else(|| format!("no secret {name:?} in the settings"))?;
+        let value = if let Some(path) = &source.file {
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("secret {name:?}: reading {}: {e}", path.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string()
+        } else if let Some(var) = &source.env {
+            std::env::var(var)
+                .map_err(|_| format!("secret {name:?}: environment variable {var} is not set"))?
+        } else if let Some(param) = &source.ssm {
+            let out = self
+                .ssm
+                .get_parameter()
+                .name(param)
+                .with_decryption(true)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!("secret {name:?}: SSM {param}: {}", publish::aws_message(&e))
+                })?;
+            out.parameter()
+                .and_then(|p| p.value())
+                .unwrap_or_default()
+                .to_string()
+        } else {
+            return Err(format!("secret {name:?} has no source"));
+        };
+        if value.is_empty() {
+            return Err(format!("secret {name:?} is empty"));
+        }
+        Ok(Secret::new(value))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,19 +123,82 @@ impl Services {
             };
             dns.insert(name.clone(), provider);
         }
-        let mut targets: Vec<Arc<dyn Target>> = Vec::new();
-        if let Some(s3) = &settings.s3 {
-            // Path-style addressing works with every endpoint override
-            // (an IP address has no virtual-host buckets).
-            let config = aws_sdk_s3::config::Builder::from(&base)
-                .force_path_style(settings.aws.endpoint_url.is_some())
-                .build();
-            targets.push(Arc::new(S3::new(
-                aws_sdk_s3::Client::from_conf(config),
-                s3.clone(),
-            )));
+        let mut targets: BTreeMap<String, Arc<dyn Target>> = BTreeMap::new();
+        for (name, target) in &settings.targets {
+            let target: Arc<dyn Target> = match target {
+                TargetSettings::S3(s3) => {
+                    let sdk = aws_identity(settings, &s3.aws, &base, "certkeeper-s3").await;
+                    // Path-style addressing works with every endpoint
+                    // override (an IP address has no virtual-host buckets).
+                    let config = aws_sdk_s3::config::Builder::from(&sdk)
+                        .force_path_style(settings.aws.endpoint_url.is_some())
+                        .build();
+                    Arc::new(S3::new(
+                        name,
+                        aws_sdk_s3::Client::from_conf(config),
+                        s3.clone(),
+                    ))
+                }
+                TargetSettings::Ssm(ssm) => {
+                    let sdk = aws_identity(settings, &ssm.aws, &base, "certkeeper-ssm").await;
+                    Arc::new(publish::ssm::Ssm::new(
+                        name,
+                        aws_sdk_ssm::Client::new(&sdk),
+                        ssm.clone(),
+                    ))
+                }
+                TargetSettings::Acm(acm) => {
+                    let sdk = aws_identity(settings, &acm.aws, &base, "certkeeper-acm").await;
+                    let mut regions = acm.regions.clone();
+                    if regions.is_empty() {
+                        regions.push(
+                            sdk.region()
+                                .map(|r| r.to_string())
+                                .unwrap_or_else(|| "us-east-1".into()),
+                        );
+                    }
+                    let clients = regions
+                        .into_iter()
+                        .map(|r| {
+                            let config = aws_sdk_acm::config::Builder::from(&sdk)
+                                .region(aws_config::Region::new(r.clone()))
+                                .build();
+                            (r, aws_sdk_acm::Client::from_conf(config))
+                        })
+                        .collect();
+                    Arc::new(publish::acm::Acm::new(name, clients))
+                }
+                TargetSettings::Iam(iam) => {
+                    let sdk = aws_identity(settings, &iam.aws, &base, "certkeeper-iam").await;
+                    Arc::new(publish::iam::Iam::new(
+                        name,
+                        aws_sdk_iam::Client::new(&sdk),
+                        iam.clone(),
+                    ))
+                }
+                TargetSettings::Ecs(ecs) => {
+                    let sdk = aws_identity(settings, &ecs.aws, &base, "certkeeper-ecs").await;
+                    Arc::new(publish::ecs::Ecs::new(
+                        name,
+                        aws_sdk_ecs::Client::new(&sdk),
+                        ecs.clone(),
+                    ))
+                }
+                TargetSettings::Files(files) => {
+                    Arc::new(publish::files::Files::new(name, files.clone()))
+                }
+            };
+            targets.insert(name.clone(), target);
         }
-        Ok(Services { dns, targets })
+        let secrets = Arc::new(Secrets {
+            sources: settings.secrets.clone(),
+            ssm: aws_sdk_ssm::Client::new(&base),
+        });
+        Ok(Services {
+            dns,
+            targets,
+            secrets,
+        })
     }
 
     /// Route53 API calls of every provider, for the run summary.
@@ -115,16 +226,38 @@ async fn route53_identity(
     r: &crate::settings::Route53Settings,
     base: &aws_config::SdkConfig,
 ) -> aws_config::SdkConfig {
-    let sdk = match &r.profile {
+    let identity = AwsIdentity {
+        profile: r.profile.clone(),
+        role_arn: r.role_arn.clone(),
+        external_id: r.external_id.clone(),
+        region: None,
+    };
+    aws_identity(settings, &identity, base, "certkeeper-dns").await
+}
+
+/// The SDK config for one identity: its profile, region and assumed role
+/// on top of the defaults.
+async fn aws_identity(
+    settings: &Settings,
+    identity: &AwsIdentity,
+    base: &aws_config::SdkConfig,
+    session: &str,
+) -> aws_config::SdkConfig {
+    let mut sdk = match &identity.profile {
         Some(profile) => aws_base(settings, Some(profile)).await,
         None => base.clone(),
     };
-    let Some(role) = &r.role_arn else {
+    if let Some(region) = &identity.region {
+        sdk = sdk
+            .into_builder()
+            .region(aws_config::Region::new(region.clone()))
+            .build();
+    }
+    let Some(role) = &identity.role_arn else {
         return sdk;
     };
-    let mut assume =
-        aws_config::sts::AssumeRoleProvider::builder(role).session_name("certkeeper-dns");
-    if let Some(id) = &r.external_id {
+    let mut assume = aws_config::sts::AssumeRoleProvider::builder(role).session_name(session);
+    if let Some(id) = &identity.external_id {
         assume = assume.external_id(id);
     }
     let provider = assume.configure(&sdk).build().await;
@@ -199,7 +332,12 @@ pub async fn run_once(
             issuers: issuers.clone(),
             chain: settings.issuers_for(&cert.spec),
             profile: effective_profile(settings, &cert.spec).map(str::to_string),
-            targets: services.targets.clone(),
+            targets: settings
+                .targets_for(&cert.spec)
+                .iter()
+                .filter_map(|t| services.targets.get(t).cloned())
+                .collect(),
+            secrets: services.secrets.clone(),
             commit: checkout_commit.clone(),
             cancel: cancel.clone(),
         };
@@ -216,11 +354,12 @@ pub async fn run_once(
             Err(e) => tracing::error!(event = "cert.task.panicked", error = %e),
         }
     }
-    let certificates = certificates
+    let mut certificates: Vec<CertStatus> = certificates
         .into_iter()
         .zip(&config.certificates)
         .map(|(status, cert)| status.unwrap_or_else(|| panicked_status(cert)))
         .collect();
+    finish_targets(settings, services, &store, config, &mut certificates).await;
 
     let status = Status {
         started_at,
@@ -250,6 +389,38 @@ pub async fn run_once(
         config_commit = %checkout_commit,
     );
     Ok(status)
+}
+
+/// Lets each target finish the run (the S3 manifest) with every live
+/// certificate it publishes; a failure marks those certificates unpublished,
+/// so the next run tries again.
+async fn finish_targets(
+    settings: &Settings,
+    services: &Services,
+    store: &Store,
+    config: &Config,
+    certificates: &mut [CertStatus],
+) {
+    for (name, target) in &services.targets {
+        let mut certs = Vec::new();
+        for cert in &config.certificates {
+            if !settings.targets_for(&cert.spec).contains(name) {
+                continue;
+            }
+            if let Ok(Some(meta)) = store.live_meta(cert.name()) {
+                certs.push((meta, cert.spec.vars.clone()));
+            }
+        }
+        if let Err(e) = target.finish_run(&certs, store).await {
+            tracing::error!(event = "publish.finish.failed", target = %name, error = %e);
+            for status in certificates.iter_mut() {
+                if certs.iter().any(|(m, _)| m.name == status.name) {
+                    status.published = false;
+                    status.last_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
 }
 
 /// What a dry run got from the staging CA; nothing of it is kept.
@@ -500,6 +671,9 @@ fn panicked_status(cert: &Certificate) -> CertStatus {
         last_error: Some("internal error: task panicked (see logs)".into()),
         published: false,
         retry_after: None,
+        targets: Vec::new(),
+        verified: None,
+        verification: None,
     }
 }
 
@@ -514,7 +688,9 @@ struct CertTask {
     /// Issuer names to try for this certificate, in order.
     chain: Vec<String>,
     profile: Option<String>,
+    /// This certificate's targets, in order.
     targets: Vec<Arc<dyn Target>>,
+    secrets: Arc<Secrets>,
     commit: String,
     cancel: CancellationToken,
 }
@@ -554,7 +730,7 @@ impl CertTask {
             }
         };
         let backing_off = crate::backoff::load(&self.store, cert.name()).map(|f| f.next_attempt);
-        let mut status = finish_cert(&self.store, &self.targets, cert, attempt).await;
+        let mut status = finish_cert(self, cert, attempt).await;
         if status.state == CertState::Failed {
             status.retry_after = backing_off;
         }
@@ -671,13 +847,10 @@ fn reusable_key(
     Some(crate::secret::Secret::new(pem))
 }
 
-/// Publishes whatever is live for `cert` and builds its status line.
-async fn finish_cert(
-    store: &Store,
-    targets: &[Arc<dyn Target>],
-    cert: &Certificate,
-    attempt: Option<Attempt>,
-) -> CertStatus {
+/// Publishes whatever is live for `cert`, checks the endpoints, and builds
+/// its status line.
+async fn finish_cert(task: &CertTask, cert: &Certificate, attempt: Option<Attempt>) -> CertStatus {
+    let store = &task.store;
     let now = OffsetDateTime::now_utc();
     let meta = store.live_meta(cert.name()).ok().flatten();
     let mut last_error = match &attempt {
@@ -685,11 +858,44 @@ async fn finish_cert(
         _ => None,
     };
     let mut published = true;
+    let mut targets = Vec::new();
+    let mut verified = None;
+    let mut verification = None;
     if let Some(meta) = &meta {
-        for target in targets {
-            if let Err(e) = publish_to(store, target.as_ref(), meta).await {
+        let formats = derive_formats(task, cert).await;
+        if let Err(e) = &formats {
+            tracing::error!(event = "format.failed", cert = %cert.name(), error = %e);
+            published = false;
+            last_error.get_or_insert(e.clone());
+        }
+        // Targets run in order; one failing does not stop or undo the
+        // others, and it is retried on the next run.
+        for target in &task.targets {
+            let result = match &formats {
+                Err(_) => Err("not published: the derived files failed".to_string()),
+                Ok(()) => publish_to(store, target.as_ref(), meta, &cert.spec.vars).await,
+            };
+            if let Err(e) = &result {
                 published = false;
-                last_error.get_or_insert(e);
+                last_error.get_or_insert(e.clone());
+            }
+            targets.push(report::TargetStatus {
+                name: target.name().to_string(),
+                result: match result {
+                    Ok(()) => "published".into(),
+                    Err(e) => format!("failed: {e}"),
+                },
+            });
+        }
+        if let Some(spec) = &cert.spec.verify {
+            let result = verify_live(task, spec, meta).await;
+            verified = Some(result.is_ok());
+            match result {
+                Ok(()) => verification = Some("verified".to_string()),
+                Err(e) => {
+                    last_error.get_or_insert(format!("verification: {e}"));
+                    verification = Some(e);
+                }
             }
         }
     }
@@ -709,20 +915,78 @@ async fn finish_cert(
         last_error,
         published: published && meta.is_some(),
         retry_after: None,
+        targets,
+        verified,
+        verification,
     }
 }
 
-async fn publish_to(store: &Store, target: &dyn Target, meta: &Meta) -> Result<(), String> {
+/// PKCS#12 and fingerprints files, as the certificate asks.
+async fn derive_formats(task: &CertTask, cert: &Certificate) -> Result<(), String> {
+    let password = match &cert.spec.pkcs12 {
+        Some(p12) => Some(task.secrets.get(&p12.password).await?),
+        None => None,
+    };
+    crate::formats::ensure(
+        &task.store,
+        cert.name(),
+        cert.spec.pkcs12.as_ref(),
+        password.as_ref(),
+        cert.spec.fingerprints,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Checks the endpoints once a live certificate was published. A
+/// certificate already seen served is not checked again until it changes.
+async fn verify_live(
+    task: &CertTask,
+    spec: &crate::config::VerifySpec,
+    meta: &Meta,
+) -> Result<(), String> {
+    let record = format!("verified/{}.json", meta.name);
+    let endpoints: Vec<&str> = spec.endpoints.iter().map(|e| e.address()).collect();
+    let fingerprint = crate::x509::sha256_hex(format!("{}|{endpoints:?}", meta.sha256).as_bytes());
+    if task
+        .store
+        .read_state(&record)
+        .ok()
+        .flatten()
+        .is_some_and(|b| b == fingerprint.as_bytes())
+    {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let result = crate::verify::verify(spec, &meta.sha256, &meta.serial, &task.cancel).await;
+    match &result {
+        Ok(()) => {
+            tracing::info!(event = "verify.ok", cert = %meta.name, serial = %meta.serial, endpoints = %endpoints.join(","), duration_ms = started.elapsed().as_millis() as u64);
+            let _ = task.store.write_state(&record, fingerprint.as_bytes());
+        }
+        Err(e) => {
+            tracing::error!(event = "verify.mismatch", cert = %meta.name, serial = %meta.serial, endpoints = %endpoints.join(","), error = %e);
+        }
+    }
+    result
+}
+
+async fn publish_to(
+    store: &Store,
+    target: &dyn Target,
+    meta: &Meta,
+    vars: &BTreeMap<String, String>,
+) -> Result<(), String> {
     let files = store.live_files(&meta.name).map_err(|e| e.to_string())?;
     let fingerprint = publish::set_fingerprint(&files);
     if publish::is_published(store, &meta.name, target.name(), &fingerprint) {
         return Ok(());
     }
     let started = std::time::Instant::now();
-    match target.publish(meta, &files).await {
+    let item = publish::Item::new(meta, &files, vars, store);
+    match target.publish(&item).await {
         Ok(outcome) => {
             tracing::info!(
-                event = %format!("publish.{}.uploaded", target.name()),
+                event = "publish.done",
                 target = target.name(),
                 cert = %meta.name,
                 uploaded = outcome.uploaded,
@@ -734,7 +998,7 @@ async fn publish_to(store: &Store, target: &dyn Target, meta: &Meta) -> Result<(
         }
         Err(e) => {
             tracing::error!(
-                event = %format!("publish.{}.failed", target.name()),
+                event = "publish.failed",
                 target = target.name(),
                 cert = %meta.name,
                 error = %e,

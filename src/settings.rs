@@ -39,8 +39,20 @@ pub struct Settings {
     /// provider named `route53` with the default AWS credentials.
     #[serde(default)]
     pub dns_providers: std::collections::BTreeMap<String, DnsProviderSettings>,
+    /// Shorthand for a publish target named `s3`.
     #[serde(default)]
     pub s3: Option<S3Settings>,
+    /// Named publish targets; certificates list theirs by name, in order.
+    #[serde(default)]
+    pub targets: std::collections::BTreeMap<String, TargetSettings>,
+    /// Targets of certificates that list none. Default: `[s3]` when `s3:`
+    /// is set, else none.
+    #[serde(default)]
+    pub default_targets: Option<Vec<String>>,
+    /// Named secrets (PKCS#12 passwords) certificates refer to by name, so
+    /// the config repo never holds them or chooses where they are read from.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, SecretSource>,
     #[serde(default)]
     pub log_format: LogFormat,
     #[serde(default = "defaults::max_concurrent_orders")]
@@ -253,6 +265,160 @@ pub struct S3Settings {
     pub sse: Sse,
     /// KMS key id or ARN, only with `sse: aws:kms`.
     pub kms_key_id: Option<String>,
+    /// Object key of each file; `{prefix}`, `{name}`, `{file}`, the
+    /// certificate's `vars` and `{domain}` are replaced.
+    #[serde(default = "defaults::s3_key_template")]
+    pub key_template: String,
+    /// Keep `<prefix>/index.json`, a manifest of every certificate.
+    #[serde(default = "defaults::yes")]
+    pub manifest: bool,
+    #[serde(default)]
+    pub aws: AwsIdentity,
+}
+
+/// Which AWS credentials and region a target uses; empty: the defaults
+/// (`aws:` in the settings and the usual credential chain).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AwsIdentity {
+    /// AWS profile (from ~/.aws/config).
+    pub profile: Option<String>,
+    /// Assume this role (e.g. in the account the target lives in).
+    pub role_arn: Option<String>,
+    /// External id required by the role's trust policy.
+    pub external_id: Option<String>,
+    pub region: Option<String>,
+}
+
+/// One publish target. Defined here, not in the config repo: targets hold
+/// credentials and decide what may be written where.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum TargetSettings {
+    S3(S3Settings),
+    Ssm(SsmSettings),
+    Acm(AcmTargetSettings),
+    Iam(IamSettings),
+    Files(FilesSettings),
+    Ecs(EcsSettings),
+}
+
+/// SSM Parameter Store: SecureString parameters, one per file and
+/// environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsmSettings {
+    /// Values of `{env}`; every parameter is written once per environment.
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// Which file goes to which parameter: keys `cert`, `chain`,
+    /// `fullchain`, `key`, `pkcs12` (base64), `fingerprints`; values are
+    /// path templates like `/registrations/{env}/user-input/mesh/cert`.
+    pub parameters: std::collections::BTreeMap<String, String>,
+    /// KMS key for the SecureStrings (default: the account's aws/ssm key).
+    pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub tier: SsmTier,
+    #[serde(default)]
+    pub aws: AwsIdentity,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum SsmTier {
+    #[serde(rename = "standard")]
+    Standard,
+    #[serde(rename = "advanced")]
+    Advanced,
+    /// Standard unless the value needs Advanced (over 4 KB).
+    #[default]
+    #[serde(rename = "intelligent-tiering")]
+    IntelligentTiering,
+}
+
+/// ACM: import, then re-import to the same ARN on renewal.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmTargetSettings {
+    /// Regions to import into (CloudFront needs us-east-1). Default: the
+    /// identity's region.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub aws: AwsIdentity,
+}
+
+/// IAM server certificates (CloudFront, classic ELB).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IamSettings {
+    /// Path template; CloudFront needs it to start with `/cloudfront/`.
+    #[serde(default = "defaults::iam_path")]
+    pub path: String,
+    /// Name template; `{date}` is the upload day, `{domain}` the first
+    /// domain with `*` written as `STAR`.
+    #[serde(default = "defaults::iam_name")]
+    pub name_template: String,
+    /// How many certificates to keep under the path (the newest first).
+    #[serde(default = "defaults::iam_keep")]
+    pub keep: usize,
+    /// Delete the ones beyond `keep`; IAM refuses to delete one still in
+    /// use, and that one is kept and reported.
+    #[serde(default)]
+    pub delete_old: bool,
+    #[serde(default)]
+    pub aws: AwsIdentity,
+}
+
+/// Local files for a server on this machine, then a reload command.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSettings {
+    pub files: Vec<FileCopy>,
+    /// Command run (no shell) after a file changed, e.g.
+    /// `[systemctl, reload, nginx]`.
+    #[serde(default)]
+    pub reload: Vec<String>,
+    #[serde(
+        default = "defaults::reload_timeout",
+        with = "crate::duration::serde_human"
+    )]
+    pub reload_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCopy {
+    /// A file of the live set: `cert.pem`, `chain.pem`, `fullchain.pem`,
+    /// `privkey.pem`, `cert.p12`, `fingerprints.txt`.
+    pub source: String,
+    /// Destination path template (`/etc/nginx/tls/{name}.crt`).
+    pub path: String,
+    /// User name or uid; default: unchanged (certkeeper's own).
+    pub owner: Option<String>,
+    pub group: Option<String>,
+    /// Octal mode; default 0644, and 0600 for private keys and PKCS#12.
+    pub mode: Option<String>,
+}
+
+/// ECS: force a new deployment of services that read the certificate at
+/// start-up only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EcsSettings {
+    pub cluster: String,
+    pub services: Vec<String>,
+    #[serde(default)]
+    pub aws: AwsIdentity,
+}
+
+/// Where a secret is read from; exactly one of the three.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+    /// An SSM SecureString parameter name.
+    pub ssm: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -291,6 +457,21 @@ mod defaults {
     }
     pub fn propagation_timeout() -> Duration {
         Duration::from_secs(300)
+    }
+    pub fn s3_key_template() -> String {
+        "{prefix}/{name}/{file}".into()
+    }
+    pub fn iam_path() -> String {
+        "/cloudfront/{name}/".into()
+    }
+    pub fn iam_name() -> String {
+        "{domain}_{date}".into()
+    }
+    pub fn iam_keep() -> usize {
+        2
+    }
+    pub fn reload_timeout() -> Duration {
+        Duration::from_secs(60)
     }
 }
 
@@ -347,6 +528,32 @@ impl Settings {
                 DEFAULT_DNS_PROVIDER.to_string(),
                 DnsProviderSettings::Route53(Route53Settings::default()),
             );
+        }
+        for secret in settings.secrets.values_mut() {
+            secret.file = secret.file.as_ref().map(|p| base.join(p));
+        }
+        let had_s3 = settings.s3.is_some();
+        if let Some(s3) = settings.s3.clone() {
+            if settings.targets.contains_key(S3_TARGET) {
+                let (line, column) = yaml::find_line(text, "s3:", 1);
+                return Err(SettingsError::Invalid(Located {
+                    file: path.to_path_buf(),
+                    line: Some(line),
+                    column: Some(column),
+                    field: "s3".into(),
+                    message: "conflicts with targets.s3; use one or the other".into(),
+                }));
+            }
+            settings
+                .targets
+                .insert(S3_TARGET.to_string(), TargetSettings::S3(s3));
+        }
+        if settings.default_targets.is_none() {
+            settings.default_targets = Some(if had_s3 {
+                vec![S3_TARGET.to_string()]
+            } else {
+                Vec::new()
+            });
         }
         if let Some(signed) = &mut settings.require_signed_commits {
             signed.allowed_signers = base.join(&signed.allowed_signers);
@@ -408,18 +615,6 @@ impl Settings {
                 ));
             }
         }
-        if let Some(s3) = &self.s3 {
-            if s3.bucket.is_empty() {
-                return Err(fail("s3.bucket", "bucket", "must not be empty".into()));
-            }
-            if s3.kms_key_id.is_some() && s3.sse != Sse::Kms {
-                return Err(fail(
-                    "s3.kms_key_id",
-                    "kms_key_id",
-                    "is only used with `sse: aws:kms`".into(),
-                ));
-            }
-        }
         if let Some(ssh) = &self.config_repo.ssh
             && ssh.known_hosts_file.is_none()
             && ssh.host_key_sha256.is_none()
@@ -467,6 +662,101 @@ impl Settings {
                 ));
             }
         }
+        for name in self.default_targets.iter().flatten() {
+            if !self.targets.contains_key(name) {
+                return Err(fail(
+                    "default_targets",
+                    name,
+                    format!(
+                        "unknown target {name:?} (targets: {:?})",
+                        self.target_names()
+                    ),
+                ));
+            }
+        }
+        for (name, secret) in &self.secrets {
+            let sources = [
+                secret.file.is_some(),
+                secret.env.is_some(),
+                secret.ssm.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err(fail(
+                    &format!("secrets.{name}"),
+                    &format!("{name}:"),
+                    "needs exactly one of file, env and ssm".into(),
+                ));
+            }
+        }
+        for (name, target) in &self.targets {
+            let problem = match target {
+                TargetSettings::S3(s3) if s3.bucket.is_empty() => {
+                    Some(("bucket", "must not be empty".to_string()))
+                }
+                TargetSettings::S3(s3) if s3.kms_key_id.is_some() && s3.sse != Sse::Kms => Some((
+                    "kms_key_id",
+                    "is only used with `sse: aws:kms`".to_string(),
+                )),
+                TargetSettings::S3(s3) if !s3.key_template.contains("{file}") => Some((
+                    "key_template",
+                    "must contain {file} (each file needs its own key)".to_string(),
+                )),
+                TargetSettings::Ssm(ssm) => ssm
+                    .parameters
+                    .keys()
+                    .find(|k| crate::publish::ssm_file(k).is_none())
+                    .map(|k| {
+                        (
+                            "parameters",
+                            format!(
+                                "unknown file {k:?} (use cert, chain, fullchain, key, pkcs12, fingerprints)"
+                            ),
+                        )
+                    })
+                    .or_else(|| {
+                        let uses_env = ssm.parameters.values().any(|p| p.contains("{env}"));
+                        (uses_env && ssm.environments.is_empty()).then(|| {
+                            (
+                                "environments",
+                                "parameters use {env} but no environments are listed".to_string(),
+                            )
+                        })
+                    }),
+                TargetSettings::Iam(iam) if !iam.path.starts_with('/') || !iam.path.ends_with('/') => {
+                    Some(("path", "must start and end with '/'".to_string()))
+                }
+                TargetSettings::Files(files) => files
+                    .files
+                    .iter()
+                    .find_map(|f| {
+                        if !crate::store::is_live_file(&f.source) {
+                            Some(("files", format!("unknown source file {:?}", f.source)))
+                        } else if f.mode.as_deref().is_some_and(|m| u32::from_str_radix(m, 8).is_err()) {
+                            Some(("files", format!("mode {:?} is not octal", f.mode.as_deref().unwrap_or(""))))
+                        } else if !f.path.starts_with('/') {
+                            Some(("files", format!("path {:?} must be absolute", f.path)))
+                        } else {
+                            None
+                        }
+                    }),
+                TargetSettings::Ecs(ecs) if ecs.services.is_empty() => {
+                    Some(("services", "must list at least one service".to_string()))
+                }
+                _ => None,
+            };
+            if let Some((field, message)) = problem {
+                let field = if name == S3_TARGET && self.s3.is_some() {
+                    format!("s3.{field}")
+                } else {
+                    format!("targets.{name}.{field}")
+                };
+                return Err(fail(
+                    &field,
+                    field.rsplit('.').next().unwrap_or(""),
+                    message,
+                ));
+            }
+        }
         for ns in &self.dns.nameservers {
             if ns.parse::<std::net::SocketAddr>().is_err() {
                 return Err(fail(
@@ -484,7 +774,22 @@ fn is_local_path(url: &str) -> bool {
     !url.contains("://") && !url.contains('@')
 }
 
+/// The target the `s3:` shorthand defines.
+pub const S3_TARGET: &str = "s3";
+
 impl Settings {
+    pub fn target_names(&self) -> Vec<String> {
+        self.targets.keys().cloned().collect()
+    }
+
+    /// Target names of a certificate, in the order they run.
+    pub fn targets_for(&self, spec: &crate::config::CertificateSpec) -> Vec<String> {
+        spec.targets
+            .clone()
+            .or_else(|| self.default_targets.clone())
+            .unwrap_or_default()
+    }
+
     /// The issuer a certificate uses when it names none.
     pub fn default_issuer(&self) -> Option<&str> {
         if self.issuers.contains_key(DEFAULT_ISSUER) {

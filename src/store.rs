@@ -23,6 +23,16 @@ pub const META: &str = "meta.json";
 /// Every file of a live set, in the order they are published (meta last, so
 /// a reader that sees the new meta.json sees the new files).
 pub const LIVE_FILES: [&str; 5] = [PRIVKEY, CERT, CHAIN, FULLCHAIN, META];
+/// Files derived from a live set on request (`pkcs12`, `fingerprints`),
+/// added to its version directory after it was installed.
+pub const P12: &str = "cert.p12";
+pub const FINGERPRINTS: &str = "fingerprints.txt";
+pub const DERIVED_FILES: [&str; 2] = [P12, FINGERPRINTS];
+
+/// Whether `file` names a file a live set can hold.
+pub fn is_live_file(file: &str) -> bool {
+    LIVE_FILES.contains(&file) || DERIVED_FILES.contains(&file)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -139,17 +149,45 @@ impl Store {
     }
 
     /// Reads every file of the live set, for publishing.
+    /// Derived files that exist are included, before meta.json.
     pub fn live_files(&self, name: &str) -> Result<Vec<(&'static str, Vec<u8>)>, StoreError> {
         let dir = self.live_dir(name);
-        LIVE_FILES
-            .iter()
-            .map(|f| {
-                let path = dir.join(f);
-                fs::read(&path)
-                    .map(|b| (*f, b))
-                    .map_err(io("reading", &path))
-            })
-            .collect()
+        let mut files = Vec::new();
+        for f in LIVE_FILES.iter().filter(|f| **f != META) {
+            let path = dir.join(f);
+            files.push((*f, fs::read(&path).map_err(io("reading", &path))?));
+        }
+        for f in DERIVED_FILES {
+            let path = dir.join(f);
+            match fs::read(&path) {
+                Ok(b) => files.push((f, b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io("reading", &path)(e)),
+            }
+        }
+        let path = dir.join(META);
+        files.push((META, fs::read(&path).map_err(io("reading", &path))?));
+        Ok(files)
+    }
+
+    /// Adds (or replaces) a derived file in the live version's directory,
+    /// atomically; `None` removes it.
+    pub fn set_derived(
+        &self,
+        name: &str,
+        file: &str,
+        bytes: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let live = self.live_dir(name);
+        let dir = fs::canonicalize(&live).map_err(io("resolving", &live))?;
+        let path = dir.join(file);
+        match bytes {
+            Some(b) => write_atomic(&path, b, 0o600),
+            None => match fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", &path)(e)),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// Writes a new version and makes it live in one atomic step.
@@ -192,7 +230,13 @@ impl Store {
 
     /// Writes a small state file atomically (temp file, fsync, rename).
     pub fn write_state(&self, rel: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        write_atomic(&self.root.join(rel), bytes, 0o600)
+        let path = self.root.join(rel);
+        if let Some(parent) = path.parent()
+            && !parent.exists()
+        {
+            create_private_dir(parent)?;
+        }
+        write_atomic(&path, bytes, 0o600)
     }
 
     pub fn read_state(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {

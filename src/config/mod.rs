@@ -64,6 +64,90 @@ pub struct CertificateSpec {
     /// Keep the private key across renewals (default: a fresh key each time).
     #[serde(default)]
     pub reuse_key: bool,
+    /// Publish targets (defined in the settings), run in this order.
+    /// Absent: the settings' `default_targets`.
+    #[serde(default)]
+    pub targets: Option<Vec<String>>,
+    /// Values for the targets' templates, e.g. `mailbox` for
+    /// `/registrations/{env}/user-input/mesh/{mailbox}-cert`.
+    #[serde(default)]
+    pub vars: std::collections::BTreeMap<String, String>,
+    /// Also keep the set as PKCS#12 (`cert.p12`).
+    #[serde(default)]
+    pub pkcs12: Option<Pkcs12Spec>,
+    /// Also keep `fingerprints.txt` (SHA-256, SHA-1, MD5 and monit's MD5).
+    #[serde(default)]
+    pub fingerprints: bool,
+    /// Endpoints that must serve the new certificate after publishing.
+    #[serde(default)]
+    pub verify: Option<VerifySpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs12Spec {
+    /// Name of a secret in the settings' `secrets:`.
+    pub password: String,
+    /// 3DES and SHA-1 for old Java (before 8u301) instead of AES-256.
+    #[serde(default)]
+    pub legacy: bool,
+    /// Friendly name of the key entry (the keytool alias).
+    #[serde(default = "default_alias")]
+    pub alias: String,
+}
+
+fn default_alias() -> String {
+    "certkeeper".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    pub endpoints: Vec<Endpoint>,
+    /// How long to keep checking after a publish (rollouts take minutes).
+    #[serde(
+        default = "default_verify_window",
+        with = "crate::duration::serde_human"
+    )]
+    pub window: std::time::Duration,
+    #[serde(
+        default = "default_verify_interval",
+        with = "crate::duration::serde_human"
+    )]
+    pub interval: std::time::Duration,
+}
+
+fn default_verify_window() -> std::time::Duration {
+    std::time::Duration::from_secs(300)
+}
+
+fn default_verify_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(10)
+}
+
+/// `host:port`, or `{address: host:port, sni: name}` when the name to ask
+/// for differs from the address.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Endpoint {
+    Address(String),
+    WithSni { address: String, sni: String },
+}
+
+impl Endpoint {
+    pub fn address(&self) -> &str {
+        match self {
+            Endpoint::Address(a) | Endpoint::WithSni { address: a, .. } => a,
+        }
+    }
+
+    /// The server name sent: explicit, else the host part of the address.
+    pub fn sni(&self) -> &str {
+        match self {
+            Endpoint::WithSni { sni, .. } => sni,
+            Endpoint::Address(a) => a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -174,6 +258,8 @@ pub struct Certificate {
     pub domain_positions: Vec<(usize, usize)>,
     /// Line and column of `dns.provider` (or of the entry when defaulted).
     pub provider_position: (usize, usize),
+    pub target_positions: Vec<(usize, usize)>,
+    pub secret_position: (usize, usize),
 }
 
 impl Certificate {
@@ -296,6 +382,52 @@ impl Config {
                     field: format!("certificates[{}].issuer", c.index),
                     message: format!("no issuer given and the settings define several: {known:?}"),
                 });
+            }
+        }
+        errors
+    }
+
+    /// Refuses certificates naming a publish target or a PKCS#12 password
+    /// secret the settings do not define.
+    pub fn check_targets(&self, settings: &crate::settings::Settings) -> Vec<Located> {
+        let known = settings.target_names();
+        let mut errors = Vec::new();
+        let located = |c: &Certificate,
+                       (line, column): (usize, usize),
+                       field: String,
+                       message: String| Located {
+            file: c.file.clone(),
+            line: (line > 0).then_some(line),
+            column: (column > 0).then_some(column),
+            field,
+            message,
+        };
+        for c in &self.certificates {
+            for (t, target) in c.spec.targets.iter().flatten().enumerate() {
+                if !known.contains(target) {
+                    errors.push(located(
+                        c,
+                        c.target_positions.get(t).copied().unwrap_or((0, 0)),
+                        format!("certificates[{}].targets[{t}]", c.index),
+                        format!(
+                            "unknown publish target {target:?} (the settings define {known:?})"
+                        ),
+                    ));
+                }
+            }
+            if let Some(p12) = &c.spec.pkcs12
+                && !settings.secrets.contains_key(&p12.password)
+            {
+                let names: Vec<&String> = settings.secrets.keys().collect();
+                errors.push(located(
+                    c,
+                    c.secret_position,
+                    format!("certificates[{}].pkcs12.password", c.index),
+                    format!(
+                        "unknown secret {:?} (the settings' `secrets:` define {names:?})",
+                        p12.password
+                    ),
+                ));
             }
         }
         errors
@@ -431,8 +563,15 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<Located>) -> Vec<Certifi
             .collect();
         let provider_position =
             yaml::locate(&positions, &format!("{base}.dns.provider")).unwrap_or((line, 0));
+        let target_positions = (0..spec.targets.as_ref().map_or(0, Vec::len))
+            .map(|t| yaml::locate(&positions, &format!("{base}.targets[{t}]")).unwrap_or((line, 0)))
+            .collect();
+        let secret_position =
+            yaml::locate(&positions, &format!("{base}.pkcs12.password")).unwrap_or((line, 0));
         out.push(Certificate {
             provider_position,
+            target_positions,
+            secret_position,
             origin: format!("{}:{line}", path.display()),
             file: path.to_path_buf(),
             index,
@@ -500,6 +639,34 @@ fn validate_spec(spec: &mut CertificateSpec, idx: usize, err: &mut impl FnMut(St
             format!("certificates[{idx}].domains"),
             "at least one domain is required".into(),
         );
+    }
+    if let Some(verify) = &spec.verify {
+        for (e, endpoint) in verify.endpoints.iter().enumerate() {
+            let addr = endpoint.address();
+            let ok = addr
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                err(
+                    format!("certificates[{idx}].verify.endpoints[{e}]"),
+                    format!("{addr:?} is not host:port"),
+                );
+            }
+        }
+        if verify.interval.is_zero() {
+            err(
+                format!("certificates[{idx}].verify.interval"),
+                "must be more than 0s".into(),
+            );
+        }
+    }
+    for key in spec.vars.keys() {
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            err(
+                format!("certificates[{idx}].vars.{key}"),
+                "variable names are letters, digits and '_'".into(),
+            );
+        }
     }
     let mut seen = std::collections::HashSet::new();
     for (d, domain) in spec.domains.iter_mut().enumerate() {

@@ -6,7 +6,12 @@
 //! an unchanged certificate costs no API calls, and a failed publish is
 //! retried on the next run even when nothing is due.
 
+pub mod acm;
+pub mod ecs;
+pub mod files;
+pub mod iam;
 pub mod s3;
+pub mod ssm;
 
 use crate::store::{Meta, Store};
 use async_trait::async_trait;
@@ -28,17 +33,130 @@ pub struct Outcome {
     pub unchanged: usize,
 }
 
+/// One certificate's live set, as handed to a target.
+pub struct Item<'a> {
+    pub meta: &'a Meta,
+    pub files: &'a [(&'static str, Vec<u8>)],
+    /// Template values: the certificate's `vars`, then `name`, `domain`,
+    /// `serial`, `date`.
+    pub vars: BTreeMap<String, String>,
+    pub store: &'a Store,
+}
+
+impl Item<'_> {
+    pub fn new<'a>(
+        meta: &'a Meta,
+        files: &'a [(&'static str, Vec<u8>)],
+        cert_vars: &BTreeMap<String, String>,
+        store: &'a Store,
+    ) -> Item<'a> {
+        let mut vars = cert_vars.clone();
+        vars.insert("name".into(), meta.name.clone());
+        let first = meta.domains.first().cloned().unwrap_or_default();
+        // `*` is not allowed in IAM names and awkward in paths and keys.
+        vars.insert("domain".into(), first.replacen("*.", "STAR.", 1));
+        vars.insert("serial".into(), meta.serial.clone());
+        vars.insert("date".into(), today());
+        Item {
+            meta,
+            files,
+            vars,
+            store,
+        }
+    }
+
+    pub fn file(&self, name: &str) -> Option<&[u8]> {
+        self.files
+            .iter()
+            .find(|(f, _)| *f == name)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    /// `template` with this item's variables and `extra` filled in.
+    pub fn render(&self, template: &str, extra: &[(&str, &str)]) -> Result<String, String> {
+        let mut vars = self.vars.clone();
+        for (k, v) in extra {
+            vars.insert((*k).to_string(), (*v).to_string());
+        }
+        render(template, &vars)
+    }
+}
+
+fn today() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// Replaces `{var}`; an unknown variable is an error, not an empty string,
+/// so a typo never publishes to a wrong path.
+pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '{{' in template {template:?}"))?;
+        let key = &after[..end];
+        let value = vars.get(key).ok_or_else(|| {
+            format!(
+                "template {template:?} uses {{{key}}}, which is not defined (known: {})",
+                vars.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The live-set file an SSM `parameters` key stands for.
+pub fn ssm_file(key: &str) -> Option<&'static str> {
+    use crate::store::*;
+    Some(match key {
+        "cert" => CERT,
+        "chain" => CHAIN,
+        "fullchain" => FULLCHAIN,
+        "key" => PRIVKEY,
+        "pkcs12" => P12,
+        "fingerprints" => FINGERPRINTS,
+        _ => return None,
+    })
+}
+
 #[async_trait]
 pub trait Target: Send + Sync {
-    /// Stable name for logs, status and the published record (`s3`).
+    /// The instance name from the settings (`targets.<name>`), used in logs,
+    /// status and the published record.
     fn name(&self) -> &str;
 
-    /// Makes the destination hold exactly `files` for certificate `meta.name`.
-    async fn publish(
-        &self,
-        meta: &Meta,
-        files: &[(&'static str, Vec<u8>)],
-    ) -> Result<Outcome, PublishError>;
+    /// Makes the destination hold exactly `item`'s set. Idempotent: a second
+    /// call with the same set changes nothing and reports it unchanged.
+    async fn publish(&self, item: &Item<'_>) -> Result<Outcome, PublishError>;
+
+    /// Called once after every certificate of a run was handled, with every
+    /// live certificate this target publishes (and its template vars).
+    async fn finish_run(&self, _certs: &[Published], _store: &Store) -> Result<(), PublishError> {
+        Ok(())
+    }
+}
+
+/// A live certificate and its template variables.
+pub type Published = (Meta, BTreeMap<String, String>);
+
+/// Turns an AWS SDK error into the code and message AWS sent, or the whole
+/// error chain when there is none (connection errors).
+pub fn aws_message<E>(e: &E) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.to_string(),
+        _ => aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+    }
 }
 
 /// Per certificate: target name -> fingerprint of the set it holds.

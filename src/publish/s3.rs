@@ -1,50 +1,77 @@
-//! S3: the live set under `s3://<bucket>/<prefix>/<name>/`.
+//! S3: the live set under `s3://<bucket>/<key_template>`, plus an
+//! `index.json` manifest of every certificate.
 //!
 //! Objects carry their SHA-256 in metadata; an object whose stored hash
-//! matches is not uploaded again. The private key is always written with
-//! server-side encryption (AES256, or aws:kms with the configured key).
+//! matches is not uploaded again. Every upload is checked afterwards with a
+//! HEAD (S3's own SHA-256 checksum and length), so a truncated or altered
+//! object is reported, not trusted. The private key and PKCS#12 are always
+//! written with server-side encryption (AES256, or aws:kms with the
+//! configured key).
 
-use super::{Outcome, PublishError, Target};
+use super::{Item, Outcome, PublishError, Published, Target, aws_message};
 use crate::settings::{S3Settings, Sse};
-use crate::store::{META, Meta, PRIVKEY};
+use crate::store::{META, P12, PRIVKEY, Store};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::ServerSideEncryption;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ServerSideEncryption};
+use base64::Engine;
+use serde::Serialize;
 
 pub struct S3 {
+    name: String,
     client: Client,
     settings: S3Settings,
 }
 
-impl S3 {
-    pub fn new(client: Client, settings: S3Settings) -> Self {
-        Self { client, settings }
-    }
+/// One entry of `index.json`.
+#[derive(Serialize)]
+struct ManifestEntry<'a> {
+    name: &'a str,
+    domains: &'a [String],
+    serial: &'a str,
+    #[serde(with = "time::serde::rfc3339")]
+    not_after: time::OffsetDateTime,
+    sha256: &'a str,
+    config_commit: &'a str,
+    version: u32,
+    /// Object keys of the set.
+    files: Vec<String>,
+}
 
-    /// Object key of one file of a certificate.
-    pub fn key(&self, cert: &str, file: &str) -> String {
-        let prefix = self.settings.prefix.trim_matches('/');
-        if prefix.is_empty() {
-            format!("{cert}/{file}")
-        } else {
-            format!("{prefix}/{cert}/{file}")
+impl S3 {
+    pub fn new(name: &str, client: Client, settings: S3Settings) -> Self {
+        Self {
+            name: name.to_string(),
+            client,
+            settings,
         }
     }
 
-    fn error<E: ProvideErrorMetadata + std::error::Error + 'static>(
-        &self,
-        key: &str,
-        e: E,
-    ) -> PublishError {
-        let message = match (e.code(), e.message()) {
-            (Some(code), Some(msg)) => format!("{code}: {msg}"),
-            (Some(code), None) => code.to_string(),
-            _ => DisplayErrorContext(&e).to_string(),
-        };
+    fn prefix(&self) -> &str {
+        self.settings.prefix.trim_matches('/')
+    }
+
+    /// Object key of one file of a certificate.
+    pub fn key(&self, item: &Item<'_>, file: &str) -> Result<String, String> {
+        let key = item.render(
+            &self.settings.key_template,
+            &[("prefix", self.prefix()), ("file", file)],
+        )?;
+        Ok(key.trim_start_matches('/').replace("//", "/"))
+    }
+
+    fn manifest_key(&self) -> String {
+        if self.prefix().is_empty() {
+            "index.json".into()
+        } else {
+            format!("{}/index.json", self.prefix())
+        }
+    }
+
+    fn error(&self, key: &str, message: String) -> PublishError {
         PublishError {
-            target: "s3".into(),
+            target: self.name.clone(),
             object: format!("s3://{}/{key}", self.settings.bucket),
             message,
         }
@@ -70,64 +97,175 @@ impl S3 {
                 if not_found {
                     Ok(None)
                 } else {
-                    Err(self.error(key, e))
+                    Err(self.error(key, aws_message(&e)))
                 }
             }
         }
     }
+
+    /// Uploads `bytes` unless the object already holds them, then checks
+    /// what S3 stored. `Ok(true)` when uploaded.
+    async fn put(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        content_type: &str,
+        encrypt: bool,
+        metadata: &[(&str, String)],
+    ) -> Result<bool, PublishError> {
+        let hash = crate::x509::sha256_hex(bytes);
+        if self.stored_hash(key).await?.as_deref() == Some(hash.as_str()) {
+            return Ok(false);
+        }
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.settings.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes.to_vec()))
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .metadata("sha256", &hash);
+        for (k, v) in metadata {
+            put = put.metadata(*k, v);
+        }
+        if encrypt {
+            put = match self.settings.sse {
+                Sse::Aes256 => put.server_side_encryption(ServerSideEncryption::Aes256),
+                Sse::Kms => put
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .set_ssekms_key_id(self.settings.kms_key_id.clone()),
+            };
+        }
+        put.send()
+            .await
+            .map_err(|e| self.error(key, aws_message(&e)))?;
+        self.check_stored(key, bytes).await?;
+        Ok(true)
+    }
+
+    /// HEAD after PUT: length and S3's SHA-256 must be ours.
+    async fn check_stored(&self, key: &str, bytes: &[u8]) -> Result<(), PublishError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.settings.bucket)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| self.error(key, format!("checking the upload: {}", aws_message(&e))))?;
+        let want = base64::engine::general_purpose::STANDARD.encode(sha2_digest(bytes));
+        if head.content_length() != Some(bytes.len() as i64) {
+            return Err(self.error(
+                key,
+                format!(
+                    "stored object has {} bytes, uploaded {}",
+                    head.content_length().unwrap_or(-1),
+                    bytes.len()
+                ),
+            ));
+        }
+        match head.checksum_sha256() {
+            // A full-object checksum; multipart ones end in `-N`.
+            Some(got) if !got.contains('-') && got != want => Err(self.error(
+                key,
+                format!("stored checksum {got} differs from the uploaded {want}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
 }
 
 #[async_trait]
 impl Target for S3 {
     fn name(&self) -> &str {
-        "s3"
+        &self.name
     }
 
-    async fn publish(
-        &self,
-        meta: &Meta,
-        files: &[(&'static str, Vec<u8>)],
-    ) -> Result<Outcome, PublishError> {
+    async fn publish(&self, item: &Item<'_>) -> Result<Outcome, PublishError> {
+        let meta = item.meta;
+        let metadata = [
+            ("serial", meta.serial.clone()),
+            (
+                "not-after",
+                meta.not_after
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            ),
+            ("config-commit", meta.config_commit.clone()),
+            ("cert-sha256", meta.sha256.replace(':', "").to_lowercase()),
+        ];
         let mut outcome = Outcome::default();
-        for (file, bytes) in files {
-            let key = self.key(&meta.name, file);
-            let hash = crate::x509::sha256_hex(bytes);
-            if self.stored_hash(&key).await?.as_deref() == Some(hash.as_str()) {
+        for (file, bytes) in item.files {
+            let key = self
+                .key(item, file)
+                .map_err(|m| self.error(&self.settings.key_template, m))?;
+            let content_type = match *file {
+                META => "application/json",
+                P12 => "application/x-pkcs12",
+                f if f.ends_with(".txt") => "text/plain",
+                _ => "application/x-pem-file",
+            };
+            let encrypt = *file == PRIVKEY || *file == P12;
+            if self
+                .put(&key, bytes, content_type, encrypt, &metadata)
+                .await?
+            {
+                tracing::debug!(event = "publish.s3.object", target = %self.name, cert = %meta.name, key = %key);
+                outcome.uploaded += 1;
+            } else {
                 outcome.unchanged += 1;
-                continue;
             }
-            let mut put = self
-                .client
-                .put_object()
-                .bucket(&self.settings.bucket)
-                .key(&key)
-                .body(ByteStream::from(bytes.clone()))
-                .content_type(if *file == META {
-                    "application/json"
-                } else {
-                    "application/x-pem-file"
-                })
-                .metadata("sha256", &hash)
-                .metadata("serial", &meta.serial)
-                .metadata(
-                    "not-after",
-                    meta.not_after
-                        .format(&time::format_description::well_known::Rfc3339)
-                        .unwrap_or_default(),
-                )
-                .metadata("config-commit", &meta.config_commit);
-            if *file == PRIVKEY {
-                put = match self.settings.sse {
-                    Sse::Aes256 => put.server_side_encryption(ServerSideEncryption::Aes256),
-                    Sse::Kms => put
-                        .server_side_encryption(ServerSideEncryption::AwsKms)
-                        .set_ssekms_key_id(self.settings.kms_key_id.clone()),
-                };
-            }
-            put.send().await.map_err(|e| self.error(&key, e))?;
-            tracing::debug!(event = "publish.s3.object", cert = %meta.name, key = %key);
-            outcome.uploaded += 1;
         }
         Ok(outcome)
+    }
+
+    /// Writes `index.json` when it changed.
+    async fn finish_run(&self, certs: &[Published], store: &Store) -> Result<(), PublishError> {
+        if !self.settings.manifest {
+            return Ok(());
+        }
+        let mut entries = Vec::new();
+        for (meta, vars) in certs {
+            let files = store
+                .live_files(&meta.name)
+                .map_err(|e| self.error(&self.manifest_key(), e.to_string()))?;
+            let item = Item::new(meta, &files, vars, store);
+            let keys = files
+                .iter()
+                .map(|(f, _)| self.key(&item, f))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|m| self.error(&self.manifest_key(), m))?;
+            entries.push((meta, keys));
+        }
+        let manifest: Vec<ManifestEntry> = entries
+            .into_iter()
+            .map(|(m, files)| ManifestEntry {
+                name: &m.name,
+                domains: &m.domains,
+                serial: &m.serial,
+                not_after: m.not_after,
+                sha256: &m.sha256,
+                config_commit: &m.config_commit,
+                version: m.version,
+                files,
+            })
+            .collect();
+        let json = serde_json::to_vec_pretty(&serde_json::json!({ "certificates": manifest }))
+            .expect("manifest serializes");
+        let key = self.manifest_key();
+        if self
+            .put(&key, &json, "application/json", false, &[])
+            .await?
+        {
+            tracing::info!(event = "publish.s3.manifest", target = %self.name, key = %key, certificates = certs.len());
+        }
+        Ok(())
     }
 }

@@ -138,6 +138,9 @@ mod tests {
             last_error: (state == CertState::Failed).then(|| "boom".into()),
             published: true,
             retry_after: None,
+            targets: Vec::new(),
+            verified: None,
+            verification: None,
         }
     }
 

@@ -87,6 +87,24 @@ pub struct CertStatus {
     /// Set while a failing certificate backs off: no renewal before this.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub retry_after: Option<OffsetDateTime>,
+    /// Per target: `published`, or the error. In the certificate's order.
+    #[serde(default)]
+    pub targets: Vec<TargetStatus>,
+    /// Whether the `verify` endpoints serve the live certificate; `None`
+    /// when none are configured.
+    #[serde(default)]
+    pub verified: Option<bool>,
+    /// `verified`, or what was found: `mismatch: host:443 serves serial X,
+    /// expected Y`.
+    #[serde(default)]
+    pub verification: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TargetStatus {
+    pub name: String,
+    /// `published` or `failed: <error>`.
+    pub result: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +182,9 @@ mod tests {
             last_error: None,
             published,
             retry_after: None,
+            targets: Vec::new(),
+            verified: None,
+            verification: None,
         }
     }
 

@@ -1,0 +1,180 @@
+//! IAM server certificates, for CloudFront distributions and classic ELBs
+//! that take a certificate by IAM name.
+//!
+//! Uploaded under a path (`/cloudfront/<name>/`) with a dated name
+//! (`STAR.example.com_2026-11-22`): IAM certificates cannot be replaced in
+//! place, so each renewal is a new one and the user switches or automation
+//! follows the newest. The newest `keep` stay; with `delete_old`, older
+//! ones are deleted, except those IAM refuses to delete because they are
+//! still in use (reported, retried next run).
+
+use super::{Item, Outcome, PublishError, Target, aws_message};
+use crate::settings::IamSettings;
+use crate::store::{CERT, CHAIN, PRIVKEY};
+use async_trait::async_trait;
+use aws_sdk_iam::Client;
+
+pub struct Iam {
+    name: String,
+    client: Client,
+    settings: IamSettings,
+}
+
+/// One certificate under the path.
+struct Existing {
+    name: String,
+    uploaded: i64,
+}
+
+impl Iam {
+    pub fn new(name: &str, client: Client, settings: IamSettings) -> Self {
+        Self {
+            name: name.to_string(),
+            client,
+            settings,
+        }
+    }
+
+    fn error(&self, object: &str, message: String) -> PublishError {
+        PublishError {
+            target: self.name.clone(),
+            object: format!("iam:server-certificate/{object}"),
+            message,
+        }
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<Existing>, PublishError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .list_server_certificates()
+            .path_prefix(path)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.error(path, aws_message(&e)))?;
+            for m in page.server_certificate_metadata_list() {
+                // A prefix also matches deeper paths; keep exactly ours.
+                if m.path() == path {
+                    out.push(Existing {
+                        name: m.server_certificate_name().to_string(),
+                        uploaded: m.upload_date().map(|d| d.secs()).unwrap_or(0),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn body(&self, name: &str) -> Result<String, PublishError> {
+        let out = self
+            .client
+            .get_server_certificate()
+            .server_certificate_name(name)
+            .send()
+            .await
+            .map_err(|e| self.error(name, aws_message(&e)))?;
+        Ok(out
+            .server_certificate()
+            .map(|c| c.certificate_body().to_string())
+            .unwrap_or_default())
+    }
+}
+
+fn same_pem(a: &str, b: &[u8]) -> bool {
+    a.trim() == String::from_utf8_lossy(b).trim()
+}
+
+#[async_trait]
+impl Target for Iam {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn publish(&self, item: &Item<'_>) -> Result<Outcome, PublishError> {
+        let path = item
+            .render(&self.settings.path, &[])
+            .map_err(|m| self.error(&self.settings.path, m))?;
+        let cert = item.file(CERT).unwrap_or_default();
+        let mut existing = self.list(&path).await?;
+        existing.sort_by(|a, b| b.uploaded.cmp(&a.uploaded).then(b.name.cmp(&a.name)));
+        let mut outcome = Outcome::default();
+        // Already there under any name (renamed template, or a second run
+        // on another day)?
+        let mut current = None;
+        for e in &existing {
+            if same_pem(&self.body(&e.name).await?, cert) {
+                current = Some(e.name.clone());
+                break;
+            }
+        }
+        if current.is_some() {
+            outcome.unchanged += 1;
+        } else {
+            let mut name = item
+                .render(&self.settings.name_template, &[])
+                .map_err(|m| self.error(&self.settings.name_template, m))?;
+            if existing.iter().any(|e| e.name == name) {
+                // Renewed twice on one day: the serial keeps names unique.
+                name = format!(
+                    "{name}_{}",
+                    &item.meta.serial[..item.meta.serial.len().min(8)]
+                );
+            }
+            self.client
+                .upload_server_certificate()
+                .path(&path)
+                .server_certificate_name(&name)
+                .certificate_body(String::from_utf8_lossy(cert))
+                .private_key(String::from_utf8_lossy(
+                    item.file(PRIVKEY).unwrap_or_default(),
+                ))
+                .certificate_chain(String::from_utf8_lossy(
+                    item.file(CHAIN).unwrap_or_default(),
+                ))
+                .send()
+                .await
+                .map_err(|e| self.error(&name, aws_message(&e)))?;
+            tracing::info!(event = "publish.iam.uploaded", target = %self.name, cert = %item.meta.name, path = %path, iam_name = %name);
+            outcome.uploaded += 1;
+            existing.insert(
+                0,
+                Existing {
+                    name: name.clone(),
+                    uploaded: i64::MAX,
+                },
+            );
+            current = Some(name);
+        }
+        if self.settings.delete_old {
+            let current = current.unwrap_or_default();
+            let old: Vec<&Existing> = existing
+                .iter()
+                .filter(|e| e.name != current)
+                .skip(self.settings.keep.saturating_sub(1))
+                .collect();
+            for e in old {
+                match self
+                    .client
+                    .delete_server_certificate()
+                    .server_certificate_name(&e.name)
+                    .send()
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(event = "publish.iam.deleted", target = %self.name, cert = %item.meta.name, iam_name = %e.name);
+                    }
+                    Err(err)
+                        if err
+                            .as_service_error()
+                            .is_some_and(|s| s.is_delete_conflict_exception()) =>
+                    {
+                        tracing::warn!(event = "publish.iam.in_use", target = %self.name, cert = %item.meta.name, iam_name = %e.name, error = %aws_message(&err));
+                    }
+                    Err(err) => return Err(self.error(&e.name, aws_message(&err))),
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
