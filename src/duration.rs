@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-/// Parses `<integer><unit>` with unit one of `s`, `m`, `h`, `d`.
+/// Parses `<integer><unit>` with unit one of `ms`, `s`, `m`, `h`, `d`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -16,13 +16,14 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} does not start with a whole number"))?;
     let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
         "s" => n,
         "m" => n.saturating_mul(60),
         "h" => n.saturating_mul(3600),
         "d" => n.saturating_mul(86_400),
         _ => {
             return Err(format!(
-                "{text:?} has unknown unit {unit:?} (use s, m, h or d)"
+                "{text:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
             ));
         }
     };

@@ -98,7 +98,7 @@ async fn issues_renews_only_what_changed_and_publishes() {
         "dns.txt.upserted",
         "dns.propagated",
         "cert.issued",
-        "publish.s3.uploaded",
+        "publish.done",
         "run.finished",
     ] {
         assert!(
@@ -183,7 +183,7 @@ async fn issues_renews_only_what_changed_and_publishes() {
         issued_names(&out)
     );
     assert!(
-        out.events_named("publish.s3.uploaded").is_empty(),
+        out.events_named("publish.done").is_empty(),
         "second run uploaded again"
     );
     assert!(out.events_named("order.created").is_empty());

@@ -163,7 +163,7 @@ async fn failed_upload_is_retried_on_the_next_run() {
         web["last_error"].as_str().unwrap().contains("NoSuchBucket"),
         "{web}"
     );
-    assert!(!out.events_named("publish.s3.failed").is_empty());
+    assert!(!out.events_named("publish.failed").is_empty());
     // The certificate itself was issued and stored.
     assert!(!env.live_file("web", "cert.pem").is_empty());
 
@@ -174,7 +174,7 @@ async fn failed_upload_is_retried_on_the_next_run() {
         out.events_named("cert.issued").is_empty(),
         "retry must not re-issue"
     );
-    assert_eq!(out.events_named("publish.s3.uploaded").len(), 1);
+    assert_eq!(out.events_named("publish.done").len(), 1);
     let status = env.status();
     assert_eq!(status["certificates"][0]["published"], true);
     let s3 = env.moto.s3().await;
@@ -198,7 +198,7 @@ async fn failed_upload_is_retried_on_the_next_run() {
     // A third run with nothing changed makes no S3 calls at all.
     let out = env.run().await;
     assert_eq!(out.code, 0);
-    assert!(out.events_named("publish.s3.uploaded").is_empty());
+    assert!(out.events_named("publish.done").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -82,7 +82,7 @@ async fn force_revoke_rollover_and_key_reuse() {
         std::fs::read(env.state_dir().join("status.json")).unwrap(),
         status
     );
-    assert!(out.events_named("publish.s3.uploaded").is_empty());
+    assert!(out.events_named("publish.done").is_empty());
 
     // reuse_key keeps the private key across renewals; others get a new one.
     let key = env.live_file("pinned", "privkey.pem");

@@ -15,6 +15,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 [ -x /usr/sbin/named ] || need_apt+=(bind9)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+# keytool checks the PKCS#12 bundles the way Java reads them.
+command -v keytool >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)"

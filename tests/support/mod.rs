@@ -7,6 +7,7 @@
 pub mod bind;
 pub mod dns;
 pub mod sshd;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
