@@ -425,8 +425,8 @@ fn status_command(
         return level as i32;
     }
     println!(
-        "{:<20} {:<32} {:<20} {:>9} {:<8} {:<9} HEALTH",
-        "NAME", "DOMAINS", "NOT AFTER", "DAYS LEFT", "LAST", "PUBLISHED"
+        "{:<20} {:<32} {:<20} {:>9} {:<8} {:<9} {:<8} HEALTH",
+        "NAME", "DOMAINS", "NOT AFTER", "DAYS LEFT", "LAST", "PUBLISHED", "VERIFIED"
     );
     for c in &status.certificates {
         let h = health::certificate(c, &thresholds, now);
@@ -438,7 +438,7 @@ fn status_command(
             })
             .unwrap_or_else(|| "-".into());
         println!(
-            "{:<20} {:<32} {:<20} {:>9} {:<8} {:<9} {} {}",
+            "{:<20} {:<32} {:<20} {:>9} {:<8} {:<9} {:<8} {} {}",
             c.name,
             c.domains.join(","),
             not_after,
@@ -447,6 +447,11 @@ fn status_command(
                 .unwrap_or_else(|| "-".into()),
             format!("{:?}", c.state).to_lowercase(),
             if c.published { "yes" } else { "no" },
+            match c.verified {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            },
             h.level.label(),
             if h.level == Level::Ok {
                 String::new()

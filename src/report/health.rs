@@ -73,15 +73,38 @@ pub fn certificate(c: &CertStatus, t: &Thresholds, now: OffsetDateTime) -> CertH
     if days < t.critical_days {
         return verdict(Level::Critical, format!("expires in {days} days"));
     }
-    if c.state == CertState::Failed {
+    // The first error recorded is the renewal's; publish and verification
+    // errors come after it.
+    let failed_target = c.targets.iter().find(|t| t.result.starts_with("failed"));
+    let renewal_failed = c.state == CertState::Failed
+        && c.last_error.as_deref().is_some_and(|e| {
+            !e.starts_with("verification: ") && failed_target.is_none_or(|t| !t.result.ends_with(e))
+        });
+    if renewal_failed {
         let why = c.last_error.as_deref().unwrap_or("failed");
         return verdict(
             Level::Warning,
             format!("last renewal failed ({days} days left): {why}"),
         );
     }
+    if let Some(t) = failed_target {
+        return verdict(
+            Level::Warning,
+            format!("not published to {}: {}", t.name, t.result),
+        );
+    }
     if !c.published {
-        return verdict(Level::Warning, "not published".into());
+        let why = c.last_error.as_deref().unwrap_or("not published");
+        return verdict(Level::Warning, format!("not published: {why}"));
+    }
+    if c.verified == Some(false) {
+        return verdict(
+            Level::Warning,
+            format!(
+                "endpoints do not serve it: {}",
+                c.verification.as_deref().unwrap_or("not verified")
+            ),
+        );
     }
     if days < t.warning_days {
         return verdict(Level::Warning, format!("expires in {days} days"));
@@ -168,6 +191,42 @@ mod tests {
         let mut none = cert(60, CertState::Failed);
         none.not_after = None;
         assert_eq!(level(none), Level::Critical);
+    }
+
+    #[test]
+    fn reasons_name_what_failed() {
+        let t = Thresholds::default();
+        let reason = |c: CertStatus| certificate(&c, &t, NOW).reason;
+        assert!(reason(cert(60, CertState::Failed)).starts_with("last renewal failed"));
+
+        let mut publish = cert(60, CertState::Failed);
+        publish.published = false;
+        publish.last_error = Some("publish to ssm failed for x: AccessDenied".into());
+        publish.targets = vec![
+            crate::report::TargetStatus {
+                name: "s3".into(),
+                result: "published".into(),
+            },
+            crate::report::TargetStatus {
+                name: "ssm".into(),
+                result: "failed: publish to ssm failed for x: AccessDenied".into(),
+            },
+        ];
+        let r = reason(publish);
+        assert!(r.starts_with("not published to ssm: failed: "), "{r}");
+
+        let mut verify = cert(60, CertState::Failed);
+        verify.last_error =
+            Some("verification: mismatch: a:443 serves serial 01, expected 02".into());
+        verify.verified = Some(false);
+        verify.verification = Some("mismatch: a:443 serves serial 01, expected 02".into());
+        let h = certificate(&verify, &t, NOW);
+        assert_eq!(h.level, Level::Warning);
+        assert!(
+            h.reason.starts_with("endpoints do not serve it: mismatch"),
+            "{}",
+            h.reason
+        );
     }
 
     #[test]
