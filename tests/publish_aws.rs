@@ -244,6 +244,8 @@ async fn publishes_to_ssm_acm_iam_ecs_and_s3_idempotently() {
     // Second run with the local record lost: each target checks its
     // destination and changes nothing.
     std::fs::remove_file(env.state_dir().join("published/mesh.json")).expect("record");
+    // The ACM ARNs too: found again by their tag, not imported twice.
+    std::fs::remove_file(env.state_dir().join("targets/acm-cf/mesh.json")).expect("ARN state");
     let out = env.run().await;
     assert_eq!(out.code, 0, "{}", out.stdout);
     let done = done(&out);
@@ -257,6 +259,11 @@ async fn publishes_to_ssm_acm_iam_ecs_and_s3_idempotently() {
     }
     let (_, _, version) = ssm_value(&env, "/registrations/dev/user-input/mesh/X26ABC1-cert").await;
     assert_eq!(version, 1, "an unchanged parameter was written again");
+    assert_eq!([arn(&env, "us-east-1"), arn(&env, "eu-west-2")], arns);
+    for (what, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        assert!(!text.contains("PRIVATE KEY"), "key material in {what}");
+        assert!(!text.contains(&env.aws_secret), "AWS secret in {what}");
+    }
     assert_eq!(
         ecs_deployments(&env, cluster).await.len(),
         deployments.len()
