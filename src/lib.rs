@@ -20,6 +20,7 @@ pub mod publish;
 pub mod ratelimit;
 pub mod report;
 pub mod run;
+pub mod schedule;
 pub mod secret;
 pub mod settings;
 pub mod store;
