@@ -200,6 +200,7 @@ fn main() {
                     Vec::new()
                 },
                 only: Some(name),
+                ..Default::default()
             };
             run_command(true, &config, log_format, options)
         }
@@ -319,29 +320,66 @@ fn run_command(
         }
     };
     logging::init(log_format.unwrap_or(settings.log_format));
-    if !once {
-        let msg = "the scheduler (daemon mode) is not available yet: use `run --once` from cron or a systemd timer";
-        tracing::error!(event = "run.unsupported", error = msg);
-        eprintln!("certkeeper: {msg}");
-        return exit::CONFIG_ERROR;
-    }
     let Some(runtime) = runtime() else {
         return exit::RENEWAL_FAILED;
     };
+    if !once {
+        return runtime.block_on(async {
+            match certkeeper::daemon::run(config, settings).await {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    tracing::error!(event = "daemon.failed", error = %e);
+                    eprintln!("certkeeper: {e}");
+                    exit::CONFIG_ERROR
+                }
+            }
+        });
+    }
+    let mut options = options;
     runtime.block_on(async {
+        // First signal: no new orders, `shutdown_grace` for those in
+        // flight; second signal or the end of the grace: cancel them.
         let cancel = CancellationToken::new();
-        let signals = cancel.clone();
+        let (abort, stop, grace) = (cancel.clone(), options.stop.clone(), settings.shutdown_grace);
         tokio::spawn(async move {
             shutdown_signal().await;
+            tracing::warn!(event = "run.stopping", grace = %certkeeper::duration::format(grace), reason = "signal");
+            stop.cancel();
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => {}
+                _ = shutdown_signal() => {}
+            }
             tracing::warn!(event = "run.cancelling", reason = "signal");
-            signals.cancel();
+            abort.cancel();
         });
+        let progress_done = CancellationToken::new();
+        if let Some(progress) = progress_display(settings.log_format, log_format) {
+            options.progress = Some(progress.clone());
+            let done = progress_done.clone();
+            tokio::spawn(async move {
+                use std::io::Write;
+                let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            eprint!("\r\x1b[2K{}", progress.line());
+                            let _ = std::io::stderr().flush();
+                        }
+                        _ = done.cancelled() => {
+                            eprintln!("\r\x1b[2K{}", progress.line());
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        let _progress_guard = progress_done.drop_guard();
         let services = match run::Services::from_settings(&settings).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(event = "run.failed", error = %e);
                 eprintln!("certkeeper: {e}");
-                record_failure(&settings, &e.to_string());
+                certkeeper::daemon::record_failure(&settings, &e.to_string());
                 return exit::CONFIG_ERROR;
             }
         };
@@ -366,7 +404,7 @@ fn run_command(
             Err(e) => {
                 tracing::error!(event = "run.failed", error = %e);
                 eprintln!("certkeeper: {e}");
-                record_failure(&settings, &e.to_string());
+                certkeeper::daemon::record_failure(&settings, &e.to_string());
                 exit::CONFIG_ERROR
             }
         }
@@ -594,22 +632,16 @@ fn located_json(l: &certkeeper::yaml::Located) -> serde_json::Value {
     })
 }
 
-/// A run that could not start still leaves a status file saying why.
-fn record_failure(settings: &Settings, error: &str) {
-    let Ok(store) = certkeeper::store::Store::open(&settings.state_dir) else {
-        return;
-    };
-    let now = time::OffsetDateTime::now_utc();
-    let status = certkeeper::report::Status {
-        started_at: now,
-        finished_at: now,
-        config_commit: None,
-        config: "unusable".into(),
-        config_rejected: None,
-        error: Some(error.to_string()),
-        certificates: Vec::new(),
-    };
-    run::write_status(&store, &status);
+/// A live progress line on stderr: only for people (a terminal on stderr
+/// and text logs), never in JSON log mode.
+fn progress_display(
+    settings_format: LogFormat,
+    flag: Option<LogFormat>,
+) -> Option<std::sync::Arc<run::Progress>> {
+    use std::io::IsTerminal;
+    let format = flag.unwrap_or(settings_format);
+    (format == LogFormat::Text && std::io::stderr().is_terminal())
+        .then(|| std::sync::Arc::new(run::Progress::default()))
 }
 
 async fn shutdown_signal() {

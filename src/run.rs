@@ -276,6 +276,33 @@ pub struct RunOptions {
     pub only: Option<String>,
     /// Renew these even if they are current.
     pub force: Vec<String>,
+    /// Cancelled on shutdown: no new orders start; those in flight go on
+    /// (until the `cancel` token given to `run_once` aborts them).
+    pub stop: CancellationToken,
+    /// Counts certificates as they finish, for progress displays.
+    pub progress: Option<Arc<Progress>>,
+}
+
+/// How far a run is; shared with whoever displays it.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub total: std::sync::atomic::AtomicUsize,
+    pub done: std::sync::atomic::AtomicUsize,
+    pub renewed: std::sync::atomic::AtomicUsize,
+    pub failed: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress {
+    pub fn line(&self) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        format!(
+            "{}/{} certificates checked, {} renewed, {} failed",
+            self.done.load(Relaxed),
+            self.total.load(Relaxed),
+            self.renewed.load(Relaxed),
+            self.failed.load(Relaxed)
+        )
+    }
 }
 
 pub async fn run_once(
@@ -325,6 +352,10 @@ pub async fn run_once(
     // max_concurrent_orders at a time; one failure never stops the others.
     let limit = Arc::new(Semaphore::new(settings.max_concurrent_orders));
     let mut tasks = JoinSet::new();
+    if let Some(p) = &options.progress {
+        p.total
+            .store(plans.len(), std::sync::atomic::Ordering::Relaxed);
+    }
     for (index, (cert, plan)) in plans.into_iter().enumerate() {
         let ctx = CertTask {
             store: store.clone(),
@@ -340,11 +371,23 @@ pub async fn run_once(
             secrets: services.secrets.clone(),
             commit: checkout_commit.clone(),
             cancel: cancel.clone(),
+            stop: options.stop.clone(),
         };
         let limit = limit.clone();
+        let progress = options.progress.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-            (index, ctx.process(&cert, plan).await)
+            let status = ctx.process(&cert, plan).await;
+            if let Some(p) = &progress {
+                use std::sync::atomic::Ordering::Relaxed;
+                p.done.fetch_add(1, Relaxed);
+                match status.state {
+                    CertState::Renewed => p.renewed.fetch_add(1, Relaxed),
+                    CertState::Failed => p.failed.fetch_add(1, Relaxed),
+                    _ => 0,
+                };
+            }
+            (index, status)
         });
     }
     let mut certificates: Vec<Option<CertStatus>> = vec![None; config.certificates.len()];
@@ -666,6 +709,7 @@ fn panicked_status(cert: &Certificate) -> CertStatus {
         state: CertState::Failed,
         not_after: None,
         days_left: None,
+        issued_at: None,
         serial: None,
         config_commit: None,
         last_error: Some("internal error: task panicked (see logs)".into()),
@@ -693,6 +737,7 @@ struct CertTask {
     secrets: Arc<Secrets>,
     commit: String,
     cancel: CancellationToken,
+    stop: CancellationToken,
 }
 
 impl CertTask {
@@ -700,8 +745,8 @@ impl CertTask {
         let attempt = match plan {
             CertPlan::Keep => None,
             CertPlan::Broken(e) => Some(Err(e)),
-            CertPlan::Renew if self.cancel.is_cancelled() => {
-                Some(Err("cancelled before start".to_string()))
+            CertPlan::Renew if self.cancel.is_cancelled() || self.stop.is_cancelled() => {
+                Some(Err("not started: shutting down".to_string()))
             }
             CertPlan::BackingOff(f) => Some(Err(format!(
                 "backing off after {} failures until {}: {}",
@@ -910,6 +955,7 @@ async fn finish_cert(task: &CertTask, cert: &Certificate, attempt: Option<Attemp
         state,
         not_after: meta.as_ref().map(|m| m.not_after),
         days_left: meta.as_ref().map(|m| report::days_left(m.not_after, now)),
+        issued_at: meta.as_ref().map(|m| m.issued_at),
         serial: meta.as_ref().map(|m| m.serial.clone()),
         config_commit: meta.as_ref().map(|m| m.config_commit.clone()),
         last_error,
@@ -993,10 +1039,18 @@ async fn publish_to(
                 unchanged = outcome.unchanged,
                 duration_ms = started.elapsed().as_millis() as u64,
             );
+            crate::metrics::inc(
+                "certkeeper_publish_total",
+                &[("target", target.name()), ("result", "success")],
+            );
             publish::mark_published(store, &meta.name, target.name(), &fingerprint)
                 .map_err(|e| e.to_string())
         }
         Err(e) => {
+            crate::metrics::inc(
+                "certkeeper_publish_total",
+                &[("target", target.name()), ("result", "failure")],
+            );
             tracing::error!(
                 event = "publish.failed",
                 target = target.name(),

@@ -60,7 +60,7 @@ impl Schedule {
 
     /// Daily at a minute derived from `host` (stable for a host, spread over
     /// the day across hosts).
-    pub fn default_for_host(host: &str) -> Schedule {
+    pub fn for_host(host: &str) -> Schedule {
         let minute_of_day = fnv1a(host.as_bytes()) % (24 * 60);
         let expression = format!("{} {} * * *", minute_of_day % 60, minute_of_day / 60);
         Schedule::new(&expression, None).expect("generated expression is valid")
@@ -82,6 +82,11 @@ impl Schedule {
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
+}
+
+/// The default schedule of this machine.
+pub fn default_for_host(host: &str) -> Schedule {
+    Schedule::for_host(host)
 }
 
 /// The machine's host name, for the default schedule.
@@ -179,14 +184,11 @@ mod tests {
 
     #[test]
     fn host_minute_is_stable_and_spread() {
-        let a = Schedule::default_for_host("cert-vm-1");
-        assert_eq!(
-            a.expression(),
-            Schedule::default_for_host("cert-vm-1").expression()
-        );
+        let a = Schedule::for_host("cert-vm-1");
+        assert_eq!(a.expression(), Schedule::for_host("cert-vm-1").expression());
         let distinct: std::collections::HashSet<String> = (0..50)
             .map(|i| {
-                Schedule::default_for_host(&format!("cert-vm-{i}"))
+                Schedule::for_host(&format!("cert-vm-{i}"))
                     .expression()
                     .to_string()
             })

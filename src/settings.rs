@@ -64,9 +64,57 @@ pub struct Settings {
     /// Only use commits with an SSH signature by one of these signers.
     #[serde(default)]
     pub require_signed_commits: Option<SignedCommits>,
+    /// When the daemon (`certkeeper run`) renews.
+    #[serde(default)]
+    pub schedule: ScheduleSettings,
+    /// On SIGTERM: no new orders; orders in flight get this long to finish
+    /// before they are cancelled (TXT records are removed either way).
+    #[serde(
+        default = "defaults::shutdown_grace",
+        with = "crate::duration::serde_human"
+    )]
+    pub shutdown_grace: Duration,
+    /// The daemon's HTTP listener (/healthz, /status, /metrics); off when
+    /// absent.
+    #[serde(default)]
+    pub http: Option<HttpSettings>,
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub source: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Five-field cron (minute hour day month weekday). Default: daily at a
+    /// minute derived from the host name.
+    pub cron: Option<String>,
+    /// IANA time zone of `cron`; default UTC.
+    pub timezone: Option<String>,
+}
+
+impl ScheduleSettings {
+    pub fn build(&self) -> Result<crate::schedule::Schedule, crate::schedule::ScheduleError> {
+        match &self.cron {
+            Some(c) => crate::schedule::Schedule::new(c, self.timezone.as_deref()),
+            None => {
+                let host = crate::schedule::default_for_host(&crate::schedule::host_name());
+                match &self.timezone {
+                    Some(tz) => crate::schedule::Schedule::new(host.expression(), Some(tz)),
+                    None => Ok(host),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `ip:port`; default 127.0.0.1:9469. Anything but loopback exposes the
+    /// status (names, domains, errors) to the network.
+    #[serde(default = "defaults::http_listen")]
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -470,6 +518,12 @@ mod defaults {
     pub fn iam_keep() -> usize {
         2
     }
+    pub fn shutdown_grace() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn http_listen() -> String {
+        "127.0.0.1:9469".into()
+    }
     pub fn reload_timeout() -> Duration {
         Duration::from_secs(60)
     }
@@ -661,6 +715,22 @@ impl Settings {
                     "is only used with role_arn".into(),
                 ));
             }
+        }
+        if let Err(e) = self.schedule.build() {
+            let (field, needle) = match e {
+                crate::schedule::ScheduleError::TimeZone(_) => ("schedule.timezone", "timezone"),
+                _ => ("schedule.cron", "cron"),
+            };
+            return Err(fail(field, needle, e.to_string()));
+        }
+        if let Some(http) = &self.http
+            && http.listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(fail(
+                "http.listen",
+                &http.listen,
+                format!("{:?} is not an ip:port address", http.listen),
+            ));
         }
         for name in self.default_targets.iter().flatten() {
             if !self.targets.contains_key(name) {

@@ -14,6 +14,8 @@ async fn sigterm_during_propagation_cleans_up() {
         "certificates:\n  - name: slow\n    domains: [slow.example.test]\n",
         "one",
     );
+    // No grace period: the order in flight is cancelled at once.
+    env.write_settings("shutdown_grace: 0s\n");
     // The nameserver never sees the value, so the run waits in propagation.
     env.dns.hide("_acme-challenge.slow.example.test");
 

@@ -42,7 +42,7 @@ impl Issuer {
             })?;
         }
         // Every request to this CA, from every order, shares these manners.
-        let manners = Manners::new(settings.requests_per_second.unwrap_or(20.0));
+        let manners = Manners::new(name, settings.requests_per_second.unwrap_or(20.0));
         let rel = account_file(&settings.directory_url);
         let path = store.root().join(&rel);
         let stored = store.read_state(&rel).map_err(|e| AcmeError::AccountFile {

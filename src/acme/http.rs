@@ -19,14 +19,17 @@ pub const MAX_WAIT: Duration = Duration::from_secs(120);
 
 /// Shared by every request to one issuer.
 pub struct Manners {
+    /// Issuer name, for metrics.
+    issuer: String,
     rate: f64,
     buckets: Mutex<std::collections::HashMap<String, Arc<TokenBucket>>>,
     not_before: Mutex<Option<Instant>>,
 }
 
 impl Manners {
-    pub fn new(requests_per_second: f64) -> Arc<Self> {
+    pub fn new(issuer: &str, requests_per_second: f64) -> Arc<Self> {
         Arc::new(Self {
+            issuer: issuer.to_string(),
             rate: requests_per_second,
             buckets: Default::default(),
             not_before: Mutex::new(None),
@@ -130,6 +133,10 @@ impl HttpClient for PoliteClient {
             manners.wait_turn(&endpoint).await;
             let response = inner.request(req).await?;
             let status = response.parts.status.as_u16();
+            crate::metrics::inc(
+                "certkeeper_acme_requests_total",
+                &[("issuer", &manners.issuer), ("status", &status.to_string())],
+            );
             if status == 429 || status == 503 {
                 let wait = response
                     .parts
@@ -164,7 +171,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rate_and_retry_after() {
-        let manners = Manners::new(2.0);
+        let manners = Manners::new("test", 2.0);
         let start = Instant::now();
         // A burst of 4, then 2 per second.
         for _ in 0..6 {

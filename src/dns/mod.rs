@@ -223,6 +223,9 @@ impl Dns01 {
                 r = provider.present(zone, records) => r?,
                 _ = cancel.cancelled() => return Err(DnsError::Cancelled),
             }
+            for _ in records {
+                crate::metrics::inc("certkeeper_dns_changes_total", &[("provider", pname)]);
+            }
             let mut names: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
             names.dedup();
             tracing::info!(
@@ -278,7 +281,13 @@ impl Dns01 {
         for (pname, zone, records) in &placed.parts {
             let started = std::time::Instant::now();
             let provider = self.provider(pname)?;
-            match provider.cleanup(zone, records).await {
+            let result_of = provider.cleanup(zone, records).await;
+            if result_of.is_ok() {
+                for _ in records {
+                    crate::metrics::inc("certkeeper_dns_changes_total", &[("provider", pname)]);
+                }
+            }
+            match result_of {
                 Ok(()) => tracing::info!(
                     event = "dns.txt.removed",
                     cert,

@@ -156,6 +156,7 @@ mod tests {
             state,
             not_after: Some(NOW + time::Duration::days(days)),
             days_left: Some(days),
+            issued_at: None,
             serial: None,
             config_commit: None,
             last_error: (state == CertState::Failed).then(|| "boom".into()),

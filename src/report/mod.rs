@@ -78,6 +78,9 @@ pub struct CertStatus {
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub not_after: Option<OffsetDateTime>,
     pub days_left: Option<i64>,
+    /// When the live certificate was issued.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub issued_at: Option<OffsetDateTime>,
     pub serial: Option<String>,
     pub config_commit: Option<String>,
     pub last_error: Option<String>,
@@ -177,6 +180,7 @@ mod tests {
             state,
             not_after: Some(datetime!(2027-01-01 0:00 UTC)),
             days_left: None,
+            issued_at: None,
             serial: None,
             config_commit: None,
             last_error: None,

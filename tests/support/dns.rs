@@ -77,6 +77,11 @@ impl Route53Dns {
     pub fn hide(&self, name: &str) {
         self.hidden.lock().unwrap().insert(norm(name));
     }
+
+    /// Serves `name` again after `hide`.
+    pub fn show(&self, name: &str) {
+        self.hidden.lock().unwrap().remove(&norm(name));
+    }
 }
 
 fn norm(name: &str) -> String {

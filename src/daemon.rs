@@ -1,0 +1,257 @@
+//! `certkeeper run`: stays up and renews on the schedule.
+//!
+//! One loop: sleep until the next fire time (no timer ticks in between),
+//! run, repeat. SIGHUP reloads the settings and runs at once. SIGTERM or
+//! SIGINT: no new orders; orders in flight get `shutdown_grace` to finish,
+//! then are cancelled (their TXT records are removed either way); the
+//! status is written and the process exits 0. A second signal cancels at
+//! once.
+
+use crate::notify;
+use crate::run::{self, Progress, RunOptions, Services};
+use crate::settings::{Settings, SettingsError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Settings(#[from] SettingsError),
+    #[error("{0}")]
+    Schedule(#[from] crate::schedule::ScheduleError),
+    #[error("{0}")]
+    Services(#[from] run::ServiceError),
+    #[error("HTTP listener on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// What woke the loop.
+enum Wake {
+    Scheduled,
+    Reload,
+    Shutdown,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        Signals {
+            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
+            hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonError> {
+    let mut schedule = settings.schedule.build()?;
+    let mut services = Services::from_settings(&settings).await?;
+    let http_stop = CancellationToken::new();
+    let mut http_addr = None;
+    start_http(&settings, &http_stop, &mut http_addr).await?;
+    let mut signals = Signals::new();
+    let _watchdog = notify::watchdog_interval().map(|every| {
+        tokio::spawn(async move {
+            loop {
+                notify::notify("WATCHDOG=1");
+                tokio::time::sleep(every).await;
+            }
+        })
+    });
+    tracing::info!(
+        event = "daemon.started",
+        schedule = %schedule.expression(),
+        timezone = %schedule.timezone(),
+        http = ?http_addr,
+    );
+    notify::notify("READY=1");
+    loop {
+        let now = chrono::Utc::now();
+        let next = schedule.next_after(now);
+        let Some(next) = next else {
+            tracing::error!(event = "daemon.schedule.never", schedule = %schedule.expression());
+            signals.shutdown().await;
+            break;
+        };
+        tracing::info!(event = "daemon.next_run", at = %next.to_rfc3339());
+        notify::status(&format!("idle; next run at {}", next.to_rfc3339()));
+        let wait = (next - now).to_std().unwrap_or_default();
+        let wake = tokio::select! {
+            _ = tokio::time::sleep(wait) => Wake::Scheduled,
+            _ = signals.hup.recv() => Wake::Reload,
+            _ = signals.term.recv() => Wake::Shutdown,
+            _ = signals.int.recv() => Wake::Shutdown,
+        };
+        match wake {
+            Wake::Shutdown => break,
+            Wake::Reload => {
+                notify::notify("RELOADING=1");
+                match reload(config).await {
+                    Ok((s, sched, svc)) => {
+                        tracing::info!(event = "daemon.reloaded", schedule = %sched.expression());
+                        // A changed listener address needs a restart; say so.
+                        if s.http.as_ref().map(|h| &h.listen)
+                            != settings.http.as_ref().map(|h| &h.listen)
+                        {
+                            tracing::warn!(
+                                event = "daemon.reload.http_unchanged",
+                                reason = "the HTTP listener changes on restart only"
+                            );
+                        }
+                        settings = s;
+                        schedule = sched;
+                        services = svc;
+                    }
+                    Err(e) => {
+                        tracing::error!(event = "daemon.reload.failed", error = %e, keeping = "the previous settings");
+                    }
+                }
+                notify::notify("READY=1");
+            }
+            Wake::Scheduled => {}
+        }
+        if one_run(&settings, &services, &mut signals).await {
+            break;
+        }
+    }
+    notify::notify("STOPPING=1");
+    http_stop.cancel();
+    tracing::info!(event = "daemon.stopped");
+    Ok(())
+}
+
+async fn start_http(
+    settings: &Settings,
+    stop: &CancellationToken,
+    addr: &mut Option<String>,
+) -> Result<(), DaemonError> {
+    let Some(http) = &settings.http else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(&http.listen)
+        .await
+        .map_err(|source| DaemonError::Listen {
+            addr: http.listen.clone(),
+            source,
+        })?;
+    *addr = listener.local_addr().ok().map(|a| a.to_string());
+    tokio::spawn(crate::serve::serve(
+        listener,
+        PathBuf::from(&settings.state_dir),
+        stop.clone(),
+    ));
+    Ok(())
+}
+
+async fn reload(
+    config: &Path,
+) -> Result<(Settings, crate::schedule::Schedule, Services), DaemonError> {
+    let settings = Settings::load(config)?;
+    let schedule = settings.schedule.build()?;
+    let services = Services::from_settings(&settings).await?;
+    Ok((settings, schedule, services))
+}
+
+/// One renewal run; `true` when a shutdown signal came during it.
+async fn one_run(settings: &Settings, services: &Services, signals: &mut Signals) -> bool {
+    let progress = Arc::new(Progress::default());
+    let options = RunOptions {
+        stop: CancellationToken::new(),
+        progress: Some(progress.clone()),
+        ..Default::default()
+    };
+    let abort = CancellationToken::new();
+    let started = std::time::Instant::now();
+    let run = run::run_once(settings, services, &options, &abort);
+    tokio::pin!(run);
+    let mut shutting_down = false;
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(2));
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = ticker.tick() => {
+                notify::status(&format!("renewing: {}", progress.line()));
+            }
+            _ = signals.shutdown() => {
+                if shutting_down {
+                    tracing::warn!(event = "run.cancelling", reason = "second signal");
+                    abort.cancel();
+                } else {
+                    shutting_down = true;
+                    let grace = settings.shutdown_grace;
+                    tracing::warn!(event = "run.stopping", grace = %crate::duration::format(grace), reason = "signal");
+                    notify::status(&format!("stopping: no new orders, {} grace for those in flight", crate::duration::format(grace)));
+                    options.stop.cancel();
+                    let abort = abort.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        tracing::warn!(event = "run.cancelling", reason = "grace period over");
+                        abort.cancel();
+                    });
+                }
+            }
+        }
+    };
+    match result {
+        Ok(status) => {
+            let failed = status
+                .certificates
+                .iter()
+                .filter(|c| c.state == crate::report::CertState::Failed)
+                .count();
+            if failed == 0 && status.error.is_none() {
+                crate::metrics::set(
+                    "certkeeper_run_last_success_timestamp_seconds",
+                    status.finished_at.unix_timestamp() as f64,
+                );
+            }
+            notify::status(&format!(
+                "last run: {} in {}s",
+                progress.line(),
+                started.elapsed().as_secs()
+            ));
+        }
+        Err(e) => {
+            tracing::error!(event = "run.failed", error = %e);
+            if !matches!(e, run::RunError::Locked(_)) {
+                record_failure(settings, &e.to_string());
+            }
+        }
+    }
+    shutting_down
+}
+
+/// A run that could not start still leaves a status saying why.
+pub fn record_failure(settings: &Settings, error: &str) {
+    let Ok(store) = crate::store::Store::open(&settings.state_dir) else {
+        return;
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let status = crate::report::Status {
+        started_at: now,
+        finished_at: now,
+        config_commit: None,
+        config: "unusable".into(),
+        config_rejected: None,
+        error: Some(error.to_string()),
+        certificates: Vec::new(),
+    };
+    run::write_status(&store, &status);
+}

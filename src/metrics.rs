@@ -1,0 +1,172 @@
+//! Prometheus metrics, kept in one process-wide registry.
+//!
+//! Counters are bumped where things happen (ACME requests, DNS changes,
+//! publishes); certificate gauges are derived from the status when
+//! scraped, so they always agree with `status.json`.
+
+use crate::report::{CertState, Status};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+type Labels = Vec<(&'static str, String)>;
+
+static COUNTERS: Mutex<BTreeMap<(&'static str, Labels), u64>> = Mutex::new(BTreeMap::new());
+static GAUGES: Mutex<BTreeMap<&'static str, f64>> = Mutex::new(BTreeMap::new());
+
+/// Adds one to counter `name` with `labels`.
+pub fn inc(name: &'static str, labels: &[(&'static str, &str)]) {
+    let labels = labels.iter().map(|(k, v)| (*k, v.to_string())).collect();
+    *COUNTERS
+        .lock()
+        .expect("metrics lock")
+        .entry((name, labels))
+        .or_default() += 1;
+}
+
+/// Sets process-level gauge `name`.
+pub fn set(name: &'static str, value: f64) {
+    GAUGES.lock().expect("metrics lock").insert(name, value);
+}
+
+const HELP: &[(&str, &str, &str)] = &[
+    (
+        "certkeeper_certificate_expiration_timestamp_seconds",
+        "gauge",
+        "notAfter of the live certificate.",
+    ),
+    (
+        "certkeeper_certificate_renewal_timestamp_seconds",
+        "gauge",
+        "When the live certificate was issued.",
+    ),
+    (
+        "certkeeper_certificate_ready",
+        "gauge",
+        "1 when the certificate is valid, its last run succeeded and it is published.",
+    ),
+    (
+        "certkeeper_run_last_success_timestamp_seconds",
+        "gauge",
+        "End of the last run without failures.",
+    ),
+    (
+        "certkeeper_run_duration_seconds",
+        "gauge",
+        "Duration of the last run.",
+    ),
+    (
+        "certkeeper_acme_requests_total",
+        "counter",
+        "ACME requests by issuer and HTTP status.",
+    ),
+    (
+        "certkeeper_dns_changes_total",
+        "counter",
+        "DNS record changes by provider.",
+    ),
+    (
+        "certkeeper_publish_total",
+        "counter",
+        "Publishes by target and result.",
+    ),
+];
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn labels(pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// The text exposition format, with certificate gauges from `status`.
+pub fn render(status: Option<&Status>, now: time::OffsetDateTime) -> String {
+    let mut out = String::new();
+    let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    if let Some(status) = status {
+        for c in &status.certificates {
+            let l = labels(&[("name", c.name.clone())]);
+            if let Some(t) = c.not_after {
+                lines
+                    .entry("certkeeper_certificate_expiration_timestamp_seconds")
+                    .or_default()
+                    .push(format!("{l} {}", t.unix_timestamp()));
+            }
+            if let Some(t) = c.issued_at {
+                lines
+                    .entry("certkeeper_certificate_renewal_timestamp_seconds")
+                    .or_default()
+                    .push(format!("{l} {}", t.unix_timestamp()));
+            }
+            let ready =
+                c.state != CertState::Failed && c.published && c.not_after.is_some_and(|t| t > now);
+            lines
+                .entry("certkeeper_certificate_ready")
+                .or_default()
+                .push(format!("{l} {}", u8::from(ready)));
+        }
+        lines
+            .entry("certkeeper_run_duration_seconds")
+            .or_default()
+            .push(format!(
+                " {}",
+                (status.finished_at - status.started_at).as_seconds_f64()
+            ));
+    }
+    for (name, value) in GAUGES.lock().expect("metrics lock").iter() {
+        lines.entry(name).or_default().push(format!(" {value}"));
+    }
+    for ((name, pairs), value) in COUNTERS.lock().expect("metrics lock").iter() {
+        lines
+            .entry(name)
+            .or_default()
+            .push(format!("{} {value}", labels(pairs)));
+    }
+    for (name, kind, help) in HELP {
+        let Some(values) = lines.get(name) else {
+            continue;
+        };
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for v in values {
+            let _ = writeln!(out, "{name}{v}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_with_escaped_labels() {
+        inc(
+            "certkeeper_publish_total",
+            &[("target", "s\"3"), ("result", "ok")],
+        );
+        inc(
+            "certkeeper_publish_total",
+            &[("target", "s\"3"), ("result", "ok")],
+        );
+        let text = render(None, time::OffsetDateTime::now_utc());
+        assert!(
+            text.contains("# TYPE certkeeper_publish_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("certkeeper_publish_total{target=\"s\\\"3\",result=\"ok\"} 2"),
+            "{text}"
+        );
+    }
+}

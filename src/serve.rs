@@ -1,0 +1,146 @@
+//! The daemon's optional HTTP listener: `/healthz` (200, or 503 with the
+//! reason), `/status` (status.json) and `/metrics` (Prometheus).
+//!
+//! A deliberately small HTTP/1.1 responder: GET only, one request per
+//! connection, bounded request size and time. Everything it serves is read
+//! from the status file, so it answers the same as `certkeeper status`.
+
+use crate::report::health::{self, Level, Thresholds};
+use crate::report::{STATUS_FILE, Status};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const MAX_REQUEST: usize = 8 * 1024;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves until `cancel` fires.
+pub async fn serve(listener: TcpListener, state_dir: PathBuf, cancel: CancellationToken) {
+    loop {
+        let (mut tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+            _ = cancel.cancelled() => return,
+        };
+        let state_dir = state_dir.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, async {
+                let path = match read_request(&mut tcp).await {
+                    Some(p) => p,
+                    None => {
+                        let _ = respond(&mut tcp, 400, "text/plain", "bad request\n").await;
+                        return;
+                    }
+                };
+                let (code, kind, body) = answer(&path, &state_dir);
+                let _ = respond(&mut tcp, code, kind, &body).await;
+            })
+            .await;
+        });
+    }
+}
+
+/// The path of a GET request, `None` for anything else.
+async fn read_request(tcp: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut chunk).await.ok()?;
+        if n == 0 || buf.len() + n > MAX_REQUEST {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let text = std::str::from_utf8(&buf).ok()?;
+    let mut parts = text.lines().next()?.split(' ');
+    let (method, target) = (parts.next()?, parts.next()?);
+    (method == "GET").then(|| target.split('?').next().unwrap_or("/").to_string())
+}
+
+async fn respond(
+    tcp: &mut tokio::net::TcpStream,
+    code: u16,
+    kind: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let reason = match code {
+        200 => "OK",
+        404 => "Not Found",
+        503 => "Service Unavailable",
+        _ => "Bad Request",
+    };
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await?;
+    tcp.write_all(body.as_bytes()).await?;
+    tcp.shutdown().await
+}
+
+fn read_status(state_dir: &std::path::Path) -> Option<(String, Status)> {
+    let text = std::fs::read_to_string(state_dir.join(STATUS_FILE)).ok()?;
+    let status = serde_json::from_str(&text).ok()?;
+    Some((text, status))
+}
+
+/// Status code, content type and body for `path`.
+pub fn answer(path: &str, state_dir: &std::path::Path) -> (u16, &'static str, String) {
+    let now = time::OffsetDateTime::now_utc();
+    match path {
+        "/healthz" => match read_status(state_dir) {
+            None => (503, "text/plain", "UNKNOWN: no status yet\n".into()),
+            Some((_, status)) => {
+                let (level, reasons) = health::overall(&status, &Thresholds::default(), now);
+                let body = if reasons.is_empty() {
+                    format!("{}\n", level.label())
+                } else {
+                    format!("{}: {}\n", level.label(), reasons.join("; "))
+                };
+                // A warning (renewal failed, still valid) is not an outage.
+                let code = if matches!(level, Level::Ok | Level::Warning) {
+                    200
+                } else {
+                    503
+                };
+                (code, "text/plain", body)
+            }
+        },
+        "/status" => match read_status(state_dir) {
+            None => (
+                503,
+                "application/json",
+                "{\"error\":\"no status yet\"}\n".into(),
+            ),
+            Some((text, _)) => (200, "application/json", text),
+        },
+        "/metrics" => {
+            let status = read_status(state_dir).map(|(_, s)| s);
+            if let Some(s) = &status
+                && s.error.is_none()
+                && s.certificates
+                    .iter()
+                    .all(|c| c.state != crate::report::CertState::Failed)
+            {
+                crate::metrics::set(
+                    "certkeeper_run_last_success_timestamp_seconds",
+                    s.finished_at.unix_timestamp() as f64,
+                );
+            }
+            (
+                200,
+                "text/plain; version=0.0.4",
+                crate::metrics::render(status.as_ref(), now),
+            )
+        }
+        _ => (
+            404,
+            "text/plain",
+            "not found: try /healthz, /status, /metrics\n".into(),
+        ),
+    }
+}
