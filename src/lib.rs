@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod dns;
 pub mod duration;
 pub mod formats;
+pub mod iam;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -26,6 +26,9 @@ enum Command {
         command: DnsCommand,
     },
     /// Work with the config repo.
+    /// Print least-privilege IAM policy JSON for the current settings and
+    /// config, one per AWS credential identity.
+    IamPolicy(IamPolicyArgs),
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -106,6 +109,19 @@ enum AccountCommand {
     },
 }
 
+#[derive(clap::Args)]
+struct IamPolicyArgs {
+    #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
+    config: PathBuf,
+    /// Only the policy of this identity: a profile name, a role ARN, or
+    /// `default`; printed as a bare policy document.
+    #[arg(long)]
+    profile: Option<String>,
+    /// A working tree of the config repo instead of fetching it.
+    #[arg(long)]
+    repo: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum DnsCommand {
     /// Write, check and remove a probe TXT value at _acme-challenge.DOMAIN.
@@ -147,6 +163,7 @@ enum OutputFormat {
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::IamPolicy(args) => iam_policy(&args),
         Command::Config {
             command:
                 ConfigCommand::Check {
@@ -563,6 +580,65 @@ fn dns_test(
     })
 }
 
+fn iam_policy(args: &IamPolicyArgs) -> i32 {
+    let settings = match Settings::load(&args.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            return exit::CONFIG_ERROR;
+        }
+    };
+    let config = match &args.repo {
+        Some(repo) => match certkeeper::config::Config::load(repo) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("certkeeper: {}: {e}", repo.display());
+                return exit::CONFIG_ERROR;
+            }
+        },
+        None => {
+            // No log lines: stdout is the policy, for piping into a file.
+            let store = match certkeeper::store::Store::open(&settings.state_dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("certkeeper: {e}");
+                    return exit::CONFIG_ERROR;
+                }
+            };
+            match certkeeper::config::gate::accept(&settings, &store, None) {
+                Ok(a) => a.config,
+                Err(e) => {
+                    eprintln!("certkeeper: {e}");
+                    return exit::CONFIG_ERROR;
+                }
+            }
+        }
+    };
+    let policies = certkeeper::iam::policies(&settings, &config);
+    let out = match &args.profile {
+        None => serde_json::to_value(&policies).expect("policies serialize"),
+        Some(want) => {
+            let found = policies.iter().find(|(label, _)| {
+                *label == want
+                    || label.as_str() == format!("profile:{want}")
+                    || label.ends_with(&format!("(from profile:{want})"))
+            });
+            match found {
+                Some((_, policy)) => policy.clone(),
+                None => {
+                    eprintln!(
+                        "certkeeper: no identity {want:?} in this config (identities: {})",
+                        policies.keys().cloned().collect::<Vec<_>>().join(", ")
+                    );
+                    return exit::CONFIG_ERROR;
+                }
+            }
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    exit::OK
+}
+
 fn config_check(
     repo: &std::path::Path,
     settings: Option<&std::path::Path>,
@@ -586,6 +662,7 @@ fn config_check(
         let providers: Vec<String> = settings.dns_providers.keys().cloned().collect();
         report.errors.extend(config.check_providers(&providers));
         report.errors.extend(config.check_issuers(settings));
+        report.errors.extend(config.check_targets(settings));
         if let Some(zones) = &settings.allowed_zones {
             report.errors.extend(config.check_allowed_zones(zones));
         }

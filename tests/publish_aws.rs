@@ -363,3 +363,60 @@ async fn a_failing_target_is_retried_and_does_not_undo_the_others() {
     assert_eq!(status["published"], true);
     assert!(status["last_error"].is_null());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_policies_are_accepted_by_iam() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    env.write_settings(&settings("mesh"));
+    env.repo.commit_certificates(MESH, "mesh cert");
+    let out = env
+        .certkeeper(vec![
+            "iam-policy".into(),
+            "--config".into(),
+            env.settings_path().display().to_string(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let policies: serde_json::Value =
+        serde_json::from_str(&out.stdout).expect("stdout is exactly the policy JSON");
+    let policies = policies.as_object().expect("by identity");
+    assert_eq!(policies.keys().collect::<Vec<_>>(), ["default"]);
+    let doc = &policies["default"];
+    let text = doc.to_string();
+    assert!(text.contains("_acme-challenge.example.test"), "{text}");
+    for action in [
+        "route53:ChangeResourceRecordSets",
+        "s3:PutObject",
+        "ssm:PutParameter",
+        "acm:ImportCertificate",
+        "iam:UploadServerCertificate",
+        "ecs:UpdateService",
+    ] {
+        assert!(text.contains(action), "{action} missing: {text}");
+    }
+    // IAM (moto validates the grammar) takes it as it is.
+    let iam = aws_sdk_iam::Client::new(&env.moto.sdk_config().await);
+    iam.create_policy()
+        .policy_name("certkeeper")
+        .policy_document(doc.to_string())
+        .send()
+        .await
+        .expect("IAM accepts the policy");
+
+    // One identity, as a bare document for put-role-policy.
+    let out = env
+        .certkeeper(vec![
+            "iam-policy".into(),
+            "--profile".into(),
+            "default".into(),
+            "--config".into(),
+            env.settings_path().display().to_string(),
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("\"Version\": \"2012-10-17\""),
+        "{}",
+        out.stdout
+    );
+}

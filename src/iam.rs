@@ -1,0 +1,440 @@
+//! `certkeeper iam-policy`: the least-privilege IAM policy for the current
+//! settings and config, one per credential identity (the default chain, a
+//! profile, or an assumed role), so an audit can see exactly who may
+//! change which record and write where.
+//!
+//! Route53 changes are limited to TXT records at the exact `_acme-challenge`
+//! names of the certificates that use the provider, with the CREATE,
+//! UPSERT and DELETE actions certkeeper sends. Names reached through a
+//! CNAME into another zone (`follow_cname`) cannot be known from the config
+//! and must be added by hand.
+
+use crate::config::Config;
+use crate::settings::{AwsIdentity, DnsProviderSettings, Settings, TargetSettings};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A human label for an identity: `default`, `profile:<name>`, or the role
+/// ARN (with its profile when both are set).
+pub fn identity_label(id: &AwsIdentity) -> String {
+    match (&id.role_arn, &id.profile) {
+        (Some(role), Some(p)) => format!("{role} (from profile:{p})"),
+        (Some(role), None) => role.clone(),
+        (None, Some(p)) => format!("profile:{p}"),
+        (None, None) => "default".into(),
+    }
+}
+
+/// Statements collected per identity.
+#[derive(Default)]
+struct Builder {
+    statements: BTreeMap<String, Vec<Value>>,
+}
+
+impl Builder {
+    fn add(&mut self, id: &AwsIdentity, statement: Value) {
+        let list = self.statements.entry(identity_label(id)).or_default();
+        if !list.contains(&statement) {
+            list.push(statement);
+        }
+    }
+}
+
+/// `_acme-challenge` names, normalized as IAM compares them (lower case, no
+/// trailing dot), of every certificate using DNS provider `provider`.
+fn challenge_names(config: &Config, provider: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for cert in &config.certificates {
+        if cert.spec.dns.provider != provider {
+            continue;
+        }
+        for d in &cert.spec.domains {
+            let base = d.strip_prefix("*.").unwrap_or(d).trim_end_matches('.');
+            names.insert(format!("_acme-challenge.{}", base.to_ascii_lowercase()));
+        }
+    }
+    names
+}
+
+fn zones_of(config: &Config, provider: &str) -> Vec<String> {
+    let mut zones: Vec<String> = config
+        .certificates
+        .iter()
+        .filter(|c| c.spec.dns.provider == provider)
+        .filter_map(|c| c.spec.dns.hosted_zone_id.clone())
+        .map(|z| {
+            format!(
+                "arn:aws:route53:::hostedzone/{}",
+                z.trim_start_matches("/hostedzone/")
+            )
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if zones.is_empty()
+        || config
+            .certificates
+            .iter()
+            .any(|c| c.spec.dns.provider == provider && c.spec.dns.hosted_zone_id.is_none())
+    {
+        // Zones found by name: any zone, but the record-name condition
+        // still limits the change to these names.
+        zones = vec!["arn:aws:route53:::hostedzone/*".into()];
+    }
+    zones
+}
+
+/// A template with every variable replaced by `*`, for resource ARNs.
+fn wildcard(template: &str, known: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let key = &after[..end];
+        match known.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) => out.push_str(v),
+            None => out.push('*'),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    // `a/*/*/b` is as good as `a/*/b` in IAM and easier to read.
+    while out.contains("**") {
+        out = out.replace("**", "*");
+    }
+    out
+}
+
+/// The policy documents, by identity label.
+pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value> {
+    let mut b = Builder::default();
+    let default = AwsIdentity::default();
+    for (name, provider) in &settings.dns_providers {
+        let DnsProviderSettings::Route53(r) = provider else {
+            continue;
+        };
+        let names = challenge_names(config, name);
+        if names.is_empty() {
+            continue;
+        }
+        let id = AwsIdentity {
+            profile: r.profile.clone(),
+            role_arn: r.role_arn.clone(),
+            external_id: r.external_id.clone(),
+            region: None,
+        };
+        let zones = zones_of(config, name);
+        b.add(
+            &id,
+            json!({
+                "Sid": format!("Route53ChallengeRecords{}", sid(name)),
+                "Effect": "Allow",
+                "Action": "route53:ChangeResourceRecordSets",
+                "Resource": zones,
+                "Condition": {
+                    "ForAllValues:StringEquals": {
+                        "route53:ChangeResourceRecordSetsNormalizedRecordNames": names,
+                        "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"],
+                        "route53:ChangeResourceRecordSetsActions": ["CREATE", "UPSERT", "DELETE"]
+                    }
+                }
+            }),
+        );
+        b.add(
+            &id,
+            json!({
+                "Sid": format!("Route53ReadZones{}", sid(name)),
+                "Effect": "Allow",
+                "Action": ["route53:GetHostedZone", "route53:ListResourceRecordSets"],
+                "Resource": zones,
+            }),
+        );
+        b.add(
+            &id,
+            json!({
+                "Sid": "Route53FindZonesAndWait",
+                "Effect": "Allow",
+                "Action": ["route53:ListHostedZonesByName", "route53:GetChange"],
+                "Resource": "*",
+            }),
+        );
+    }
+    for (name, target) in &settings.targets {
+        let used = config
+            .certificates
+            .iter()
+            .any(|c| settings.targets_for(&c.spec).contains(name));
+        if !used {
+            continue;
+        }
+        match target {
+            TargetSettings::S3(s3) => {
+                let prefix = s3.prefix.trim_matches('/');
+                let keys = wildcard(&s3.key_template, &[("prefix", prefix)]);
+                let mut resources = vec![format!(
+                    "arn:aws:s3:::{}/{}",
+                    s3.bucket,
+                    keys.trim_start_matches('/')
+                )];
+                if s3.manifest {
+                    let index = if prefix.is_empty() {
+                        "index.json".to_string()
+                    } else {
+                        format!("{prefix}/index.json")
+                    };
+                    resources.push(format!("arn:aws:s3:::{}/{index}", s3.bucket));
+                }
+                b.add(
+                    &s3.aws,
+                    json!({
+                        "Sid": format!("S3Publish{}", sid(name)),
+                        "Effect": "Allow",
+                        // GetObject also covers HeadObject.
+                        "Action": ["s3:PutObject", "s3:GetObject"],
+                        "Resource": resources,
+                    }),
+                );
+                if let Some(key) = &s3.kms_key_id {
+                    b.add(
+                        &s3.aws,
+                        kms(name, key, &["kms:GenerateDataKey", "kms:Decrypt"]),
+                    );
+                }
+            }
+            TargetSettings::Ssm(ssm) => {
+                let resources: Vec<String> = ssm
+                    .parameters
+                    .values()
+                    .map(|t| {
+                        let path = wildcard(t, &[]);
+                        format!("arn:aws:ssm:*:*:parameter/{}", path.trim_start_matches('/'))
+                    })
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                b.add(
+                    &ssm.aws,
+                    json!({
+                        "Sid": format!("SsmParameters{}", sid(name)),
+                        "Effect": "Allow",
+                        "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+                        "Resource": resources,
+                    }),
+                );
+                if let Some(key) = &ssm.kms_key_id {
+                    b.add(&ssm.aws, kms(name, key, &["kms:Encrypt", "kms:Decrypt"]));
+                }
+            }
+            TargetSettings::Acm(acm) => {
+                b.add(
+                    &acm.aws,
+                    json!({
+                        "Sid": format!("AcmImport{}", sid(name)),
+                        "Effect": "Allow",
+                        "Action": [
+                            "acm:ImportCertificate", "acm:GetCertificate", "acm:AddTagsToCertificate",
+                            "acm:ListCertificates", "acm:ListTagsForCertificate"
+                        ],
+                        "Resource": "*",
+                    }),
+                );
+            }
+            TargetSettings::Iam(iam) => {
+                let path = wildcard(&iam.path, &[]);
+                b.add(
+                    &iam.aws,
+                    json!({
+                        "Sid": format!("IamServerCertificates{}", sid(name)),
+                        "Effect": "Allow",
+                        "Action": [
+                            "iam:UploadServerCertificate", "iam:GetServerCertificate",
+                            "iam:DeleteServerCertificate", "iam:TagServerCertificate"
+                        ],
+                        "Resource": format!("arn:aws:iam::*:server-certificate{path}*"),
+                    }),
+                );
+                b.add(
+                    &iam.aws,
+                    json!({
+                        "Sid": "IamListServerCertificates",
+                        "Effect": "Allow",
+                        "Action": "iam:ListServerCertificates",
+                        "Resource": "*",
+                    }),
+                );
+            }
+            TargetSettings::Ecs(ecs) => {
+                let services: Vec<String> = ecs
+                    .services
+                    .iter()
+                    .map(|s| format!("arn:aws:ecs:*:*:service/{}/{s}", ecs.cluster))
+                    .collect();
+                b.add(
+                    &ecs.aws,
+                    json!({
+                        "Sid": format!("EcsRedeploy{}", sid(name)),
+                        "Effect": "Allow",
+                        "Action": ["ecs:DescribeServices", "ecs:UpdateService"],
+                        "Resource": services,
+                    }),
+                );
+            }
+            TargetSettings::Files(_) => {}
+        }
+    }
+    let used_secrets: BTreeSet<&str> = config
+        .certificates
+        .iter()
+        .filter_map(|c| c.spec.pkcs12.as_ref().map(|p| p.password.as_str()))
+        .collect();
+    for (name, secret) in &settings.secrets {
+        if let (Some(param), true) = (&secret.ssm, used_secrets.contains(name.as_str())) {
+            b.add(
+                &default,
+                json!({
+                    "Sid": format!("ReadSecret{}", sid(name)),
+                    "Effect": "Allow",
+                    "Action": "ssm:GetParameter",
+                    "Resource": format!("arn:aws:ssm:*:*:parameter/{}", param.trim_start_matches('/')),
+                }),
+            );
+        }
+    }
+    b.statements
+        .into_iter()
+        .map(|(id, statements)| {
+            (
+                id,
+                json!({ "Version": "2012-10-17", "Statement": statements }),
+            )
+        })
+        .collect()
+}
+
+fn kms(target: &str, key: &str, actions: &[&str]) -> Value {
+    let resource = if key.starts_with("arn:") && !key.contains(":alias/") {
+        key.to_string()
+    } else {
+        // An alias names the key only indirectly: allow keys used through it.
+        "*".to_string()
+    };
+    let mut statement = json!({
+        "Sid": format!("Kms{}", sid(target)),
+        "Effect": "Allow",
+        "Action": actions,
+        "Resource": resource,
+    });
+    if resource == "*" {
+        let alias = if key.starts_with("alias/") {
+            key.to_string()
+        } else {
+            key.rsplit_once(':')
+                .map(|(_, a)| a.to_string())
+                .unwrap_or_else(|| key.to_string())
+        };
+        statement["Condition"] =
+            json!({ "ForAnyValue:StringEquals": { "kms:ResourceAliases": alias } });
+    }
+    statement
+}
+
+/// IAM statement ids are alphanumeric.
+fn sid(name: &str) -> String {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> Settings {
+        let text = format!(
+            "config_repo: {{url: /tmp/repo}}\nstate_dir: /tmp/state\nacme: {{directory_url: https://ca.test/dir}}\ns3: {{bucket: certs, prefix: prod}}\n{extra}"
+        );
+        Settings::parse(
+            std::path::Path::new("/etc/certkeeper/certkeeper.yaml"),
+            &text,
+        )
+        .unwrap()
+    }
+
+    fn config(yaml: &str) -> Config {
+        Config::parse(&[(
+            std::path::PathBuf::from("certificates.yaml"),
+            yaml.to_string(),
+        )])
+        .unwrap()
+    }
+
+    #[test]
+    fn route53_is_limited_to_the_challenge_names() {
+        let s = settings("");
+        let c = config(
+            "certificates:\n  - name: web\n    domains: [\"*.Example.test\", www.example.test]\n  - name: api\n    domains: [api.example.test]\n    dns: {hosted_zone_id: Z123}\n",
+        );
+        let p = policies(&s, &c);
+        let doc = &p["default"];
+        let text = doc.to_string();
+        let change = &doc["Statement"][0];
+        assert_eq!(change["Action"], "route53:ChangeResourceRecordSets");
+        let names = &change["Condition"]["ForAllValues:StringEquals"]["route53:ChangeResourceRecordSetsNormalizedRecordNames"];
+        assert_eq!(
+            names,
+            &json!([
+                "_acme-challenge.api.example.test",
+                "_acme-challenge.example.test",
+                "_acme-challenge.www.example.test"
+            ])
+        );
+        assert_eq!(
+            change["Condition"]["ForAllValues:StringEquals"]["route53:ChangeResourceRecordSetsRecordTypes"],
+            json!(["TXT"])
+        );
+        // One certificate finds its zone by name: any zone, same names.
+        assert_eq!(
+            change["Resource"],
+            json!(["arn:aws:route53:::hostedzone/*"])
+        );
+        assert!(text.contains("arn:aws:s3:::certs/prod/*/*"), "{text}");
+        assert!(
+            text.contains("arn:aws:s3:::certs/prod/index.json"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn one_policy_per_identity() {
+        let s = settings(
+            "dns_providers:\n  r53: {type: route53, role_arn: \"arn:aws:iam::111:role/dns\"}\ntargets:\n  mesh:\n    type: ssm\n    environments: [dev, prod]\n    parameters: {cert: \"/registrations/{env}/mesh/{mailbox}-cert\"}\n    aws: {profile: params}\n  fwd: {type: ecs, cluster: mesh, services: [forwarder]}\n",
+        );
+        let c = config(
+            "certificates:\n  - name: web\n    domains: [web.example.test]\n    dns: {provider: r53}\n    targets: [s3, mesh, fwd]\n    vars: {mailbox: X1}\n",
+        );
+        let p = policies(&s, &c);
+        let ids: Vec<&String> = p.keys().collect();
+        assert_eq!(
+            ids,
+            ["arn:aws:iam::111:role/dns", "default", "profile:params"]
+        );
+        let ssm = p["profile:params"].to_string();
+        assert!(
+            ssm.contains("arn:aws:ssm:*:*:parameter/registrations/*/mesh/*-cert"),
+            "{ssm}"
+        );
+        assert!(!p["arn:aws:iam::111:role/dns"].to_string().contains("s3:"));
+        assert!(p["default"].to_string().contains("service/mesh/forwarder"));
+    }
+}
