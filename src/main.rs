@@ -77,7 +77,8 @@ enum Command {
         config: PathBuf,
         #[arg(long)]
         json: bool,
-        /// Also write a JUnit report (one testcase per certificate).
+        /// Also write a JUnit report (one testcase per certificate); `-`:
+        /// only the report, on stdout.
         #[arg(long)]
         junit: Option<PathBuf>,
         /// WARNING below this many days left.
@@ -467,6 +468,12 @@ fn status_command(
     };
     let now = time::OffsetDateTime::now_utc();
     let (level, reasons) = health::overall(&status, &thresholds, now);
+    if junit.is_some_and(|f| f.as_os_str() == "-") {
+        // Only the report on stdout: for `ssh vm > report.xml` from Jenkins.
+        print!("{}", certkeeper::report::junit(&status, &thresholds, now));
+        eprintln!("certkeeper {} - {}", level.label(), reasons.join("; "));
+        return level as i32;
+    }
     if let Some(file) = junit
         && let Err(e) = std::fs::write(file, certkeeper::report::junit(&status, &thresholds, now))
     {

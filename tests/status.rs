@@ -70,6 +70,13 @@ async fn reports_health_with_nagios_codes() {
         xml.contains("failures=\"2\"") && xml.contains("<failure message=\"WARNING expires in"),
         "{xml}"
     );
+    // `--junit -`: exactly the XML on stdout (what Jenkins saves over ssh),
+    // the verdict on stderr, the Nagios exit code.
+    let out = status(&env, &["--critical-days", "5000", "--junit", "-"]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stdout.starts_with("<?xml"), "{}", out.stdout);
+    assert!(out.stdout.trim_end().ends_with("</testsuite>"), "{}", out.stdout);
+    assert!(out.stderr.contains("certkeeper CRITICAL"), "{}", out.stderr);
     let out = status(&env, &["--critical-days", "5000", "--json"]).await;
     assert_eq!(out.code, 2, "{}", out.stdout);
     let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();

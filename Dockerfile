@@ -1,0 +1,36 @@
+# certkeeper in a container: `run` (the daemon) by default, state in a
+# volume, settings mounted at /etc/certkeeper, non-root.
+#
+#   docker build -t certkeeper .
+#   docker run -d -v certkeeper-state:/var/lib/certkeeper \
+#       -v /etc/certkeeper:/etc/certkeeper:ro -p 127.0.0.1:9469:9469 certkeeper
+#
+# With `http: {listen: 0.0.0.0:9469}` in the settings, /healthz, /status and
+# /metrics are reachable through the published port. The settings'
+# state_dir must be /var/lib/certkeeper.
+
+FROM rust:1.95-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends pkg-config libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src src
+RUN cargo build --release --locked --bin certkeeper \
+ && strip target/release/certkeeper
+
+FROM debian:bookworm-slim
+# CA certificates for the ACME CA and AWS; libssl3 and zlib for libgit2's
+# HTTPS; nothing else.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /var/lib/certkeeper --shell /usr/sbin/nologin certkeeper \
+ && install -d -m 0700 -o certkeeper -g certkeeper /var/lib/certkeeper
+COPY --from=build /src/target/release/certkeeper /usr/local/bin/certkeeper
+USER certkeeper
+VOLUME ["/var/lib/certkeeper"]
+EXPOSE 9469
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/certkeeper"]
+CMD ["run", "--config", "/etc/certkeeper/certkeeper.yaml"]
