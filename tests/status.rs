@@ -75,11 +75,84 @@ async fn reports_health_with_nagios_codes() {
     let out = status(&env, &["--critical-days", "5000", "--junit", "-"]).await;
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stdout.starts_with("<?xml"), "{}", out.stdout);
-    assert!(out.stdout.trim_end().ends_with("</testsuite>"), "{}", out.stdout);
+    assert!(
+        out.stdout.trim_end().ends_with("</testsuite>"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stderr.contains("certkeeper CRITICAL"), "{}", out.stderr);
     let out = status(&env, &["--critical-days", "5000", "--json"]).await;
     assert_eq!(out.code, 2, "{}", out.stdout);
     let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(json["level"], "CRITICAL");
     assert_eq!(json["status"]["certificates"].as_array().unwrap().len(), 2);
+}
+
+/// The Jenkins path: a real sshd with the forced-command key of
+/// deploy/jenkins/authorized_keys.example. Whatever the client asks for,
+/// it gets the JUnit report and the Nagios exit code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_command_key_only_prints_the_report() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    env.repo.commit_certificates(
+        "certificates:\n  - name: web\n    domains: [web.example.test]\n",
+        "one",
+    );
+    assert_eq!(env.run().await.code, 0);
+    let sshd = support::sshd::Sshd::start(&env.root.join("sshd"));
+    let template = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("deploy/jenkins/authorized_keys.example"),
+    )
+    .unwrap();
+    let line = template
+        .lines()
+        .find(|l| l.starts_with("restrict,command="))
+        .expect("key line");
+    let options = line.split(" ssh-ed25519 ").next().unwrap().replace(
+        "/usr/local/bin/certkeeper status --config /etc/certkeeper/certkeeper.yaml",
+        &format!(
+            "{} status --config {}",
+            support::certkeeper_bin().display(),
+            env.settings_path().display()
+        ),
+    );
+    let client_pub = std::fs::read_to_string(sshd.dir.join("client_ed25519.pub")).unwrap();
+    std::fs::write(
+        sshd.dir.join("authorized_keys"),
+        format!("{options} {}", client_pub.trim()),
+    )
+    .unwrap();
+    let marker = env.root.join("should-not-exist");
+    let out = std::process::Command::new("ssh")
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-i",
+        ])
+        .arg(&sshd.client_key)
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            sshd.known_hosts().display()
+        ))
+        .args(["-p", &sshd.port.to_string(), "root@127.0.0.1"])
+        .arg(format!("touch {}", marker.display()))
+        .output()
+        .expect("ssh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("<?xml"), "{stdout}");
+    assert!(stdout.contains("name=\"web\""), "{stdout}");
+    assert!(
+        !marker.exists(),
+        "the forced command must replace what the client asked for"
+    );
 }
