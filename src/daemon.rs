@@ -62,7 +62,10 @@ impl Signals {
 
 pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonError> {
     let mut schedule = settings.schedule.build()?;
-    let mut services = Services::from_settings(&settings).await?;
+    // Built per run and dropped after it (with their connection pools), so
+    // the idle daemon holds no clients; built once here to fail fast.
+    drop(Services::from_settings(&settings).await?);
+    release_memory();
     let http_stop = CancellationToken::new();
     let mut http_addr = None;
     start_http(&settings, &http_stop, &mut http_addr).await?;
@@ -104,7 +107,7 @@ pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonErro
             Wake::Reload => {
                 notify::notify("RELOADING=1");
                 match reload(config).await {
-                    Ok((s, sched, svc)) => {
+                    Ok((s, sched)) => {
                         tracing::info!(event = "daemon.reloaded", schedule = %sched.expression());
                         // A changed listener address needs a restart; say so.
                         if s.http.as_ref().map(|h| &h.listen)
@@ -117,7 +120,6 @@ pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonErro
                         }
                         settings = s;
                         schedule = sched;
-                        services = svc;
                     }
                     Err(e) => {
                         tracing::error!(event = "daemon.reload.failed", error = %e, keeping = "the previous settings");
@@ -127,7 +129,18 @@ pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonErro
             }
             Wake::Scheduled => {}
         }
-        if one_run(&settings, &services, &mut signals).await {
+        let services = match Services::from_settings(&settings).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(event = "run.failed", error = %e);
+                record_failure(&settings, &e.to_string());
+                continue;
+            }
+        };
+        let stop = one_run(&settings, &services, &mut signals).await;
+        drop(services);
+        release_memory();
+        if stop {
             break;
         }
     }
@@ -162,11 +175,12 @@ async fn start_http(
 
 async fn reload(
     config: &Path,
-) -> Result<(Settings, crate::schedule::Schedule, Services), DaemonError> {
+) -> Result<(Settings, crate::schedule::Schedule), DaemonError> {
     let settings = Settings::load(config)?;
     let schedule = settings.schedule.build()?;
-    let services = Services::from_settings(&settings).await?;
-    Ok((settings, schedule, services))
+    // Checked now, so a bad reload keeps the previous settings.
+    drop(Services::from_settings(&settings).await?);
+    Ok((settings, schedule))
 }
 
 /// One renewal run; `true` when a shutdown signal came during it.
@@ -236,6 +250,16 @@ async fn one_run(settings: &Settings, services: &Services, signals: &mut Signals
         }
     }
     shutting_down
+}
+
+/// Hands the run's freed heap back to the OS: between runs the daemon
+/// should hold only what it needs to wait.
+fn release_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// A run that could not start still leaves a status saying why.

@@ -3,7 +3,8 @@
 # release build. Prints wall time, CPU, peak RSS and Route53 calls per
 # certificate. With --certbot, also renews the same names with certbot +
 # certbot-dns-route53 (installed into target/bench-venv) and prints the ratio.
-# Results are recorded in BENCHMARKS.md.
+# `bench.sh service [N]`: the daemon's idle memory and CPU, and `status`
+# over 10,000 certificates. Results are recorded in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/setup.sh
@@ -15,6 +16,11 @@ for arg in "$@"; do
     target/bench-venv/bin/pip install --quiet --disable-pip-version-check certbot certbot-dns-route53
   fi
 done
+if [ "${1:-}" = "service" ]; then
+  shift
+  cargo build --locked --release --bin certkeeper --example bench_service
+  CERTKEEPER_BIN="$PWD/target/release/certkeeper" exec target/release/examples/bench_service "$@"
+fi
 cargo build --locked --release --bin certkeeper --example bench
 CERTBOT_BIN="$PWD/target/bench-venv/bin/certbot" \
 CERTKEEPER_BIN="$PWD/target/release/certkeeper" exec target/release/examples/bench "$@"
