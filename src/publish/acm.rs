@@ -4,7 +4,7 @@
 //! us-east-1), kept in the state dir; a lost state file is recovered from
 //! the `certkeeper:name` tag instead of importing a duplicate.
 
-use super::{Item, Outcome, PublishError, Target, aws_message};
+use super::{Item, Outcome, PublishError, Target, aws_message, same_pem};
 use crate::store::{CERT, CHAIN, PRIVKEY};
 use async_trait::async_trait;
 use aws_sdk_acm::Client;
@@ -94,9 +94,6 @@ impl Acm {
     }
 }
 
-fn same_pem(a: &str, b: &[u8]) -> bool {
-    a.trim() == String::from_utf8_lossy(b).trim()
-}
 
 #[async_trait]
 impl Target for Acm {

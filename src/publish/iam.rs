@@ -8,7 +8,7 @@
 //! ones are deleted, except those IAM refuses to delete because they are
 //! still in use (reported, retried next run).
 
-use super::{Item, Outcome, PublishError, Target, aws_message};
+use super::{Item, Outcome, PublishError, Target, aws_message, same_pem};
 use crate::settings::IamSettings;
 use crate::store::{CERT, CHAIN, PRIVKEY};
 use async_trait::async_trait;
@@ -81,9 +81,6 @@ impl Iam {
     }
 }
 
-fn same_pem(a: &str, b: &[u8]) -> bool {
-    a.trim() == String::from_utf8_lossy(b).trim()
-}
 
 #[async_trait]
 impl Target for Iam {

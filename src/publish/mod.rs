@@ -112,6 +112,12 @@ pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String,
     Ok(out)
 }
 
+/// Whether a PEM an AWS service returned is `ours` (services trim or add
+/// a final newline).
+pub fn same_pem(theirs: &str, ours: &[u8]) -> bool {
+    theirs.trim() == String::from_utf8_lossy(ours).trim()
+}
+
 /// The live-set file an SSM `parameters` key stands for.
 pub fn ssm_file(key: &str) -> Option<&'static str> {
     use crate::store::*;
