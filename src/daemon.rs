@@ -173,9 +173,7 @@ async fn start_http(
     Ok(())
 }
 
-async fn reload(
-    config: &Path,
-) -> Result<(Settings, crate::schedule::Schedule), DaemonError> {
+async fn reload(config: &Path) -> Result<(Settings, crate::schedule::Schedule), DaemonError> {
     let settings = Settings::load(config)?;
     let schedule = settings.schedule.build()?;
     // Checked now, so a bad reload keeps the previous settings.

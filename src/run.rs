@@ -346,7 +346,12 @@ pub async fn run_once(
     }
     load_issuers(settings, &store, &plans, &mut issuers).await;
     let issuers = Arc::new(issuers);
-    let dns = Arc::new(Dns01::new(services.dns.clone(), &settings.dns));
+    let dns = Arc::new(
+        Dns01::new(services.dns.clone(), &settings.dns)
+            .with_journal(store.root().join("dns-journal")),
+    );
+    // Records a killed run wrote and never removed go first.
+    dns.recover().await;
 
     // One pipeline per certificate (renew if due, then publish), at most
     // max_concurrent_orders at a time; one failure never stops the others.

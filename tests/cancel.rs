@@ -91,3 +91,57 @@ async fn sigterm_during_propagation_cleans_up() {
         "nothing may be live"
     );
 }
+
+/// SIGKILL leaves no chance to clean up: the TXT value stays, and the
+/// journal in the state dir has the next run remove it before anything
+/// else — then the interrupted certificate is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_leaves_records_the_next_run_removes() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    env.repo.commit_certificates(
+        "certificates:\n  - name: slow\n    domains: [slow.example.test]\n",
+        "one",
+    );
+    env.dns.hide("_acme-challenge.slow.example.test");
+    let bin = support::certkeeper_bin();
+    let settings = env.settings_path();
+    let secret = env.aws_secret.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(bin)
+            .args(["run", "--once", "--config"])
+            .arg(settings)
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            if line.unwrap().contains("\"dns.txt.upserted\"") {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    })
+    .await
+    .unwrap();
+    let left = env.moto.challenge_records().await;
+    assert_eq!(
+        left.len(),
+        1,
+        "the killed run's record is still there: {left:?}"
+    );
+    assert!(env.state_dir().join("dns-journal/slow.json").exists());
+
+    env.dns.show("_acme-challenge.slow.example.test");
+    let out = env.run().await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let recovered = out.events_named("dns.journal.recovered");
+    assert_eq!(recovered.len(), 1, "{}", out.stdout);
+    assert_eq!(recovered[0]["cert"], "slow");
+    assert!(env.moto.challenge_records().await.is_empty());
+    assert!(!env.state_dir().join("dns-journal/slow.json").exists());
+    assert_eq!(out.events_named("cert.issued").len(), 1);
+}

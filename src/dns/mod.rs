@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use std::fmt;
 
 /// One TXT value at one name, e.g. `_acme-challenge.example.test` = `abc…`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TxtRecord {
     /// Fully qualified, lower case, no trailing dot.
     pub name: String,
@@ -27,6 +29,8 @@ impl fmt::Display for TxtRecord {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DnsError {
+    #[error("DNS journal: {0}")]
+    Journal(String),
     #[error("no {provider} hosted zone found for {name} (looked for every parent domain)")]
     NoZone {
         provider: &'static str,
@@ -48,7 +52,7 @@ pub enum DnsError {
 }
 
 /// Where a set of challenge records goes: provider-specific zone hint.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ZoneHint {
     /// A zone id given in the config; `None` means discover it.
     pub zone_id: Option<String>,
@@ -102,10 +106,14 @@ pub struct Dns01 {
     propagation_timeout: std::time::Duration,
     skip_propagation: bool,
     follow_cname: bool,
+    /// Where records are noted before they are written and forgotten once
+    /// removed, so a run killed in between (SIGKILL, power loss) has them
+    /// removed by the next one.
+    journal: Option<std::path::PathBuf>,
 }
 
 /// Where the records of one order were written, for cleanup.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Placement {
     parts: Vec<(String, ZoneHint, Vec<TxtRecord>)>,
 }
@@ -131,6 +139,70 @@ impl Dns01 {
             propagation_timeout: settings.propagation_timeout,
             skip_propagation: settings.propagation == crate::settings::Propagation::Skip,
             follow_cname: settings.follow_cname,
+            journal: None,
+        }
+    }
+
+    /// Keeps a journal of written records in `dir` (the state dir's
+    /// `dns-journal`).
+    pub fn with_journal(mut self, dir: std::path::PathBuf) -> Self {
+        self.journal = Some(dir);
+        self
+    }
+
+    fn journal_file(&self, cert: &str) -> Option<std::path::PathBuf> {
+        self.journal
+            .as_ref()
+            .map(|d| d.join(format!("{cert}.json")))
+    }
+
+    fn note(&self, cert: &str, placed: &Placement) -> Result<(), DnsError> {
+        let Some(path) = self.journal_file(cert) else {
+            return Ok(());
+        };
+        let json = serde_json::to_vec_pretty(placed).expect("placement serializes");
+        if let Some(dir) = path.parent() {
+            crate::store::create_private_dir(dir).map_err(|e| DnsError::Journal(e.to_string()))?;
+        }
+        crate::store::write_atomic(&path, &json, 0o600)
+            .map_err(|e| DnsError::Journal(e.to_string()))
+    }
+
+    /// Removes what a killed run left behind, as its journal says. Entries
+    /// that cannot be cleaned stay for the next run.
+    pub async fn recover(&self) {
+        let Some(dir) = &self.journal else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(cert) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let placed: Placement = match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+            {
+                Some(p) => p,
+                None => {
+                    tracing::error!(event = "dns.journal.corrupt", path = %path.display(), action = "removed");
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+            };
+            let records: usize = placed.parts.iter().map(|(_, _, r)| r.len()).sum();
+            tracing::warn!(event = "dns.journal.recovering", cert = %cert, records, reason = "left by an interrupted run");
+            if self.cleanup(&cert, &placed).await.is_ok() {
+                tracing::info!(event = "dns.journal.recovered", cert = %cert, records);
+            }
         }
     }
 
@@ -216,6 +288,7 @@ impl Dns01 {
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<(), DnsError> {
         *placed = self.place(provider, zone, records).await?;
+        self.note(cert, placed)?;
         let started = std::time::Instant::now();
         for (pname, zone, records) in &placed.parts {
             let provider = self.provider(pname)?;
@@ -277,6 +350,16 @@ impl Dns01 {
 
     /// Removes what `present` placed. Not cancellable: cleanup must finish.
     pub async fn cleanup(&self, cert: &str, placed: &Placement) -> Result<(), DnsError> {
+        let result = self.cleanup_parts(cert, placed).await;
+        if result.is_ok()
+            && let Some(path) = self.journal_file(cert)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+        result
+    }
+
+    async fn cleanup_parts(&self, cert: &str, placed: &Placement) -> Result<(), DnsError> {
         let mut result = Ok(());
         for (pname, zone, records) in &placed.parts {
             let started = std::time::Instant::now();

@@ -94,7 +94,6 @@ impl Acm {
     }
 }
 
-
 #[async_trait]
 impl Target for Acm {
     fn name(&self) -> &str {

@@ -81,7 +81,6 @@ impl Iam {
     }
 }
 
-
 #[async_trait]
 impl Target for Iam {
     fn name(&self) -> &str {
