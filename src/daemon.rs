@@ -168,6 +168,7 @@ async fn start_http(
     tokio::spawn(crate::serve::serve(
         listener,
         PathBuf::from(&settings.state_dir),
+        settings.health.thresholds(),
         stop.clone(),
     ));
     Ok(())

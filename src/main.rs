@@ -81,15 +81,17 @@ enum Command {
         /// only the report, on stdout.
         #[arg(long)]
         junit: Option<PathBuf>,
-        /// WARNING below this many days left.
-        #[arg(long, default_value_t = 14)]
-        warning_days: i64,
-        /// CRITICAL below this many days left.
-        #[arg(long, default_value_t = 7)]
-        critical_days: i64,
-        /// CRITICAL when the last run finished longer ago than this.
-        #[arg(long, default_value = "36h")]
-        max_run_age: String,
+        /// WARNING below this many days left (default: the settings'
+        /// `health.warning_days`, 14).
+        #[arg(long)]
+        warning_days: Option<i64>,
+        /// CRITICAL below this many days left (default: `health.critical_days`, 7).
+        #[arg(long)]
+        critical_days: Option<i64>,
+        /// CRITICAL when the last run finished longer ago than this
+        /// (default: `health.max_run_age`, 36h).
+        #[arg(long)]
+        max_run_age: Option<String>,
     },
     /// ACME account operations.
     Account {
@@ -235,7 +237,7 @@ fn main() {
             junit.as_deref(),
             warning_days,
             critical_days,
-            &max_run_age,
+            max_run_age.as_deref(),
         ),
         Command::Revoke {
             name,
@@ -433,9 +435,9 @@ fn status_command(
     config: &std::path::Path,
     json: bool,
     junit: Option<&std::path::Path>,
-    warning_days: i64,
-    critical_days: i64,
-    max_run_age: &str,
+    warning_days: Option<i64>,
+    critical_days: Option<i64>,
+    max_run_age: Option<&str>,
 ) -> i32 {
     use certkeeper::report::health::{self, Level, Thresholds};
     const UNKNOWN: i32 = Level::Unknown as i32;
@@ -446,17 +448,18 @@ fn status_command(
             return UNKNOWN;
         }
     };
-    let max_run_age = match certkeeper::duration::parse(max_run_age) {
+    let max_run_age = match max_run_age.map(certkeeper::duration::parse).transpose() {
         Ok(d) => d,
         Err(e) => {
             println!("certkeeper UNKNOWN - --max-run-age: {e}");
             return UNKNOWN;
         }
     };
+    let configured = settings.health.thresholds();
     let thresholds = Thresholds {
-        warning_days,
-        critical_days,
-        max_run_age,
+        warning_days: warning_days.unwrap_or(configured.warning_days),
+        critical_days: critical_days.unwrap_or(configured.critical_days),
+        max_run_age: max_run_age.unwrap_or(configured.max_run_age),
     };
     let path = settings.state_dir.join(certkeeper::report::STATUS_FILE);
     let status = match certkeeper::report::Status::load(&path) {

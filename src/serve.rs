@@ -17,7 +17,12 @@ const MAX_REQUEST: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves until `cancel` fires.
-pub async fn serve(listener: TcpListener, state_dir: PathBuf, cancel: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    state_dir: PathBuf,
+    thresholds: Thresholds,
+    cancel: CancellationToken,
+) {
     loop {
         let (mut tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -36,7 +41,7 @@ pub async fn serve(listener: TcpListener, state_dir: PathBuf, cancel: Cancellati
                         return;
                     }
                 };
-                let (code, kind, body) = answer(&path, &state_dir);
+                let (code, kind, body) = answer(&path, &state_dir, &thresholds);
                 let _ = respond(&mut tcp, code, kind, &body).await;
             })
             .await;
@@ -89,13 +94,17 @@ fn read_status(state_dir: &std::path::Path) -> Option<(String, Status)> {
 }
 
 /// Status code, content type and body for `path`.
-pub fn answer(path: &str, state_dir: &std::path::Path) -> (u16, &'static str, String) {
+pub fn answer(
+    path: &str,
+    state_dir: &std::path::Path,
+    thresholds: &Thresholds,
+) -> (u16, &'static str, String) {
     let now = time::OffsetDateTime::now_utc();
     match path {
         "/healthz" => match read_status(state_dir) {
             None => (503, "text/plain", "UNKNOWN: no status yet\n".into()),
             Some((_, status)) => {
-                let (level, reasons) = health::overall(&status, &Thresholds::default(), now);
+                let (level, reasons) = health::overall(&status, thresholds, now);
                 let body = if reasons.is_empty() {
                     format!("{}\n", level.label())
                 } else {

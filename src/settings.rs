@@ -74,6 +74,9 @@ pub struct Settings {
         with = "crate::duration::serde_human"
     )]
     pub shutdown_grace: Duration,
+    /// Thresholds of `certkeeper status` and `/healthz`.
+    #[serde(default)]
+    pub health: HealthSettings,
     /// The daemon's HTTP listener (/healthz, /status, /metrics); off when
     /// absent.
     #[serde(default)]
@@ -105,6 +108,40 @@ impl ScheduleSettings {
                 }
             }
         }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    /// WARNING below this many days left (default 14).
+    pub warning_days: Option<i64>,
+    /// CRITICAL below this many days left (default 7).
+    pub critical_days: Option<i64>,
+    /// CRITICAL when the last run finished longer ago (default 36h).
+    #[serde(default, with = "optional_duration")]
+    pub max_run_age: Option<Duration>,
+}
+
+impl HealthSettings {
+    pub fn thresholds(&self) -> crate::report::health::Thresholds {
+        let d = crate::report::health::Thresholds::default();
+        crate::report::health::Thresholds {
+            warning_days: self.warning_days.unwrap_or(d.warning_days),
+            critical_days: self.critical_days.unwrap_or(d.critical_days),
+            max_run_age: self.max_run_age.unwrap_or(d.max_run_age),
+        }
+    }
+}
+
+mod optional_duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| crate::duration::parse(&t).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

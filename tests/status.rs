@@ -86,6 +86,11 @@ async fn reports_health_with_nagios_codes() {
     let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(json["level"], "CRITICAL");
     assert_eq!(json["status"]["certificates"].as_array().unwrap().len(), 2);
+
+    // Thresholds from the settings; flags override them.
+    env.write_settings("health:\n  warning_days: 5000\n");
+    assert_eq!(status(&env, &[]).await.code, 1);
+    assert_eq!(status(&env, &["--warning-days", "14"]).await.code, 0);
 }
 
 /// The Jenkins path: a real sshd with the forced-command key of
