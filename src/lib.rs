@@ -8,6 +8,7 @@
 //! ([`report`]). [`run`] strings those steps together for one renewal run.
 
 pub mod acme;
+pub mod alert;
 pub mod backoff;
 pub mod config;
 pub mod daemon;
@@ -30,6 +31,7 @@ pub mod serve;
 pub mod settings;
 pub mod store;
 pub mod verify;
+pub mod watch;
 pub mod x509;
 pub mod yaml;
 

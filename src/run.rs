@@ -207,7 +207,7 @@ impl Services {
     }
 }
 
-async fn aws_base(settings: &Settings, profile: Option<&str>) -> aws_config::SdkConfig {
+pub(crate) async fn aws_base(settings: &Settings, profile: Option<&str>) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &settings.aws.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -237,7 +237,7 @@ async fn route53_identity(
 
 /// The SDK config for one identity: its profile, region and assumed role
 /// on top of the defaults.
-async fn aws_identity(
+pub(crate) async fn aws_identity(
     settings: &Settings,
     identity: &AwsIdentity,
     base: &aws_config::SdkConfig,
@@ -436,6 +436,7 @@ pub async fn run_once(
         duration_ms = (status.finished_at - started_at).whole_milliseconds() as u64,
         config_commit = %checkout_commit,
     );
+    crate::watch::check(settings, &store, Some(&status), &services.secrets).await;
     Ok(status)
 }
 

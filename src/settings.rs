@@ -74,6 +74,12 @@ pub struct Settings {
         with = "crate::duration::serde_human"
     )]
     pub shutdown_grace: Duration,
+    /// Certificates to watch for expiry, from any CA, and how to alert.
+    #[serde(default)]
+    pub watch: Option<WatchSettings>,
+    /// Named alert channels (`watch.channels` lists the ones used).
+    #[serde(default)]
+    pub channels: std::collections::BTreeMap<String, ChannelSettings>,
     /// Thresholds of `certkeeper status` and `/healthz`.
     #[serde(default)]
     pub health: HealthSettings,
@@ -109,6 +115,83 @@ impl ScheduleSettings {
             }
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSettings {
+    /// Alerts start this many days before expiry (default 30).
+    #[serde(default = "defaults::warn_days")]
+    pub warn_days: i64,
+    /// The louder template from here on, and for expired ones (default 7).
+    #[serde(default = "defaults::critical_days")]
+    pub critical_days: i64,
+    /// Variables: {name}, {environment}, {owner}, {duration} (days left),
+    /// {not_after}, {source}, and any label.
+    #[serde(default = "defaults::warn_template")]
+    pub template: String,
+    #[serde(default = "defaults::critical_template")]
+    pub critical_template: String,
+    /// Alert on a managed certificate after this many failed renewals in a
+    /// row (and when it gets under critical_days); a recovery message
+    /// follows when it is fixed.
+    #[serde(default = "defaults::failures_before_alert")]
+    pub failures_before_alert: u32,
+    #[serde(default)]
+    pub sources: Vec<WatchSource>,
+    /// Channel names from `channels:`.
+    #[serde(default)]
+    pub channels: Vec<String>,
+}
+
+/// Where watched certificates are found.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum WatchSource {
+    /// A file, or every `.pem`, `.crt`, `.cer`, `.der` under a folder.
+    Files {
+        path: PathBuf,
+        /// Name template; `{stem}` is the file name without extension,
+        /// `{dir}` its folder's name. Default `{stem}`.
+        #[serde(default = "defaults::watch_name")]
+        name: String,
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
+    },
+    /// Every certificate object under a prefix.
+    S3 {
+        bucket: String,
+        #[serde(default)]
+        prefix: String,
+        #[serde(default = "defaults::watch_name")]
+        name: String,
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        aws: AwsIdentity,
+    },
+    /// What a live TLS endpoint serves.
+    Endpoint {
+        address: String,
+        /// Server name sent; default: the host of `address`.
+        sni: Option<String>,
+        name: String,
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ChannelSettings {
+    /// A Slack incoming webhook; its URL is a secret (`secrets:` name).
+    Slack { webhook_url: String },
+    /// A JSON POST; `url` and `hmac_secret` are `secrets:` names. With a
+    /// secret, `X-Certkeeper-Signature: sha256=<hex HMAC of the body>`.
+    Webhook {
+        url: String,
+        hmac_secret: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -555,6 +638,25 @@ mod defaults {
     pub fn iam_keep() -> usize {
         2
     }
+    pub fn warn_days() -> i64 {
+        30
+    }
+    pub fn critical_days() -> i64 {
+        7
+    }
+    pub fn failures_before_alert() -> u32 {
+        3
+    }
+    pub fn warn_template() -> String {
+        "The certificate for {name} in {environment} will expire within the next {duration} days"
+            .into()
+    }
+    pub fn critical_template() -> String {
+        "URGENT: the certificate for {name} in {environment} expires within {duration} days (not after {not_after}); renew it now".into()
+    }
+    pub fn watch_name() -> String {
+        "{stem}".into()
+    }
     pub fn shutdown_grace() -> Duration {
         Duration::from_secs(60)
     }
@@ -768,6 +870,39 @@ impl Settings {
                 &http.listen,
                 format!("{:?} is not an ip:port address", http.listen),
             ));
+        }
+        if let Some(watch) = &self.watch {
+            for c in &watch.channels {
+                if !self.channels.contains_key(c) {
+                    return Err(fail(
+                        "watch.channels",
+                        c,
+                        format!(
+                            "unknown channel {c:?} (channels: {:?})",
+                            self.channels.keys().collect::<Vec<_>>()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (name, channel) in &self.channels {
+            let secrets: Vec<&String> = match channel {
+                ChannelSettings::Slack { webhook_url } => vec![webhook_url],
+                ChannelSettings::Webhook { url, hmac_secret } => {
+                    std::iter::once(url).chain(hmac_secret).collect()
+                }
+            };
+            for secret in secrets {
+                if !self.secrets.contains_key(secret) {
+                    return Err(fail(
+                        &format!("channels.{name}"),
+                        secret,
+                        format!(
+                            "{secret:?} is not a name in `secrets:` (URLs and keys are secrets, never written here)"
+                        ),
+                    ));
+                }
+            }
         }
         for name in self.default_targets.iter().flatten() {
             if !self.targets.contains_key(name) {

@@ -1,0 +1,90 @@
+//! Expiry alerts: who is told, when, and what was already said.
+//!
+//! At most one alert per certificate per day; what was sent is remembered
+//! in `<state>/alerts.json`, so a restart neither repeats nor loses an
+//! alert. Channel URLs and keys are secrets and never logged.
+
+pub mod http;
+pub mod slack;
+pub mod webhook;
+
+use crate::store::Store;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One message about one certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub name: String,
+    /// `warning`, `critical`, `expired`, `failing` or `recovered`.
+    pub level: String,
+    pub message: String,
+    pub days_left: Option<i64>,
+    pub not_after: Option<String>,
+    pub source: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("alert channel {channel}: {message}")]
+pub struct ChannelError {
+    pub channel: String,
+    pub message: String,
+}
+
+#[async_trait]
+pub trait Channel: Send + Sync {
+    fn name(&self) -> &str;
+    async fn send(&self, alert: &Alert) -> Result<(), ChannelError>;
+}
+
+/// What was last said about a certificate.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sent {
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    pub level: String,
+}
+
+const STATE: &str = "alerts.json";
+
+pub fn load_sent(store: &Store) -> BTreeMap<String, Sent> {
+    store
+        .read_state(STATE)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn save_sent(store: &Store, sent: &BTreeMap<String, Sent>) {
+    let json = serde_json::to_vec_pretty(sent).expect("alerts serialize");
+    if let Err(e) = store.write_state(STATE, &json) {
+        tracing::error!(event = "alert.state.failed", error = %e);
+    }
+}
+
+pub fn today() -> String {
+    let d = time::OffsetDateTime::now_utc().date();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// Sends `alert` on every channel; `true` when at least one took it (the
+/// others are logged and the alert counts as sent, so one broken channel
+/// does not make the others repeat every run).
+pub async fn dispatch(channels: &[std::sync::Arc<dyn Channel>], alert: &Alert) -> bool {
+    let mut any = false;
+    for channel in channels {
+        match channel.send(alert).await {
+            Ok(()) => {
+                any = true;
+                tracing::info!(event = "alert.sent", channel = channel.name(), cert = %alert.name, level = %alert.level);
+            }
+            Err(e) => {
+                tracing::error!(event = "alert.failed", channel = channel.name(), cert = %alert.name, error = %e);
+            }
+        }
+    }
+    any
+}

@@ -1,0 +1,385 @@
+//! Expiry watch: certificates from any CA (MESH, partner mTLS, hand-issued)
+//! found in files, S3 and on live endpoints, plus the managed ones, checked
+//! on every run; alerts go out before they expire.
+//!
+//! Per name only the newest certificate counts, so an alert stops by itself
+//! once a renewed certificate lands in the source.
+
+pub mod sources;
+
+use crate::alert::{self, Alert, Channel, Sent};
+use crate::report::{CertState, Status};
+use crate::run::Secrets;
+use crate::settings::{ChannelSettings, Settings, WatchSettings};
+use crate::store::Store;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use time::OffsetDateTime;
+
+/// One certificate found in a watched source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Watched {
+    pub name: String,
+    /// Where it was found: a path, `s3://bucket/key` or `host:port`.
+    pub source: String,
+    pub labels: BTreeMap<String, String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    pub serial: String,
+    pub subject: String,
+}
+
+/// Every watched certificate, newest per name; errors per source are
+/// returned beside them (one unreadable source does not hide the others).
+pub async fn scan(settings: &Settings, watch: &WatchSettings) -> (Vec<Watched>, Vec<String>) {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for source in &watch.sources {
+        match sources::scan(settings, source).await {
+            Ok((certs, errs)) => {
+                found.extend(certs);
+                errors.extend(errs);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (newest_per_name(found), errors)
+}
+
+pub fn newest_per_name(found: Vec<Watched>) -> Vec<Watched> {
+    let mut best: BTreeMap<String, Watched> = BTreeMap::new();
+    for w in found {
+        match best.get(&w.name) {
+            Some(b) if b.not_after >= w.not_after => {}
+            _ => {
+                best.insert(w.name.clone(), w);
+            }
+        }
+    }
+    best.into_values().collect()
+}
+
+/// The alert level for `days` left: `None` when no alert is due.
+fn level(days: i64, expired: bool, watch: &WatchSettings) -> Option<&'static str> {
+    if expired {
+        Some("expired")
+    } else if days < watch.critical_days {
+        Some("critical")
+    } else if days < watch.warn_days {
+        Some("warning")
+    } else {
+        None
+    }
+}
+
+fn render(template: &str, vars: &BTreeMap<String, String>) -> String {
+    crate::publish::render(template, vars).unwrap_or_else(|e| format!("{template} ({e})"))
+}
+
+fn vars(
+    name: &str,
+    labels: &BTreeMap<String, String>,
+    days: i64,
+    not_after: OffsetDateTime,
+    source: &str,
+) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("environment".into(), "unknown".into());
+    v.insert("owner".into(), "unknown".into());
+    v.extend(labels.clone());
+    v.insert("name".into(), name.to_string());
+    v.insert("duration".into(), days.max(0).to_string());
+    v.insert(
+        "not_after".into(),
+        not_after
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    );
+    v.insert("source".into(), source.to_string());
+    v
+}
+
+/// The alerts due now, given what was already sent today.
+pub fn due(
+    watch: &WatchSettings,
+    watched: &[Watched],
+    status: Option<&Status>,
+    failures: &dyn Fn(&str) -> u32,
+    sent: &BTreeMap<String, Sent>,
+    now: OffsetDateTime,
+) -> Vec<Alert> {
+    let today = {
+        let d = now.date();
+        format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+    };
+    let already_today = |name: &str| sent.get(name).is_some_and(|s| s.day == today);
+    let mut out = Vec::new();
+    for w in watched {
+        let days = (w.not_after - now).whole_days();
+        let Some(level) = level(days, w.not_after <= now, watch) else {
+            continue;
+        };
+        if already_today(&w.name) {
+            continue;
+        }
+        let v = vars(&w.name, &w.labels, days, w.not_after, &w.source);
+        let template = if level == "warning" {
+            &watch.template
+        } else {
+            &watch.critical_template
+        };
+        out.push(Alert {
+            name: w.name.clone(),
+            level: level.into(),
+            message: render(template, &v),
+            days_left: Some(days),
+            not_after: v.get("not_after").cloned(),
+            source: w.source.clone(),
+            labels: w.labels.clone(),
+        });
+    }
+    for c in status
+        .map(|s| s.certificates.as_slice())
+        .unwrap_or_default()
+    {
+        let failing =
+            failures(&c.name) >= watch.failures_before_alert && c.state == CertState::Failed;
+        let days = c.days_left.unwrap_or(0);
+        let expired = c.not_after.is_none_or(|t| t <= now);
+        let level = if expired && c.not_after.is_some() {
+            Some("expired")
+        } else if c.not_after.is_some() && days < watch.critical_days {
+            Some("critical")
+        } else if failing {
+            Some("failing")
+        } else {
+            None
+        };
+        let labels = BTreeMap::new();
+        let v = vars(
+            &c.name,
+            &labels,
+            days,
+            c.not_after.unwrap_or(now),
+            "managed",
+        );
+        match level {
+            Some(level) if !already_today(&c.name) => {
+                let message = if level == "failing" {
+                    format!(
+                        "certkeeper could not renew {} ({} failures in a row, {days} days left): {}",
+                        c.name,
+                        failures(&c.name),
+                        c.last_error.as_deref().unwrap_or("see the logs")
+                    )
+                } else {
+                    render(&watch.critical_template, &v)
+                };
+                out.push(Alert {
+                    name: c.name.clone(),
+                    level: level.into(),
+                    message,
+                    days_left: c.days_left,
+                    not_after: v.get("not_after").cloned(),
+                    source: "managed".into(),
+                    labels,
+                });
+            }
+            None if sent.get(&c.name).is_some_and(|s| s.level != "recovered") => {
+                out.push(Alert {
+                    name: c.name.clone(),
+                    level: "recovered".into(),
+                    message: format!("{} is fixed: valid for {days} more days", c.name),
+                    days_left: c.days_left,
+                    not_after: v.get("not_after").cloned(),
+                    source: "managed".into(),
+                    labels,
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The configured channels, with their secrets resolved.
+pub async fn channels(
+    settings: &Settings,
+    watch: &WatchSettings,
+    secrets: &Secrets,
+) -> (Vec<Arc<dyn Channel>>, Vec<String>) {
+    let mut out: Vec<Arc<dyn Channel>> = Vec::new();
+    let mut errors = Vec::new();
+    let client = match alert::http::poster() {
+        Ok(c) => c,
+        Err(e) => return (out, vec![format!("HTTP client: {e}")]),
+    };
+    for name in &watch.channels {
+        let Some(channel) = settings.channels.get(name) else {
+            continue;
+        };
+        let built: Result<Arc<dyn Channel>, String> = match channel {
+            ChannelSettings::Slack { webhook_url } => secrets.get(webhook_url).await.map(|url| {
+                Arc::new(alert::slack::Slack::new(name, url, client.clone())) as Arc<dyn Channel>
+            }),
+            ChannelSettings::Webhook { url, hmac_secret } => match secrets.get(url).await {
+                Err(e) => Err(e),
+                Ok(url) => match hmac_secret {
+                    None => Ok(Arc::new(alert::webhook::Webhook::new(
+                        name,
+                        url,
+                        None,
+                        client.clone(),
+                    )) as Arc<dyn Channel>),
+                    Some(k) => secrets.get(k).await.map(|key| {
+                        Arc::new(alert::webhook::Webhook::new(
+                            name,
+                            url,
+                            Some(key),
+                            client.clone(),
+                        )) as Arc<dyn Channel>
+                    }),
+                },
+            },
+        };
+        match built {
+            Ok(c) => out.push(c),
+            Err(e) => errors.push(format!("channel {name}: {e}")),
+        }
+    }
+    (out, errors)
+}
+
+/// The watch step of a run: scan, decide, send, remember.
+pub async fn check(settings: &Settings, store: &Store, status: Option<&Status>, secrets: &Secrets) {
+    let Some(watch) = &settings.watch else {
+        return;
+    };
+    let (watched, errors) = scan(settings, watch).await;
+    for e in &errors {
+        tracing::error!(event = "watch.source.failed", error = %e);
+    }
+    let mut sent = alert::load_sent(store);
+    let failures = |name: &str| crate::backoff::load(store, name).map_or(0, |f| f.count);
+    let alerts = due(
+        watch,
+        &watched,
+        status,
+        &failures,
+        &sent,
+        OffsetDateTime::now_utc(),
+    );
+    tracing::info!(
+        event = "watch.checked",
+        watched = watched.len(),
+        alerts = alerts.len(),
+        source_errors = errors.len()
+    );
+    if alerts.is_empty() {
+        return;
+    }
+    let (channels, errors) = channels(settings, watch, secrets).await;
+    for e in &errors {
+        tracing::error!(event = "alert.channel.failed", error = %e);
+    }
+    for a in &alerts {
+        if alert::dispatch(&channels, a).await {
+            sent.insert(
+                a.name.clone(),
+                Sent {
+                    day: alert::today(),
+                    level: a.level.clone(),
+                },
+            );
+            // Saved after each, so a crash mid-way repeats nothing.
+            alert::save_sent(store, &sent);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::CertStatus;
+
+    fn watch() -> WatchSettings {
+        crate::yaml::parse::<WatchSettings>(std::path::Path::new("s.yaml"), "sources: []\n")
+            .unwrap()
+    }
+
+    fn managed(state: CertState, days: i64, now: OffsetDateTime) -> Status {
+        Status {
+            started_at: now,
+            finished_at: now,
+            config_commit: None,
+            config: "ok".into(),
+            config_rejected: None,
+            error: None,
+            certificates: vec![CertStatus {
+                name: "web".into(),
+                domains: vec![],
+                state,
+                not_after: Some(now + time::Duration::days(days) + time::Duration::hours(1)),
+                days_left: Some(days),
+                issued_at: None,
+                serial: None,
+                config_commit: None,
+                last_error: (state == CertState::Failed).then(|| "CA down".into()),
+                published: true,
+                retry_after: None,
+                targets: vec![],
+                verified: None,
+                verification: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn managed_alerts_after_repeated_failures_then_recovers() {
+        let now = OffsetDateTime::now_utc();
+        let w = watch();
+        let none = BTreeMap::new();
+        let failing = managed(CertState::Failed, 40, now);
+        assert!(
+            due(&w, &[], Some(&failing), &|_| 2, &none, now).is_empty(),
+            "2 < 3 failures"
+        );
+        let a = due(&w, &[], Some(&failing), &|_| 3, &none, now);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].level, "failing");
+        assert!(
+            a[0].message.contains("3 failures in a row") && a[0].message.contains("CA down"),
+            "{}",
+            a[0].message
+        );
+
+        let mut sent = BTreeMap::new();
+        sent.insert(
+            "web".to_string(),
+            Sent {
+                day: "2000-01-01".into(),
+                level: "failing".into(),
+            },
+        );
+        let fixed = managed(CertState::Renewed, 60, now);
+        let a = due(&w, &[], Some(&fixed), &|_| 0, &sent, now);
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].level, "recovered");
+        sent.insert(
+            "web".to_string(),
+            Sent {
+                day: "2000-01-01".into(),
+                level: "recovered".into(),
+            },
+        );
+        assert!(
+            due(&w, &[], Some(&fixed), &|_| 0, &sent, now).is_empty(),
+            "recovery is said once"
+        );
+
+        let close = managed(CertState::Ok, 3, now);
+        let a = due(&w, &[], Some(&close), &|_| 0, &BTreeMap::new(), now);
+        assert_eq!(a[0].level, "critical");
+    }
+}

@@ -1,0 +1,212 @@
+//! Reading certificates from watched sources: files and folders, S3
+//! prefixes, live TLS endpoints.
+
+use super::Watched;
+use crate::settings::{Settings, WatchSource};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+const EXTENSIONS: [&str; 4] = ["pem", "crt", "cer", "der"];
+
+fn is_cert_name(name: &str) -> bool {
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
+}
+
+/// The leaf of a PEM bundle, or DER as it is.
+pub fn parse(bytes: &[u8]) -> Result<crate::x509::LeafInfo, String> {
+    let der = if bytes.starts_with(b"-----") || bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        let text = String::from_utf8_lossy(bytes);
+        crate::x509::pem_chain(&text)
+            .map_err(|e| e.to_string())?
+            .remove(0)
+    } else {
+        bytes.to_vec()
+    };
+    crate::x509::leaf_info(&der).map_err(|e| e.to_string())
+}
+
+fn subject_of(bytes: &[u8]) -> String {
+    let der = if bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        crate::x509::pem_chain(&String::from_utf8_lossy(bytes))
+            .ok()
+            .and_then(|mut c| (!c.is_empty()).then(|| c.remove(0)))
+    } else {
+        Some(bytes.to_vec())
+    };
+    der.and_then(|d| {
+        use x509_parser::prelude::FromDer;
+        x509_parser::certificate::X509Certificate::from_der(&d)
+            .ok()
+            .map(|(_, c)| c.subject().to_string())
+    })
+    .unwrap_or_default()
+}
+
+fn name_for(template: &str, key: &str) -> String {
+    let file = key.rsplit('/').next().unwrap_or(key);
+    let stem = file.rsplit_once('.').map(|(s, _)| s).unwrap_or(file);
+    let dir = key.rsplit('/').nth(1).unwrap_or_default();
+    let mut vars = BTreeMap::new();
+    vars.insert("stem".to_string(), stem.to_string());
+    vars.insert("dir".to_string(), dir.to_string());
+    vars.insert("file".to_string(), file.to_string());
+    crate::publish::render(template, &vars).unwrap_or_else(|_| stem.to_string())
+}
+
+fn watched(
+    name: String,
+    source: String,
+    labels: &BTreeMap<String, String>,
+    bytes: &[u8],
+) -> Result<Watched, String> {
+    let info = parse(bytes).map_err(|e| format!("{source}: {e}"))?;
+    Ok(Watched {
+        name,
+        source,
+        labels: labels.clone(),
+        not_after: info.not_after,
+        serial: info.serial,
+        subject: subject_of(bytes),
+    })
+}
+
+/// The certificates of one source, and per-item errors.
+pub async fn scan(
+    settings: &Settings,
+    source: &WatchSource,
+) -> Result<(Vec<Watched>, Vec<String>), String> {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    match source {
+        WatchSource::Files { path, name, labels } => {
+            let mut files = Vec::new();
+            collect(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
+            for file in files {
+                let shown = file.display().to_string();
+                let bytes = match std::fs::read(&file) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        errors.push(format!("{shown}: {e}"));
+                        continue;
+                    }
+                };
+                match watched(name_for(name, &shown), shown, labels, &bytes) {
+                    Ok(w) => found.push(w),
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        WatchSource::S3 {
+            bucket,
+            prefix,
+            name,
+            labels,
+            aws,
+        } => {
+            let base = crate::run::aws_base(settings, None).await;
+            let sdk = crate::run::aws_identity(settings, aws, &base, "certkeeper-watch").await;
+            let client = aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(settings.aws.endpoint_url.is_some())
+                    .build(),
+            );
+            let mut pages = client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .into_paginator()
+                .send();
+            let mut keys = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    format!(
+                        "s3://{bucket}/{prefix}: {}",
+                        crate::publish::aws_message(&e)
+                    )
+                })?;
+                keys.extend(
+                    page.contents()
+                        .iter()
+                        .filter_map(|o| o.key())
+                        .filter(|k| is_cert_name(k))
+                        .map(str::to_string),
+                );
+            }
+            // Downloaded 16 at a time.
+            let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
+            let mut tasks = tokio::task::JoinSet::new();
+            for key in keys {
+                let (client, bucket, limit) = (client.clone(), bucket.clone(), limit.clone());
+                tasks.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    let got = client.get_object().bucket(&bucket).key(&key).send().await;
+                    let bytes = match got {
+                        Ok(o) => o
+                            .body
+                            .collect()
+                            .await
+                            .map(|b| b.into_bytes().to_vec())
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(crate::publish::aws_message(&e)),
+                    };
+                    (key, bytes)
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                let Ok((key, bytes)) = joined else { continue };
+                let shown = format!("s3://{bucket}/{key}");
+                match bytes {
+                    Ok(b) => match watched(name_for(name, &key), shown, labels, &b) {
+                        Ok(w) => found.push(w),
+                        Err(e) => errors.push(e),
+                    },
+                    Err(e) => errors.push(format!("{shown}: {e}")),
+                }
+            }
+        }
+        WatchSource::Endpoint {
+            address,
+            sni,
+            name,
+            labels,
+        } => {
+            let endpoint = match sni {
+                Some(sni) => crate::config::Endpoint::WithSni {
+                    address: address.clone(),
+                    sni: sni.clone(),
+                },
+                None => crate::config::Endpoint::Address(address.clone()),
+            };
+            let der = crate::verify::served_leaf(&endpoint)
+                .await
+                .map_err(|e| format!("{address}: {e}"))?;
+            found.push(watched(name.clone(), address.clone(), labels, &der)?);
+        }
+    }
+    Ok((found, errors))
+}
+
+fn collect(path: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    if path.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(path)?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            collect(&p, out)?;
+        } else if p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(is_cert_name)
+        {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
