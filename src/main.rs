@@ -614,12 +614,21 @@ fn inventory(config: &std::path::Path, json: bool) -> i32 {
     let status =
         certkeeper::report::Status::load(&settings.state_dir.join(certkeeper::report::STATUS_FILE))
             .ok();
+    let store = certkeeper::store::Store::open(&settings.state_dir).ok();
     let (watched, errors) = match &settings.watch {
-        Some(w) => runtime.block_on(certkeeper::watch::scan(&settings, w)),
+        Some(w) => runtime.block_on(async {
+            let secrets = run::Secrets::from_settings(&settings).await;
+            let ctx = certkeeper::watch::sources::Context {
+                secrets: &secrets,
+                store: store.as_ref(),
+            };
+            certkeeper::watch::scan(&settings, w, &ctx).await
+        }),
         None => (Vec::new(), Vec::new()),
     };
-    let sent = certkeeper::store::Store::open(&settings.state_dir)
-        .map(|s| certkeeper::alert::load_sent(&s))
+    let sent = store
+        .as_ref()
+        .map(certkeeper::alert::load_sent)
         .unwrap_or_default();
     let fmt = |t: time::OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)

@@ -50,6 +50,15 @@ pub struct Secrets {
 }
 
 impl Secrets {
+    /// The settings' secrets, read with the default AWS identity (SSM).
+    pub async fn from_settings(settings: &Settings) -> Secrets {
+        let base = aws_base(settings, None).await;
+        Secrets {
+            sources: settings.secrets.clone(),
+            ssm: aws_sdk_ssm::Client::new(&base),
+        }
+    }
+
     pub async fn get(&self, name: &str) -> Result<Secret, String> {
         let source = self
             .sources

@@ -148,7 +148,8 @@ pub struct WatchSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum WatchSource {
-    /// A file, or every `.pem`, `.crt`, `.cer`, `.der` under a folder.
+    /// A file, or every `.pem`, `.crt`, `.cer`, `.der`, `.pfx`, `.p12`
+    /// under a folder.
     Files {
         path: PathBuf,
         /// Name template; `{stem}` is the file name without extension,
@@ -157,6 +158,19 @@ pub enum WatchSource {
         name: String,
         #[serde(default)]
         labels: std::collections::BTreeMap<String, String>,
+        /// `secrets:` name of the password of `.pfx`/`.p12` files.
+        pkcs12_password: Option<String>,
+    },
+    /// SSM parameters under a path whose values are PEM certificates.
+    Ssm {
+        path: String,
+        /// Name template; `{stem}` is the last path segment. Default `{stem}`.
+        #[serde(default = "defaults::watch_name")]
+        name: String,
+        #[serde(default)]
+        labels: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        aws: AwsIdentity,
     },
     /// Every certificate object under a prefix.
     S3 {
@@ -169,6 +183,8 @@ pub enum WatchSource {
         labels: std::collections::BTreeMap<String, String>,
         #[serde(default)]
         aws: AwsIdentity,
+        /// `secrets:` name of the password of `.pfx`/`.p12` objects.
+        pkcs12_password: Option<String>,
     },
     /// What a live TLS endpoint serves.
     Endpoint {

@@ -11,6 +11,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A self-signed certificate for `cn`, valid for `days` more days.
 fn cert(cn: &str, days: i64) -> (String, Vec<u8>) {
+    let (pem, der, _) = cert_and_key(cn, days);
+    (pem, der)
+}
+
+fn cert_and_key(cn: &str, days: i64) -> (String, Vec<u8>, String) {
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec![format!("{cn}.example.test")]).unwrap();
     params
@@ -20,7 +25,7 @@ fn cert(cn: &str, days: i64) -> (String, Vec<u8>) {
     params.not_before = now - time::Duration::days(300);
     params.not_after = now + time::Duration::days(days) + time::Duration::hours(12);
     let c = params.self_signed(&key).unwrap();
-    (c.pem(), c.der().to_vec())
+    (c.pem(), c.der().to_vec(), key.serialize_pem())
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +103,36 @@ async fn alerts_once_a_day_and_stop_when_renewed() {
     std::fs::write(mesh.join("partner.der"), cert("partner", 3).1).unwrap();
     std::fs::write(mesh.join("fine.crt"), cert("fine", 200).0).unwrap();
     std::fs::write(mesh.join("notes.txt"), "not a certificate").unwrap();
+    // A PFX, as partners send them.
+    let (pem, _, key) = cert_and_key("partner-b", 5);
+    std::fs::write(root.join("pb.crt"), pem).unwrap();
+    std::fs::write(root.join("pb.key"), key).unwrap();
+    let status = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-passout", "pass:pfx-pass-123", "-in"])
+        .arg(root.join("pb.crt"))
+        .arg("-inkey")
+        .arg(root.join("pb.key"))
+        .arg("-out")
+        .arg(mesh.join("partner-b.pfx"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::write(root.join("pfx.pass"), "pfx-pass-123\n").unwrap();
+    // SSM: a certificate beside its key; only the certificate is watched.
+    let ssm = aws_sdk_ssm::Client::new(&env.moto.sdk_config().await);
+    let (pem, _, key) = cert_and_key("client-cert", 12);
+    for (n, v) in [
+        ("/mesh/prod/client-cert", pem),
+        ("/mesh/prod/client-key", key),
+    ] {
+        ssm.put_parameter()
+            .name(n)
+            .value(v)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+    }
     env.moto
         .s3()
         .await
@@ -124,6 +159,7 @@ async fn alerts_once_a_day_and_stop_when_renewed() {
   slack-url: {{file: {root}/slack.url}}
   hook-url: {{file: {root}/hook.url}}
   hook-key: {{file: {root}/hook.key}}
+  pfx-pass: {{file: {root}/pfx.pass}}
 channels:
   ops-slack: {{type: slack, webhook_url: slack-url}}
   pager: {{type: webhook, url: hook-url, hmac_secret: hook-key}}
@@ -133,6 +169,10 @@ watch:
     - type: files
       path: {root}/mesh
       labels: {{environment: prod, owner: mesh-team}}
+      pkcs12_password: pfx-pass
+    - type: ssm
+      path: /mesh/prod
+      labels: {{environment: prod}}
     - type: s3
       bucket: {bucket}
       prefix: backup/
@@ -149,8 +189,8 @@ watch:
     let requests = got.lock().unwrap().clone();
     let slack: Vec<&Request> = requests.iter().filter(|r| r.path == SLACK_PATH).collect();
     let hooks: Vec<&Request> = requests.iter().filter(|r| r.path == "/hook").collect();
-    assert_eq!(slack.len(), 3, "{requests:?}");
-    assert_eq!(hooks.len(), 3, "{requests:?}");
+    assert_eq!(slack.len(), 5, "{requests:?}");
+    assert_eq!(hooks.len(), 5, "{requests:?}");
     let texts: Vec<String> = slack
         .iter()
         .map(|r| {
@@ -180,6 +220,23 @@ watch:
                 .starts_with("URGENT: the certificate for partner in prod expires within 3 days")),
         "{texts:?}"
     );
+    assert!(
+        texts.iter().any(|t| t
+            .starts_with("URGENT: the certificate for partner-b in prod expires within 5 days")),
+        "{texts:?}"
+    );
+    assert!(
+        texts.contains(
+            &"The certificate for client-cert in prod will expire within the next 12 days"
+                .to_string()
+        ),
+        "{texts:?}"
+    );
+    let cache = std::fs::read_to_string(env.state_dir().join("watch-cache.json")).unwrap();
+    assert!(
+        cache.contains("s3://certkeeper-test/backup/mesh-dev/cert.pem"),
+        "{cache}"
+    );
     for h in &hooks {
         let sig = h
             .headers
@@ -200,12 +257,17 @@ watch:
     for (what, text) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
         assert!(!text.contains("sEcReTsLaCkToKeN"), "webhook URL in {what}");
         assert!(!text.contains(HOOK_KEY), "HMAC key in {what}");
+        assert!(!text.contains("pfx-pass-123"), "PFX password in {what}");
     }
 
     // Same day: nothing again, also after a restart (state on disk).
     let out = env.run().await;
     assert_eq!(out.code, 0);
-    assert_eq!(got.lock().unwrap().len(), 6, "alerts repeated within a day");
+    assert_eq!(
+        got.lock().unwrap().len(),
+        10,
+        "alerts repeated within a day"
+    );
 
     // A renewed mesh-prod lands beside the old one; with the day's memory
     // gone, only the other two are still alerted.
@@ -214,12 +276,12 @@ watch:
     let out = env.run().await;
     assert_eq!(out.code, 0);
     let requests = got.lock().unwrap().clone();
-    let new: Vec<String> = requests[6..]
+    let new: Vec<String> = requests[10..]
         .iter()
         .filter(|r| r.path == SLACK_PATH)
         .map(|r| r.body.clone())
         .collect();
-    assert_eq!(new.len(), 2, "{new:?}");
+    assert_eq!(new.len(), 4, "{new:?}");
     assert!(new.iter().all(|b| !b.contains("mesh-prod")), "{new:?}");
 
     // The inventory lists them with their last alert.

@@ -32,11 +32,15 @@ pub struct Watched {
 
 /// Every watched certificate, newest per name; errors per source are
 /// returned beside them (one unreadable source does not hide the others).
-pub async fn scan(settings: &Settings, watch: &WatchSettings) -> (Vec<Watched>, Vec<String>) {
+pub async fn scan(
+    settings: &Settings,
+    watch: &WatchSettings,
+    ctx: &sources::Context<'_>,
+) -> (Vec<Watched>, Vec<String>) {
     let mut found = Vec::new();
     let mut errors = Vec::new();
     for source in &watch.sources {
-        match sources::scan(settings, source).await {
+        match sources::scan(settings, source, ctx).await {
             Ok((certs, errs)) => {
                 found.extend(certs);
                 errors.extend(errs);
@@ -256,7 +260,11 @@ pub async fn check(settings: &Settings, store: &Store, status: Option<&Status>, 
     let Some(watch) = &settings.watch else {
         return;
     };
-    let (watched, errors) = scan(settings, watch).await;
+    let ctx = sources::Context {
+        secrets,
+        store: Some(store),
+    };
+    let (watched, errors) = scan(settings, watch, &ctx).await;
     for e in &errors {
         tracing::error!(event = "watch.source.failed", error = %e);
     }

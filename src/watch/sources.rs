@@ -6,7 +6,65 @@ use crate::settings::{Settings, WatchSource};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-const EXTENSIONS: [&str; 4] = ["pem", "crt", "cer", "der"];
+const EXTENSIONS: [&str; 6] = ["pem", "crt", "cer", "der", "pfx", "p12"];
+
+fn is_pkcs12(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".pfx") || lower.ends_with(".p12")
+}
+
+/// What a scan needs besides the settings.
+pub struct Context<'a> {
+    pub secrets: &'a crate::run::Secrets,
+    /// For the S3 ETag cache; none: everything is downloaded.
+    pub store: Option<&'a crate::store::Store>,
+}
+
+/// What was read from an S3 object, by ETag, so an unchanged object is not
+/// downloaded again.
+#[derive(serde::Serialize, serde::Deserialize, Clone)]
+struct Cached {
+    etag: String,
+    #[serde(with = "time::serde::rfc3339")]
+    not_after: time::OffsetDateTime,
+    serial: String,
+    subject: String,
+}
+
+const CACHE: &str = "watch-cache.json";
+
+/// The leaf certificate DER of a PKCS#12 file.
+fn pkcs12_leaf(bytes: &[u8], password: &crate::secret::Secret) -> Result<Vec<u8>, String> {
+    use p12_keystore::{KeyStore, KeyStoreEntry, Pkcs12ImportPolicy};
+    let store = KeyStore::from_pkcs12(bytes, password.expose(), Pkcs12ImportPolicy::Relaxed)
+        .map_err(|e| format!("PKCS#12 (wrong password or damaged file?): {e}"))?;
+    if let Some((_, chain)) = store.private_key_chain()
+        && let Some(c) = chain.certs().first()
+    {
+        return Ok(c.as_der().to_vec());
+    }
+    store
+        .entries()
+        .find_map(|(_, e)| match e {
+            KeyStoreEntry::Certificate(c) => Some(c.as_der().to_vec()),
+            _ => None,
+        })
+        .ok_or_else(|| "PKCS#12 holds no certificate".to_string())
+}
+
+/// Bytes as a certificate: PKCS#12 (with `password`) by name, else PEM/DER.
+fn decode(
+    name: &str,
+    bytes: Vec<u8>,
+    password: Option<&crate::secret::Secret>,
+) -> Result<Vec<u8>, String> {
+    if is_pkcs12(name) {
+        let password = password.ok_or("a .pfx/.p12 needs pkcs12_password in the source")?;
+        pkcs12_leaf(&bytes, password)
+    } else {
+        Ok(bytes)
+    }
+}
 
 fn is_cert_name(name: &str) -> bool {
     name.rsplit_once('.')
@@ -75,16 +133,35 @@ fn watched(
 pub async fn scan(
     settings: &Settings,
     source: &WatchSource,
+    ctx: &Context<'_>,
 ) -> Result<(Vec<Watched>, Vec<String>), String> {
     let mut found = Vec::new();
     let mut errors = Vec::new();
+    let password = |secret: &Option<String>| {
+        let secret = secret.clone();
+        async move {
+            match secret {
+                Some(s) => ctx.secrets.get(&s).await.map(Some),
+                None => Ok(None),
+            }
+        }
+    };
     match source {
-        WatchSource::Files { path, name, labels } => {
+        WatchSource::Files {
+            path,
+            name,
+            labels,
+            pkcs12_password,
+        } => {
+            let password = password(pkcs12_password).await?;
             let mut files = Vec::new();
             collect(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
             for file in files {
                 let shown = file.display().to_string();
-                let bytes = match std::fs::read(&file) {
+                let bytes = match std::fs::read(&file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| decode(&shown, b, password.as_ref()))
+                {
                     Ok(b) => b,
                     Err(e) => {
                         errors.push(format!("{shown}: {e}"));
@@ -103,7 +180,14 @@ pub async fn scan(
             name,
             labels,
             aws,
+            pkcs12_password,
         } => {
+            let password = password(pkcs12_password).await?;
+            let mut cache: BTreeMap<String, Cached> = ctx
+                .store
+                .and_then(|s| s.read_state(CACHE).ok().flatten())
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
             let base = crate::run::aws_base(settings, None).await;
             let sdk = crate::run::aws_identity(settings, aws, &base, "certkeeper-watch").await;
             let client = aws_sdk_s3::Client::from_conf(
@@ -128,15 +212,36 @@ pub async fn scan(
                 keys.extend(
                     page.contents()
                         .iter()
-                        .filter_map(|o| o.key())
-                        .filter(|k| is_cert_name(k))
-                        .map(str::to_string),
+                        .filter_map(|o| {
+                            Some((
+                                o.key()?.to_string(),
+                                o.e_tag().unwrap_or_default().to_string(),
+                            ))
+                        })
+                        .filter(|(k, _)| is_cert_name(k)),
                 );
             }
+            // Unchanged objects (same ETag) come from the cache.
+            let mut fetch = Vec::new();
+            for (key, etag) in keys {
+                let shown = format!("s3://{bucket}/{key}");
+                match cache.get(&shown) {
+                    Some(c) if !etag.is_empty() && c.etag == etag => found.push(Watched {
+                        name: name_for(name, &key),
+                        source: shown,
+                        labels: labels.clone(),
+                        not_after: c.not_after,
+                        serial: c.serial.clone(),
+                        subject: c.subject.clone(),
+                    }),
+                    _ => fetch.push((key, etag)),
+                }
+            }
+            let keys = fetch;
             // Downloaded 16 at a time.
             let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(16));
             let mut tasks = tokio::task::JoinSet::new();
-            for key in keys {
+            for (key, etag) in keys {
                 let (client, bucket, limit) = (client.clone(), bucket.clone(), limit.clone());
                 tasks.spawn(async move {
                     let _permit = limit.acquire_owned().await;
@@ -150,18 +255,76 @@ pub async fn scan(
                             .map_err(|e| e.to_string()),
                         Err(e) => Err(crate::publish::aws_message(&e)),
                     };
-                    (key, bytes)
+                    (key, etag, bytes)
                 });
             }
             while let Some(joined) = tasks.join_next().await {
-                let Ok((key, bytes)) = joined else { continue };
+                let Ok((key, etag, bytes)) = joined else {
+                    continue;
+                };
                 let shown = format!("s3://{bucket}/{key}");
-                match bytes {
-                    Ok(b) => match watched(name_for(name, &key), shown, labels, &b) {
-                        Ok(w) => found.push(w),
+                match bytes.and_then(|b| decode(&key, b, password.as_ref())) {
+                    Ok(b) => match watched(name_for(name, &key), shown.clone(), labels, &b) {
+                        Ok(w) => {
+                            cache.insert(
+                                shown,
+                                Cached {
+                                    etag,
+                                    not_after: w.not_after,
+                                    serial: w.serial.clone(),
+                                    subject: w.subject.clone(),
+                                },
+                            );
+                            found.push(w);
+                        }
                         Err(e) => errors.push(e),
                     },
                     Err(e) => errors.push(format!("{shown}: {e}")),
+                }
+            }
+            if let Some(store) = ctx.store {
+                let json = serde_json::to_vec(&cache).expect("cache serializes");
+                let _ = store.write_state(CACHE, &json);
+            }
+        }
+        WatchSource::Ssm {
+            path,
+            name,
+            labels,
+            aws,
+        } => {
+            let base = crate::run::aws_base(settings, None).await;
+            let sdk = crate::run::aws_identity(settings, aws, &base, "certkeeper-watch").await;
+            let client = aws_sdk_ssm::Client::new(&sdk);
+            let mut pages = client
+                .get_parameters_by_path()
+                .path(path)
+                .recursive(true)
+                .with_decryption(true)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| format!("ssm:{path}: {}", crate::publish::aws_message(&e)))?;
+                for p in page.parameters() {
+                    let (Some(pname), Some(value)) = (p.name(), p.value()) else {
+                        continue;
+                    };
+                    // Keys and other values live beside certificates.
+                    if !value.contains("-----BEGIN CERTIFICATE-----") {
+                        continue;
+                    }
+                    let stem = pname.rsplit('/').next().unwrap_or(pname);
+                    let shown = format!("ssm:{pname}");
+                    match watched(
+                        name_for(name, &format!("{stem}.pem")),
+                        shown,
+                        labels,
+                        value.as_bytes(),
+                    ) {
+                        Ok(w) => found.push(w),
+                        Err(e) => errors.push(e),
+                    }
                 }
             }
         }
