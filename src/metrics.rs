@@ -31,6 +31,11 @@ pub fn set(name: &'static str, value: f64) {
 
 const HELP: &[(&str, &str, &str)] = &[
     (
+        "certkeeper_watched_certificate_expiration_timestamp_seconds",
+        "gauge",
+        "notAfter of the newest watched certificate per name.",
+    ),
+    (
         "certkeeper_certificate_expiration_timestamp_seconds",
         "gauge",
         "notAfter of the live certificate.",
@@ -90,9 +95,23 @@ fn labels(pairs: &[(&str, String)]) -> String {
 }
 
 /// The text exposition format, with certificate gauges from `status`.
-pub fn render(status: Option<&Status>, now: time::OffsetDateTime) -> String {
+pub fn render(
+    status: Option<&Status>,
+    watched: &[crate::watch::Watched],
+    now: time::OffsetDateTime,
+) -> String {
     let mut out = String::new();
     let mut lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for w in watched {
+        lines
+            .entry("certkeeper_watched_certificate_expiration_timestamp_seconds")
+            .or_default()
+            .push(format!(
+                "{} {}",
+                labels(&[("name", w.name.clone()), ("source", w.source.clone())]),
+                w.not_after.unix_timestamp()
+            ));
+    }
     if let Some(status) = status {
         for c in &status.certificates {
             let l = labels(&[("name", c.name.clone())]);
@@ -159,7 +178,7 @@ mod tests {
             "certkeeper_publish_total",
             &[("target", "s\"3"), ("result", "ok")],
         );
-        let text = render(None, time::OffsetDateTime::now_utc());
+        let text = render(None, &[], time::OffsetDateTime::now_utc());
         assert!(
             text.contains("# TYPE certkeeper_publish_total counter"),
             "{text}"

@@ -87,6 +87,13 @@ async fn respond(
     tcp.shutdown().await
 }
 
+fn read_watched(state_dir: &std::path::Path) -> Vec<crate::watch::Watched> {
+    std::fs::read(state_dir.join(crate::watch::LAST_SCAN))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
 fn read_status(state_dir: &std::path::Path) -> Option<(String, Status)> {
     let text = std::fs::read_to_string(state_dir.join(STATUS_FILE)).ok()?;
     let status = serde_json::from_str(&text).ok()?;
@@ -143,7 +150,7 @@ pub fn answer(
             (
                 200,
                 "text/plain; version=0.0.4",
-                crate::metrics::render(status.as_ref(), now),
+                crate::metrics::render(status.as_ref(), &read_watched(state_dir), now),
             )
         }
         _ => (
@@ -151,5 +158,29 @@ pub fn answer(
             "text/plain",
             "not found: try /healthz, /status, /metrics\n".into(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_include_watched_certificates_and_healthz_needs_a_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Thresholds::default();
+        assert_eq!(answer("/healthz", dir.path(), &t).0, 503);
+        std::fs::write(
+            dir.path().join(crate::watch::LAST_SCAN),
+            r#"[{"name":"mesh","source":"s3://b/mesh/cert.pem","labels":{},"not_after":"2027-01-01T00:00:00Z","serial":"01","subject":"CN=mesh"}]"#,
+        )
+        .unwrap();
+        let (code, _, body) = answer("/metrics", dir.path(), &t);
+        assert_eq!(code, 200);
+        assert!(
+            body.contains("certkeeper_watched_certificate_expiration_timestamp_seconds{name=\"mesh\",source=\"s3://b/mesh/cert.pem\"} 1798761600"),
+            "{body}"
+        );
+        assert_eq!(answer("/other", dir.path(), &t).0, 404);
     }
 }

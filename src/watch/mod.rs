@@ -17,8 +17,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
 
+/// The last scan's certificates, in the state dir.
+pub const LAST_SCAN: &str = "watch.json";
+
 /// One certificate found in a watched source.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Watched {
     pub name: String,
     /// Where it was found: a path, `s3://bucket/key` or `host:port`.
@@ -267,6 +270,10 @@ pub async fn check(settings: &Settings, store: &Store, status: Option<&Status>, 
     let (watched, errors) = scan(settings, watch, &ctx).await;
     for e in &errors {
         tracing::error!(event = "watch.source.failed", error = %e);
+    }
+    // The last scan, for /metrics and the daemon's readers.
+    if let Ok(json) = serde_json::to_vec(&watched) {
+        let _ = store.write_state(LAST_SCAN, &json);
     }
     let mut sent = alert::load_sent(store);
     let failures = |name: &str| crate::backoff::load(store, name).map_or(0, |f| f.count);
