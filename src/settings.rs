@@ -208,6 +208,20 @@ pub enum ChannelSettings {
         url: String,
         hmac_secret: Option<String>,
     },
+    /// Email over SMTP, with STARTTLS unless `starttls: false`.
+    Email {
+        /// `host:port` (587 for submission).
+        server: String,
+        from: String,
+        to: Vec<String>,
+        username: Option<String>,
+        /// `secrets:` name of the SMTP password.
+        password: Option<String>,
+        #[serde(default = "defaults::yes")]
+        starttls: bool,
+        /// Trust only this CA for the server (a private relay).
+        root_ca_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -907,6 +921,7 @@ impl Settings {
                 ChannelSettings::Webhook { url, hmac_secret } => {
                     std::iter::once(url).chain(hmac_secret).collect()
                 }
+                ChannelSettings::Email { password, .. } => password.iter().collect(),
             };
             for secret in secrets {
                 if !self.secrets.contains_key(secret) {

@@ -314,3 +314,58 @@ watch:
         "newest wins: {prod}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_over_starttls_with_auth() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    let sink = support::smtp::SmtpSink::start(&env.root.join("smtp")).await;
+    let root = env.root.clone();
+    std::fs::create_dir_all(root.join("certs")).unwrap();
+    std::fs::write(root.join("certs/mesh-prod.pem"), cert("mesh-prod", 9).0).unwrap();
+    std::fs::write(root.join("smtp.pass"), "smtp-pass-never-logged").unwrap();
+    env.write_settings(&format!(
+        r#"secrets:
+  smtp: {{file: {root}/smtp.pass}}
+channels:
+  mail:
+    type: email
+    server: "{addr}"
+    from: certkeeper@example.test
+    to: [ops@example.test, mesh@example.test]
+    username: certkeeper
+    password: smtp
+    root_ca_file: {ca}
+watch:
+  channels: [mail]
+  sources:
+    - {{type: files, path: {root}/certs, labels: {{environment: prod}}}}
+"#,
+        root = root.display(),
+        addr = sink.addr,
+        ca = sink.ca.display(),
+    ));
+    env.repo.commit_certificates("certificates: []\n", "none");
+    let out = env.run().await;
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let mails = sink.mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1, "{}", out.stdout);
+    let m = &mails[0];
+    assert!(m.tls, "sent after STARTTLS");
+    assert_eq!(m.auth.as_deref(), Some("certkeeper:smtp-pass-never-logged"));
+    assert_eq!(m.from, "certkeeper@example.test");
+    assert_eq!(m.to, ["ops@example.test", "mesh@example.test"]);
+    assert!(
+        m.data.contains("Subject: [certkeeper] warning: mesh-prod"),
+        "{}",
+        m.data
+    );
+    assert!(
+        m.data
+            .contains("The certificate for mesh-prod in prod will expire within the next 9 days"),
+        "{}",
+        m.data
+    );
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains("smtp-pass-never-logged"));
+    }
+}

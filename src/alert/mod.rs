@@ -4,6 +4,7 @@
 //! in `<state>/alerts.json`, so a restart neither repeats nor loses an
 //! alert. Channel URLs and keys are secrets and never logged.
 
+pub mod email;
 pub mod http;
 pub mod slack;
 pub mod webhook;

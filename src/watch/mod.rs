@@ -226,36 +226,68 @@ pub async fn channels(
         let Some(channel) = settings.channels.get(name) else {
             continue;
         };
-        let built: Result<Arc<dyn Channel>, String> = match channel {
-            ChannelSettings::Slack { webhook_url } => secrets.get(webhook_url).await.map(|url| {
-                Arc::new(alert::slack::Slack::new(name, url, client.clone())) as Arc<dyn Channel>
-            }),
-            ChannelSettings::Webhook { url, hmac_secret } => match secrets.get(url).await {
-                Err(e) => Err(e),
-                Ok(url) => match hmac_secret {
-                    None => Ok(Arc::new(alert::webhook::Webhook::new(
-                        name,
-                        url,
-                        None,
-                        client.clone(),
-                    )) as Arc<dyn Channel>),
-                    Some(k) => secrets.get(k).await.map(|key| {
-                        Arc::new(alert::webhook::Webhook::new(
-                            name,
-                            url,
-                            Some(key),
-                            client.clone(),
-                        )) as Arc<dyn Channel>
-                    }),
-                },
-            },
-        };
-        match built {
+        match build_channel(settings, name, channel, secrets, &client).await {
             Ok(c) => out.push(c),
             Err(e) => errors.push(format!("channel {name}: {e}")),
         }
     }
     (out, errors)
+}
+
+async fn optional_secret(
+    secrets: &Secrets,
+    name: Option<&String>,
+) -> Result<Option<crate::secret::Secret>, String> {
+    match name {
+        Some(n) => secrets.get(n).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+async fn build_channel(
+    settings: &Settings,
+    name: &str,
+    channel: &ChannelSettings,
+    secrets: &Secrets,
+    client: &alert::http::Poster,
+) -> Result<Arc<dyn Channel>, String> {
+    Ok(match channel {
+        ChannelSettings::Slack { webhook_url } => Arc::new(alert::slack::Slack::new(
+            name,
+            secrets.get(webhook_url).await?,
+            client.clone(),
+        )),
+        ChannelSettings::Webhook { url, hmac_secret } => Arc::new(alert::webhook::Webhook::new(
+            name,
+            secrets.get(url).await?,
+            optional_secret(secrets, hmac_secret.as_ref()).await?,
+            client.clone(),
+        )),
+        ChannelSettings::Email {
+            server,
+            from,
+            to,
+            username,
+            password,
+            starttls,
+            root_ca_file,
+        } => Arc::new(alert::email::Email {
+            name: name.to_string(),
+            server: server.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            username: username.clone(),
+            password: optional_secret(secrets, password.as_ref()).await?,
+            starttls: *starttls,
+            root_ca_file: root_ca_file.as_ref().map(|p| {
+                settings
+                    .source
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join(p)
+            }),
+        }),
+    })
 }
 
 /// The watch step of a run: scan, decide, send, remember.

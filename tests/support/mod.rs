@@ -6,6 +6,7 @@
 
 pub mod bind;
 pub mod dns;
+pub mod smtp;
 pub mod sshd;
 pub mod tls;
 
@@ -285,7 +286,7 @@ impl Pebble {
     }
 }
 
-fn write_listener_certs(dir: &Path) {
+pub fn write_listener_certs(dir: &Path) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().expect("ca key");
     let mut ca_params = CertificateParams::default();
