@@ -4,7 +4,7 @@
 # certificate. With --certbot, also renews the same names with certbot +
 # certbot-dns-route53 (installed into target/bench-venv) and prints the ratio.
 # `bench.sh service [N]`: the daemon's idle memory and CPU, and `status`
-# over 10,000 certificates. Results are recorded in BENCHMARKS.md.
+# over 10,000 certificates. `bench.sh watch [N]`: N watched certificates in S3. Results are recorded in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/setup.sh
@@ -16,6 +16,11 @@ for arg in "$@"; do
     target/bench-venv/bin/pip install --quiet --disable-pip-version-check certbot certbot-dns-route53
   fi
 done
+if [ "${1:-}" = "watch" ]; then
+  shift
+  cargo build --locked --release --bin certkeeper --example bench_watch
+  CERTKEEPER_BIN="$PWD/target/release/certkeeper" exec target/release/examples/bench_watch "$@"
+fi
 if [ "${1:-}" = "service" ]; then
   shift
   cargo build --locked --release --bin certkeeper --example bench_service
