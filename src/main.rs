@@ -382,10 +382,11 @@ fn run_command(
             abort.cancel();
         });
         let progress_done = CancellationToken::new();
+        let mut progress_task = None;
         if let Some(progress) = progress_display(settings.log_format, log_format) {
             options.progress = Some(progress.clone());
             let done = progress_done.clone();
-            tokio::spawn(async move {
+            progress_task = Some(tokio::spawn(async move {
                 use std::io::Write;
                 let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
                 loop {
@@ -400,9 +401,9 @@ fn run_command(
                         }
                     }
                 }
-            });
+            }));
         }
-        let _progress_guard = progress_done.drop_guard();
+        let _progress_guard = progress_done.clone().drop_guard();
         let services = match run::Services::from_settings(&settings).await {
             Ok(s) => s,
             Err(e) => {
@@ -412,7 +413,13 @@ fn run_command(
                 return exit::CONFIG_ERROR;
             }
         };
-        match run::run_once(&settings, &services, &options, &cancel).await {
+        let result = run::run_once(&settings, &services, &options, &cancel).await;
+        // The final progress line is printed before any other output.
+        progress_done.cancel();
+        if let Some(task) = progress_task {
+            let _ = task.await;
+        }
+        match result {
             Ok(status) => {
                 if let Some(r) = &status.config_rejected {
                     eprintln!(
