@@ -1023,11 +1023,15 @@ impl Settings {
                 } else {
                     format!("targets.{name}.{field}")
                 };
-                return Err(fail(
-                    &field,
-                    field.rsplit('.').next().unwrap_or(""),
-                    message,
-                ));
+                // Point at the field, or at the target when the field is
+                // missing from it.
+                let key = field.rsplit('.').next().unwrap_or("");
+                let needle = if text.contains(&format!("{key}:")) {
+                    format!("{key}:")
+                } else {
+                    format!("{name}:")
+                };
+                return Err(fail(&field, &needle, message));
             }
         }
         for ns in &self.dns.nameservers {
@@ -1133,6 +1137,31 @@ mod tests {
             .to_string();
         assert!(err.starts_with("s.yaml:5:"), "{err}");
         assert!(err.contains("acme.directory_url"), "{err}");
+    }
+
+    #[test]
+    fn new_sections_name_file_line_and_field() {
+        let base = "config_repo: {url: /tmp/none}\nstate_dir: /tmp/s\nacme: {directory_url: https://ca.test/dir}\n";
+        let err = |extra: &str| {
+            Settings::parse(Path::new("s.yaml"), &format!("{base}{extra}"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("shutdown_grace: 5x\n"),
+            "s.yaml:4:17: shutdown_grace: \"5x\" has unknown unit \"x\" (use ms, s, m, h or d)"
+        );
+        assert_eq!(
+            err("targets:\n  t: {type: ssm, parameters: {cert: \"/a/{env}/c\"}}\n"),
+            "s.yaml:5:3: targets.t.environments: parameters use {env} but no environments are listed"
+        );
+        assert!(
+            err("schedule: {cron: \"61 3 * * *\"}\n").starts_with("s.yaml:4:12: schedule.cron: ")
+        );
+        assert!(
+            err("channels:\n  c: {type: slack, webhook_url: nope}\n")
+                .starts_with("s.yaml:5:33: channels.c: ")
+        );
     }
 
     #[test]

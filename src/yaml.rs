@@ -37,7 +37,42 @@ impl fmt::Display for Located {
 
 /// Deserializes `text` (read from `file`) into `T`.
 pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Located> {
-    yaml_serde::from_str(text).map_err(|e| from_error(file, &e))
+    yaml_serde::from_str(text).map_err(|e| {
+        let mut located = from_error(file, &e);
+        if located.field.is_empty() {
+            locate_value(text, &mut located);
+        }
+        located
+    })
+}
+
+/// A value error at the top level (a custom deserializer's, like a bad
+/// duration) comes without a path or a useful position: find the quoted
+/// value it names and report the key on that line.
+fn locate_value(text: &str, located: &mut Located) {
+    let Some(value) = located
+        .message
+        .strip_prefix('"')
+        .and_then(|rest| rest.split_once('"'))
+        .map(|(v, _)| v.to_string())
+    else {
+        return;
+    };
+    if value.is_empty() {
+        return;
+    }
+    let Some((idx, line)) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| !l.trim_start().starts_with('#') && l.contains(value.as_str()))
+    else {
+        return;
+    };
+    located.line = Some(idx + 1);
+    located.column = line.find(value.as_str()).map(|c| c + 1);
+    if let Some((key, _)) = line.split_once(':') {
+        located.field = key.trim().trim_start_matches("- ").to_string();
+    }
 }
 
 fn from_error(file: &Path, error: &yaml_serde::Error) -> Located {
