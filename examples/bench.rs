@@ -60,15 +60,6 @@ fn measure(mut cmd: Command) -> Measured {
     }
 }
 
-fn aws_env(cmd: &mut Command, secret: &str) {
-    cmd.env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
-}
-
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -89,10 +80,9 @@ async fn main() {
     }
     env.repo.commit_certificates(&yaml, "bench");
 
-    let mut cmd = Command::new(support::certkeeper_bin());
+    let mut cmd = env.command();
     cmd.args(["run", "--once", "--config"])
         .arg(env.settings_path());
-    aws_env(&mut cmd, &env.aws_secret);
     let ck = tokio::task::spawn_blocking(move || measure(cmd))
         .await
         .expect("bench task");
@@ -154,11 +144,10 @@ async fn certbot(env: &support::LocalEnv, n: usize, ck: &Measured) {
             .arg(env.pebble.directory_url())
             .env("REQUESTS_CA_BUNDLE", env.pebble.listener_ca())
             .env("AWS_ENDPOINT_URL", env.moto.endpoint());
-        aws_env(cmd, &env.aws_secret);
     };
     eprintln!("certbot: creating {n} lineages (not timed)");
     for i in 0..n {
-        let mut cmd = Command::new(&bin);
+        let mut cmd = env.aws_command(&bin);
         cmd.args([
             "certonly",
             "--dns-route53",
@@ -180,7 +169,7 @@ async fn certbot(env: &support::LocalEnv, n: usize, ck: &Measured) {
             std::process::exit(1);
         }
     }
-    let mut cmd = Command::new(&bin);
+    let mut cmd = env.aws_command(&bin);
     cmd.args(["renew", "--force-renewal", "--no-random-sleep-on-renew"]);
     common(&mut cmd);
     let cb = tokio::task::spawn_blocking(move || measure(cmd))

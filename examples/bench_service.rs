@@ -74,14 +74,10 @@ async fn main() {
     }
     env.repo.commit_certificates(&yaml, "bench");
 
-    let mut child = Command::new(&bin)
+    let mut child = env
+        .command()
         .args(["run", "--config"])
         .arg(env.settings_path())
-        .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
-        .env("AWS_SECRET_ACCESS_KEY", &env.aws_secret)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/nonexistent")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         .stdout(Stdio::piped())
         .spawn()
         .expect("daemon");

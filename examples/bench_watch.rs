@@ -8,7 +8,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 #[tokio::main]
@@ -58,17 +58,12 @@ async fn main() {
         "watch:\n  sources:\n    - {{type: s3, bucket: {}, prefix: watched/, name: \"{{dir}}\"}}\n",
         env.bucket
     ));
-    let bin = support::certkeeper_bin();
     let scan = |what: &str| {
         let started = Instant::now();
-        let out = Command::new(&bin)
+        let out = env
+            .command()
             .args(["inventory", "--json", "--config"])
             .arg(env.settings_path())
-            .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
-            .env("AWS_SECRET_ACCESS_KEY", &env.aws_secret)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
             .stderr(Stdio::inherit())
             .output()
             .expect("inventory");

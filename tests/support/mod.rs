@@ -459,6 +459,25 @@ impl LocalEnv {
         env
     }
 
+    /// A `certkeeper` command with this environment's AWS credentials and
+    /// nothing from the host's ~/.aws (for benches that run the binary
+    /// themselves).
+    pub fn command(&self) -> Command {
+        self.aws_command(certkeeper_bin())
+    }
+
+    /// Any program (certbot in the bench) with the same AWS environment.
+    pub fn aws_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
+            .env("AWS_SECRET_ACCESS_KEY", &self.aws_secret)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+        cmd
+    }
+
     pub fn settings_path(&self) -> PathBuf {
         self.root.join("certkeeper.yaml")
     }
