@@ -6,10 +6,7 @@ use crate::config::Pkcs12Spec;
 use crate::secret::Secret;
 use crate::store::{CERT, CHAIN, FINGERPRINTS, P12, PRIVKEY, Store};
 use md5::Md5;
-use p12_keystore::{
-    Certificate, EncryptionAlgorithm, KeyStore, KeyStoreEntry, MacAlgorithm, Pkcs12ImportPolicy,
-    PrivateKey, PrivateKeyChain,
-};
+use p12_keystore::{KeyStore, Pkcs12ImportPolicy};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
@@ -34,39 +31,6 @@ pub fn fingerprints(der: &[u8]) -> String {
     )
 }
 
-/// The key entry `alias` with the leaf and its chain, encrypted with
-/// AES-256 (PBES2, SHA-256 MAC), or 3DES with a SHA-1 MAC for `legacy`.
-pub fn pkcs12(
-    key_pem: &str,
-    chain_ders: &[Vec<u8>],
-    alias: &str,
-    password: &Secret,
-    legacy: bool,
-) -> Result<Vec<u8>, String> {
-    let key_der = pem_block(key_pem, "PRIVATE KEY")
-        .ok_or("the private key is not PKCS#8 PEM (BEGIN PRIVATE KEY)")?;
-    let key = PrivateKey::from_der(&key_der).map_err(|e| format!("private key: {e}"))?;
-    let certs = chain_ders
-        .iter()
-        .map(|d| Certificate::from_der(d).map_err(|e| format!("certificate: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let leaf = chain_ders.first().ok_or("no certificate")?;
-    // Java and openssl pair key and certificate by this id.
-    let local_key_id = <Sha1 as sha1::Digest>::digest(leaf).to_vec();
-    let mut store = KeyStore::new();
-    store.add_entry(
-        alias,
-        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, certs)),
-    );
-    let mut writer = store.writer(password.expose());
-    if legacy {
-        writer = writer
-            .encryption_algorithm(EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
-            .mac_algorithm(MacAlgorithm::HmacSha1);
-    }
-    writer.write().map_err(|e| e.to_string())
-}
-
 /// Whether `p12` opens with `password` and holds `alias` for `leaf`.
 fn p12_current(p12: &[u8], password: &Secret, alias: &str, leaf: &[u8]) -> bool {
     let Ok(store) = KeyStore::from_pkcs12(p12, password.expose(), Pkcs12ImportPolicy::Strict)
@@ -78,17 +42,13 @@ fn p12_current(p12: &[u8], password: &Secret, alias: &str, leaf: &[u8]) -> bool 
     })
 }
 
-fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
-    x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes())
-        .filter_map(Result::ok)
-        .find(|p| p.label == label)
-        .map(|p| p.contents)
-}
-
 /// The options a stored `cert.p12` was made with; the password is checked
 /// by opening it, never stored.
 fn p12_options(spec: &Pkcs12Spec) -> String {
-    format!("alias={} legacy={}", spec.alias, spec.legacy)
+    format!(
+        "alias={} legacy={} trusted_chain={}",
+        spec.alias, spec.legacy, spec.trusted_chain
+    )
 }
 
 /// Brings the derived files of `name`'s live set in line with what the
@@ -128,11 +88,22 @@ pub fn ensure(
                     String::from_utf8_lossy(&read(CHAIN).unwrap_or_default()).into_owned();
                 let mut ders = vec![leaf.clone()];
                 ders.extend(crate::x509::pem_chain(&chain_pem).unwrap_or_default());
-                let key = Secret::new(
-                    String::from_utf8_lossy(&read(PRIVKEY).unwrap_or_default()).into_owned(),
-                );
-                let p12 = pkcs12(key.expose(), &ders, &spec.alias, password, spec.legacy)
-                    .map_err(p12_err)?;
+                let key_pem = read(PRIVKEY).unwrap_or_default();
+                let key = crate::convert::private_key(&dir.join(PRIVKEY), &key_pem)
+                    .map_err(|e| p12_err(e.to_string()))?;
+                let trusted = if spec.trusted_chain {
+                    crate::convert::ca_aliases(&ders[1..])
+                } else {
+                    Vec::new()
+                };
+                let bundle = crate::convert::Bundle {
+                    key_pkcs8: key.pkcs8(),
+                    chain: &ders,
+                    alias: &spec.alias,
+                    trusted: &trusted,
+                    legacy: spec.legacy,
+                };
+                let p12 = crate::convert::pkcs12(&bundle, password).map_err(p12_err)?;
                 store.set_derived(name, P12, Some(&p12))?;
                 store.write_state(&options_file, p12_options(spec).as_bytes())?;
                 tracing::info!(event = "format.pkcs12.written", cert = %name, alias = %spec.alias, legacy = spec.legacy);

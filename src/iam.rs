@@ -45,7 +45,7 @@ impl Builder {
 fn challenge_names(config: &Config, provider: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for cert in &config.certificates {
-        if cert.spec.dns.provider != provider {
+        if cert.spec.dns.provider != provider || cert.spec.is_external() {
             continue;
         }
         for d in &cert.spec.domains {
@@ -60,7 +60,7 @@ fn zones_of(config: &Config, provider: &str) -> Vec<String> {
     let mut zones: Vec<String> = config
         .certificates
         .iter()
-        .filter(|c| c.spec.dns.provider == provider)
+        .filter(|c| c.spec.dns.provider == provider && !c.spec.is_external())
         .filter_map(|c| c.spec.dns.hosted_zone_id.clone())
         .map(|z| {
             format!(
@@ -72,10 +72,11 @@ fn zones_of(config: &Config, provider: &str) -> Vec<String> {
         .into_iter()
         .collect();
     if zones.is_empty()
-        || config
-            .certificates
-            .iter()
-            .any(|c| c.spec.dns.provider == provider && c.spec.dns.hosted_zone_id.is_none())
+        || config.certificates.iter().any(|c| {
+            c.spec.dns.provider == provider
+                && !c.spec.is_external()
+                && c.spec.dns.hosted_zone_id.is_none()
+        })
     {
         // Zones found by name: any zone, but the record-name condition
         // still limits the change to these names.

@@ -11,6 +11,8 @@ pub mod acme;
 pub mod alert;
 pub mod backoff;
 pub mod config;
+pub mod convert;
+pub mod csr;
 pub mod daemon;
 pub mod dns;
 pub mod duration;

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "certkeeper",
@@ -101,6 +103,19 @@ enum Command {
         #[arg(long)]
         max_run_age: Option<String>,
     },
+    /// Certificates from CAs without ACME: make the key and CSR, import
+    /// the signed certificate (checked, stored, published, watched).
+    Csr {
+        #[command(subcommand)]
+        command: CsrCommand,
+    },
+    /// PKCS#12/PFX to PEM files, PEM to PKCS#12, or a Java-ready keystore
+    /// (key entry plus `rootca` and `subca` trusted entries). Writes all
+    /// output files or none.
+    Convert(cli::ConvertArgs),
+    /// Fingerprints of certificate files as openssl prints them, or
+    /// `--format monit` for monit's `certmd5`.
+    Fingerprint(cli::FingerprintArgs),
     /// ACME account operations.
     Account {
         #[command(subcommand)]
@@ -118,6 +133,16 @@ enum AccountCommand {
         #[arg(long, short, default_value = "/etc/certkeeper/certkeeper.yaml")]
         config: PathBuf,
     },
+}
+
+#[derive(Subcommand)]
+enum CsrCommand {
+    /// Generate the key (kept in the state dir, 0600) and print the CSR.
+    /// Run again with the same subject: prints the same CSR.
+    New(cli::CsrNewArgs),
+    /// Check a signed certificate against the pending CSR (key, subject,
+    /// chain to the root), store it as live, publish it to its targets.
+    Import(cli::CsrImportArgs),
 }
 
 #[derive(clap::Args)]
@@ -265,6 +290,31 @@ fn main() {
             );
             Ok(())
         }),
+        Command::Csr {
+            command: CsrCommand::New(args),
+        } => {
+            let config = args.config.clone();
+            with_settings_logging(&config, logging::init_stderr, |settings| {
+                cli::csr_new(settings, args)
+            })
+        }
+        Command::Csr {
+            command: CsrCommand::Import(args),
+        } => {
+            let config = args.config.clone();
+            let mut unpublished = false;
+            let code = with_settings(&config, |settings| async {
+                unpublished = cli::csr_import(settings, args).await?;
+                Ok(())
+            });
+            if code == exit::OK && unpublished {
+                exit::RENEWAL_FAILED
+            } else {
+                code
+            }
+        }
+        Command::Convert(args) => plain(cli::convert(args)),
+        Command::Fingerprint(args) => plain(cli::fingerprint(args)),
         Command::Account {
             command: AccountCommand::Rollover { issuer, config },
         } => with_settings(&config, |settings| async move {
@@ -291,6 +341,17 @@ fn main() {
     std::process::exit(code);
 }
 
+/// A command that needs no settings: its error on stderr, exit 1.
+fn plain(result: Result<(), String>) -> i32 {
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            exit::RENEWAL_FAILED
+        }
+    }
+}
+
 /// The async runtime every command runs on; `None` (after saying why) if
 /// the system refuses threads.
 fn runtime() -> Option<tokio::runtime::Runtime> {
@@ -313,6 +374,16 @@ where
     F: FnOnce(Settings) -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
+    with_settings_logging(config, logging::init, f)
+}
+
+/// `with_settings`, logging with `init` (stderr for commands whose stdout
+/// is their product).
+fn with_settings_logging<F, Fut>(config: &std::path::Path, init: fn(LogFormat), f: F) -> i32
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let settings = match Settings::load(config) {
         Ok(s) => s,
         Err(e) => {
@@ -320,7 +391,7 @@ where
             return exit::CONFIG_ERROR;
         }
     };
-    logging::init(settings.log_format);
+    init(settings.log_format);
     let Some(runtime) = runtime() else {
         return exit::RENEWAL_FAILED;
     };

@@ -155,6 +155,7 @@ mod tests {
             pkcs12: None,
             fingerprints: false,
             verify: None,
+            csr: None,
         }
     }
 

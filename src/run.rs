@@ -570,6 +570,11 @@ enum CertPlan {
     Broken(String),
     /// Due, but failing: wait until the back-off has passed.
     BackingOff(crate::backoff::Failures),
+    /// Signed by a CA without ACME: published like any other, never
+    /// renewed here. `due` says what a person must do, when it is time.
+    External {
+        due: Option<String>,
+    },
 }
 
 fn plan_all(
@@ -592,6 +597,9 @@ fn plan_all(
                 issuers: &urls,
                 profile: effective_profile(settings, &cert.spec),
             };
+            if cert.spec.is_external() {
+                return (cert.clone(), external_plan(store, cert, now));
+            }
             let plan = match store.live_meta(cert.name()) {
                 Ok(_) if force.iter().any(|f| f == cert.name()) => {
                     tracing::info!(event = "cert.due", cert = cert.name(), reason = plan::Reason::Forced.code());
@@ -627,6 +635,43 @@ fn plan_all(
             (cert.clone(), plan)
         })
         .collect()
+}
+
+/// External certificates default to a reminder 30 days before expiry, the
+/// runbooks' habit; `renew_before` in the config changes it.
+const EXTERNAL_RENEW_BEFORE: std::time::Duration = std::time::Duration::from_secs(30 * 86400);
+
+fn external_plan(store: &Store, cert: &Certificate, now: OffsetDateTime) -> CertPlan {
+    let name = cert.name();
+    let todo = || crate::csr::renew_command(store, name);
+    let due = match store.live_meta(name) {
+        Err(e) => Some(e.to_string()),
+        Ok(None) => Some(format!("no certificate imported yet: {}", todo())),
+        Ok(Some(meta)) => {
+            let before = cert
+                .spec
+                .renew_before
+                .unwrap_or(crate::config::RenewBefore::Remaining(EXTERNAL_RENEW_BEFORE));
+            let renew_at = plan::renew_at(&meta, before);
+            (now >= renew_at).then(|| {
+                format!(
+                    "due for renewal by hand since {} (expires {}; this CA has no ACME): {}",
+                    rfc3339(renew_at),
+                    rfc3339(meta.not_after),
+                    todo()
+                )
+            })
+        }
+    };
+    match &due {
+        Some(why) => tracing::warn!(event = "cert.external.due", cert = name, action = %why),
+        None => tracing::info!(
+            event = "cert.current",
+            cert = name,
+            issuer = crate::csr::EXTERNAL
+        ),
+    }
+    CertPlan::External { due }
 }
 
 /// The profile a certificate asks for: its own, else its first issuer's.
@@ -733,6 +778,7 @@ fn panicked_status(cert: &Certificate) -> CertStatus {
         targets: Vec::new(),
         verified: None,
         verification: None,
+        renew_command: None,
     }
 }
 
@@ -757,8 +803,10 @@ struct CertTask {
 
 impl CertTask {
     async fn process(&self, cert: &Certificate, plan: CertPlan) -> CertStatus {
+        let external = matches!(plan, CertPlan::External { .. });
         let attempt = match plan {
-            CertPlan::Keep => None,
+            CertPlan::Keep | CertPlan::External { due: None } => None,
+            CertPlan::External { due: Some(why) } => Some(Err(why)),
             CertPlan::Broken(e) => Some(Err(e)),
             CertPlan::Renew if self.cancel.is_cancelled() || self.stop.is_cancelled() => {
                 Some(Err("not started: shutting down".to_string()))
@@ -791,8 +839,11 @@ impl CertTask {
         };
         let backing_off = crate::backoff::load(&self.store, cert.name()).map(|f| f.next_attempt);
         let mut status = finish_cert(self, cert, attempt).await;
-        if status.state == CertState::Failed {
+        if status.state == CertState::Failed && !external {
             status.retry_after = backing_off;
+        }
+        if external {
+            status.renew_command = Some(crate::csr::renew_command(&self.store, cert.name()));
         }
         status
     }
@@ -979,6 +1030,7 @@ async fn finish_cert(task: &CertTask, cert: &Certificate, attempt: Option<Attemp
         targets,
         verified,
         verification,
+        renew_command: None,
     }
 }
 

@@ -12,6 +12,7 @@ mod order;
 pub mod revocation;
 
 pub use account::Issuer;
+pub use order::generate_key;
 
 use std::time::Duration;
 

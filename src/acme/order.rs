@@ -376,7 +376,7 @@ async fn finalize_if_ready(
     Ok(status)
 }
 
-fn generate_key(key_type: KeyType) -> Result<rcgen::KeyPair, AcmeError> {
+pub fn generate_key(key_type: KeyType) -> Result<rcgen::KeyPair, AcmeError> {
     use rcgen::{KeyPair, RsaKeySize};
     let result = match key_type {
         KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),

@@ -45,6 +45,9 @@ fn join_lines(errors: &[Located]) -> String {
 #[serde(deny_unknown_fields)]
 pub struct CertificateSpec {
     pub name: String,
+    /// Absent for `issuer: external` certificates with a `csr:` (their
+    /// names come from it).
+    #[serde(default)]
     pub domains: Vec<String>,
     #[serde(default)]
     pub key_type: KeyType,
@@ -81,6 +84,27 @@ pub struct CertificateSpec {
     /// Endpoints that must serve the new certificate after publishing.
     #[serde(default)]
     pub verify: Option<VerifySpec>,
+    /// For `issuer: external`: what `certkeeper csr new` asks the CA for.
+    #[serde(default)]
+    pub csr: Option<CsrSpec>,
+}
+
+impl CertificateSpec {
+    /// Signed by a CA without ACME: made with `csr new`, brought in with
+    /// `csr import`, never renewed here.
+    pub fn is_external(&self) -> bool {
+        self.issuer.as_deref() == Some(crate::csr::EXTERNAL)
+    }
+}
+
+/// The request of an external certificate. Templates use the
+/// certificate's `vars`, e.g. `cn: "{identifier}.{ods}.mesh-client.nhs.uk"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsrSpec {
+    pub cn: String,
+    #[serde(default)]
+    pub sans: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -94,6 +118,10 @@ pub struct Pkcs12Spec {
     /// Friendly name of the key entry (the keytool alias).
     #[serde(default = "default_alias")]
     pub alias: String,
+    /// A Java-ready keystore: the chain's CA certificates are also trusted
+    /// entries, `rootca` and `subca` (`keytool -list` shows three entries).
+    #[serde(default)]
+    pub trusted_chain: bool,
 }
 
 fn default_alias() -> String {
@@ -362,6 +390,9 @@ impl Config {
         let mut errors = Vec::new();
         for c in &self.certificates {
             let known: Vec<&String> = settings.issuers.keys().collect();
+            if c.spec.is_external() {
+                continue;
+            }
             let named = c.spec.issuer.iter().chain(&c.spec.fallback_issuers);
             for name in named {
                 if !settings.issuers.contains_key(name) {
@@ -437,7 +468,7 @@ impl Config {
     pub fn check_providers(&self, known: &[String]) -> Vec<Located> {
         self.certificates
             .iter()
-            .filter(|c| !known.contains(&c.spec.dns.provider))
+            .filter(|c| !c.spec.is_external() && !known.contains(&c.spec.dns.provider))
             .map(|c| {
                 let (line, column) = c.provider_position;
                 Located {
@@ -462,7 +493,8 @@ impl Config {
             .map(|z| crate::dns::normalize_name(z))
             .collect();
         let mut errors = Vec::new();
-        for cert in &self.certificates {
+        // External certificates are not issued through our DNS.
+        for cert in self.certificates.iter().filter(|c| !c.spec.is_external()) {
             for (i, d) in cert.spec.domains.iter().enumerate() {
                 let base = d.strip_prefix("*.").unwrap_or(d);
                 if !zones
@@ -634,10 +666,52 @@ fn validate_spec(spec: &mut CertificateSpec, idx: usize, err: &mut impl FnMut(St
             ),
         );
     }
-    if spec.domains.is_empty() {
-        err(
+    match (&spec.csr, spec.is_external()) {
+        (Some(_), false) => err(
+            format!("certificates[{idx}].csr"),
+            format!(
+                "`csr` is only for certificates with `issuer: {}` (ACME certificates make their own)",
+                crate::csr::EXTERNAL
+            ),
+        ),
+        (Some(csr), true) => {
+            if !spec.domains.is_empty() {
+                err(
+                    format!("certificates[{idx}].domains"),
+                    "an external certificate with `csr` takes its names from `csr.cn` and `csr.sans`; remove `domains`".into(),
+                );
+            }
+            match crate::csr::render_names(&csr.cn, &csr.sans, &spec.vars) {
+                Ok((cn, sans)) => {
+                    let cn = cn.to_ascii_lowercase();
+                    spec.domains = vec![cn.clone()];
+                    spec.domains.extend(sans.into_iter().filter(|s| *s != cn));
+                }
+                Err(e) => {
+                    let (field, message) = e.split_once(": ").unwrap_or(("cn", &e));
+                    let field = field.replace("san[", "sans[");
+                    err(
+                        format!("certificates[{idx}].csr.{field}"),
+                        message.to_string(),
+                    );
+                }
+            }
+        }
+        (None, _) if spec.domains.is_empty() => err(
             format!("certificates[{idx}].domains"),
-            "at least one domain is required".into(),
+            if spec.is_external() {
+                "an external certificate needs `csr.cn` (or `domains`)".into()
+            } else {
+                "at least one domain is required".into()
+            },
+        ),
+        (None, _) => {}
+    }
+    if spec.is_external() && (!spec.fallback_issuers.is_empty() || spec.profile.is_some()) {
+        err(
+            format!("certificates[{idx}].issuer"),
+            "an external certificate has no fallback_issuers or profile (no ACME is involved)"
+                .into(),
         );
     }
     if let Some(verify) = &spec.verify {
@@ -742,6 +816,44 @@ mod tests {
         );
         assert!(err.contains("duplicate certificate name \"web\""), "{err}");
         assert!(err.contains("certificates.yaml:8:"), "{err}");
+    }
+
+    #[test]
+    fn external_certificates_take_their_names_from_the_csr_template() {
+        let text = "certificates:\n  - name: mesh\n    issuer: external\n    csr:\n      cn: \"{id}.{ods}.mesh-client.nhs.uk\"\n      sans: [\"{id}.example.test\"]\n    vars: {id: RRR01HC, ods: RRR01}\n";
+        let c = parse_one(text).unwrap();
+        let spec = &c.certificates[0].spec;
+        assert!(spec.is_external());
+        assert_eq!(
+            spec.domains,
+            ["rrr01hc.rrr01.mesh-client.nhs.uk", "rrr01hc.example.test"]
+        );
+        // No zone of ours is involved: the allowlist does not apply.
+        assert!(c.check_allowed_zones(&["example.org".into()]).is_empty());
+        assert!(c.check_providers(&[]).is_empty());
+    }
+
+    #[test]
+    fn external_mistakes_are_located() {
+        let unknown_var = "certificates:\n  - name: mesh\n    issuer: external\n    csr:\n      cn: \"{identifer}.mesh-client.nhs.uk\"\n    vars: {identifier: X}\n";
+        let err = parse_one(unknown_var).unwrap_err().to_string();
+        assert!(
+            err.starts_with("certificates.yaml:5:11: certificates[0].csr.cn: template"),
+            "{err}"
+        );
+        assert!(err.contains("{identifer}"), "{err}");
+        let bad_san = "certificates:\n  - name: mesh\n    issuer: external\n    csr:\n      cn: a.example.test\n      sans: [ok.example.test, \"bad name.example.test\"]\n";
+        let err = parse_one(bad_san).unwrap_err().to_string();
+        assert!(err.contains("certificates[0].csr.sans[1]"), "{err}");
+        let acme_with_csr = "certificates:\n  - name: web\n    domains: [a.example.test]\n    csr: {cn: a.example.test}\n";
+        let err = parse_one(acme_with_csr).unwrap_err().to_string();
+        assert!(
+            err.contains("certificates[0].csr: `csr` is only for"),
+            "{err}"
+        );
+        let nothing = "certificates:\n  - name: mesh\n    issuer: external\n";
+        let err = parse_one(nothing).unwrap_err().to_string();
+        assert!(err.contains("needs `csr.cn`"), "{err}");
     }
 
     #[test]

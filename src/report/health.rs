@@ -165,6 +165,7 @@ mod tests {
             targets: Vec::new(),
             verified: None,
             verification: None,
+            renew_command: None,
         }
     }
 

@@ -101,6 +101,9 @@ pub struct CertStatus {
     /// expected Y`.
     #[serde(default)]
     pub verification: Option<String>,
+    /// For certificates from a CA without ACME: what a person runs to renew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_command: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -189,6 +192,7 @@ mod tests {
             targets: Vec::new(),
             verified: None,
             verification: None,
+            renew_command: None,
         }
     }
 

@@ -107,6 +107,11 @@ fn vars(
     v
 }
 
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// The alerts due now, given what was already sent today.
 pub fn due(
     watch: &WatchSettings,
@@ -150,10 +155,49 @@ pub fn due(
         .map(|s| s.certificates.as_slice())
         .unwrap_or_default()
     {
-        let failing =
-            failures(&c.name) >= watch.failures_before_alert && c.state == CertState::Failed;
         let days = c.days_left.unwrap_or(0);
         let expired = c.not_after.is_none_or(|t| t <= now);
+        // A certificate from a CA without ACME waits for a person: remind
+        // them from the warning threshold on, with the command to run.
+        if let Some(command) = &c.renew_command {
+            let Some(not_after) = c.not_after else {
+                continue;
+            };
+            match level(days, expired, watch) {
+                Some(level) if !already_today(&c.name) => {
+                    let v = vars(&c.name, &BTreeMap::new(), days, not_after, "managed");
+                    let template = if level == "warning" {
+                        &watch.template
+                    } else {
+                        &watch.critical_template
+                    };
+                    out.push(Alert {
+                        name: c.name.clone(),
+                        level: level.into(),
+                        message: format!("{} To renew: {command}", render(template, &v)),
+                        days_left: c.days_left,
+                        not_after: v.get("not_after").cloned(),
+                        source: "managed".into(),
+                        labels: BTreeMap::new(),
+                    });
+                }
+                None if sent.get(&c.name).is_some_and(|s| s.level != "recovered") => {
+                    out.push(Alert {
+                        name: c.name.clone(),
+                        level: "recovered".into(),
+                        message: format!("{} is renewed: valid for {days} more days", c.name),
+                        days_left: c.days_left,
+                        not_after: Some(rfc3339(not_after)),
+                        source: "managed".into(),
+                        labels: BTreeMap::new(),
+                    });
+                }
+                _ => {}
+            }
+            continue;
+        }
+        let failing =
+            failures(&c.name) >= watch.failures_before_alert && c.state == CertState::Failed;
         let level = if expired && c.not_after.is_some() {
             Some("expired")
         } else if c.not_after.is_some() && days < watch.critical_days {
@@ -378,6 +422,7 @@ mod tests {
                 targets: vec![],
                 verified: None,
                 verification: None,
+                renew_command: None,
             }],
         }
     }
@@ -428,5 +473,54 @@ mod tests {
         let close = managed(CertState::Ok, 3, now);
         let a = due(&w, &[], Some(&close), &|_| 0, &BTreeMap::new(), now);
         assert_eq!(a[0].level, "critical");
+    }
+
+    #[test]
+    fn external_certificates_are_reminded_with_the_command_from_the_warning_threshold() {
+        let now = OffsetDateTime::now_utc();
+        let w = watch();
+        let command = "run `certkeeper csr new --name web`, send the CSR to the CA";
+        let with_command = |days: i64, state: CertState| {
+            let mut s = managed(state, days, now);
+            s.certificates[0].renew_command = Some(command.into());
+            s
+        };
+        // Inside the warning threshold: a warning, with the command, even
+        // though no renewal "failed" (a person has to act).
+        let a = due(
+            &w,
+            &[],
+            Some(&with_command(20, CertState::Failed)),
+            &|_| 0,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].level, "warning");
+        assert!(a[0].message.contains(command), "{}", a[0].message);
+        assert!(a[0].message.contains("20 days"), "{}", a[0].message);
+        // Far from expiry: nothing, however many runs reported it due.
+        assert!(
+            due(
+                &w,
+                &[],
+                Some(&with_command(200, CertState::Ok)),
+                &|_| 9,
+                &BTreeMap::new(),
+                now
+            )
+            .is_empty()
+        );
+        // Close: critical, still with the command.
+        let a = due(
+            &w,
+            &[],
+            Some(&with_command(3, CertState::Failed)),
+            &|_| 0,
+            &BTreeMap::new(),
+            now,
+        );
+        assert_eq!(a[0].level, "critical");
+        assert!(a[0].message.contains(command));
     }
 }
