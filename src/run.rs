@@ -513,6 +513,12 @@ pub async fn dry_run(
         .iter()
         .find(|c| c.name() == name)
         .ok_or_else(|| format!("no certificate named {name:?} in the config repo"))?;
+    if cert.spec.is_external() {
+        return Err(format!(
+            "{name:?} has `issuer: {}`: there is no ACME order to try; see `certkeeper csr new`",
+            crate::csr::EXTERNAL
+        ));
+    }
     let issuer_name = settings.issuers_for(&cert.spec).remove(0);
     let mut acme = settings
         .issuers

@@ -540,6 +540,38 @@ async fn csr_new_import_publish_remind_and_renew() {
     let status_text = std::fs::read_to_string(env.state_dir().join("status.json")).unwrap();
     assert_no_key_material("status.json", &status_text, &key_pem);
 
+    // Revocation is the CA's business; certkeeper says so.
+    let revoke = env.certkeeper(args(&env, &["revoke", "mesh-prod"])).await;
+    assert_ne!(revoke.code, 0);
+    assert!(
+        revoke.stderr.contains("ask that CA to revoke"),
+        "{}",
+        revoke.stderr
+    );
+    // Names on the command line follow the config's hostname rules.
+    let bad = env
+        .certkeeper(args(
+            &env,
+            &[
+                "csr",
+                "new",
+                "--name",
+                "adhoc",
+                "--cn",
+                "bad name!.example.test",
+                "--key",
+                "rsa-2048",
+            ],
+        ))
+        .await;
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("cn: \"bad name!.example.test\""),
+        "{}",
+        bad.stderr
+    );
+    assert!(!env.state_dir().join("csr/adhoc").exists());
+
     // A run now: nothing due, published already.
     let run = env.run().await;
     assert_eq!(run.code, 0, "{}", run.stderr);

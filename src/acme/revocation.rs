@@ -61,6 +61,12 @@ pub async fn revoke(
         .live_meta(name)
         .map_err(|e| fail(e.to_string()))?
         .ok_or_else(|| fail(format!("no live certificate named {name:?}")))?;
+    if meta.issuer == crate::csr::EXTERNAL {
+        return Err(fail(format!(
+            "{name:?} was signed by a CA without ACME (imported with `csr import`): ask that CA to revoke serial {}",
+            meta.serial
+        )));
+    }
     let (issuer_name, acme) = settings
         .issuers
         .iter()

@@ -937,6 +937,12 @@ mod tests {
                 .iter()
                 .any(|s| s.domains.iter().any(|d| d.starts_with("xn--")))
         );
+        assert!(specs.iter().any(|s| s.is_external() && s.csr.is_some()));
+        assert!(
+            specs
+                .iter()
+                .any(|s| s.pkcs12.as_ref().is_some_and(|p| p.trusted_chain))
+        );
     }
 
     /// Random and mutated documents: never a panic, always a config or an
