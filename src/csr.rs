@@ -290,6 +290,7 @@ pub fn import(
         issued_at: now,
         version: 0,
         profile: None,
+        generation: None,
     };
     store.install(&issued, &mut meta)?;
     // The request is done: keep it for the next reminder, drop the key

@@ -18,6 +18,7 @@ pub mod dns;
 pub mod duration;
 pub mod formats;
 pub mod iam;
+pub mod lease;
 pub mod lock;
 pub mod logging;
 pub mod metrics;

@@ -174,6 +174,7 @@ mod tests {
             issued_at: datetime!(2026-01-01 0:00 UTC),
             version: 1,
             profile: None,
+            generation: None,
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Services {
     /// Publish targets by the name certificates use.
     pub targets: BTreeMap<String, Arc<dyn Target>>,
     pub secrets: Arc<Secrets>,
+    /// Leases and bootstrap through the bucket, when running as replicas.
+    pub coordinator: Option<Arc<crate::lease::Coordinator>>,
 }
 
 /// Resolves the settings' named secrets when a certificate needs one.
@@ -203,10 +205,25 @@ impl Services {
             sources: settings.secrets.clone(),
             ssm: aws_sdk_ssm::Client::new(&base),
         });
+        let mut coordinator = None;
+        if let Some(replicas) = &settings.replicas
+            && let Some(TargetSettings::S3(s3)) = settings.targets.get(&replicas.target)
+        {
+            let sdk = aws_identity(settings, &s3.aws, &base, "certkeeper-s3").await;
+            let config = aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(settings.aws.endpoint_url.is_some())
+                .build();
+            coordinator = Some(Arc::new(crate::lease::Coordinator::new(
+                aws_sdk_s3::Client::from_conf(config),
+                s3,
+                replicas,
+            )));
+        }
         Ok(Services {
             dns,
             targets,
             secrets,
+            coordinator,
         })
     }
 
@@ -334,6 +351,9 @@ pub async fn run_once(
     .expect("config task does not panic")?;
     let config = &accepted.config;
     let checkout_commit = accepted.commit.clone();
+    if let Some(c) = &services.coordinator {
+        pull_all(c, &store, config).await;
+    }
 
     let mut plans = plan_all(settings, &store, config, &options.force);
     let mut issuers = Issuers::new();
@@ -355,10 +375,12 @@ pub async fn run_once(
     }
     load_issuers(settings, &store, &plans, &mut issuers).await;
     let issuers = Arc::new(issuers);
-    let dns = Arc::new(
-        Dns01::new(services.dns.clone(), &settings.dns)
-            .with_journal(store.root().join("dns-journal")),
-    );
+    let mut dns01 = Dns01::new(services.dns.clone(), &settings.dns)
+        .with_journal(store.root().join("dns-journal"));
+    if let Some(c) = &services.coordinator {
+        dns01 = dns01.with_shared_journal(c.clone());
+    }
+    let dns = Arc::new(dns01);
     // Records a killed run wrote and never removed go first.
     dns.recover().await;
 
@@ -386,6 +408,9 @@ pub async fn run_once(
             commit: checkout_commit.clone(),
             cancel: cancel.clone(),
             stop: options.stop.clone(),
+            coordinator: services.coordinator.clone(),
+            lease_lost: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            lease: std::sync::Mutex::new(None),
         };
         let limit = limit.clone();
         let progress = options.progress.clone();
@@ -447,6 +472,28 @@ pub async fn run_once(
     );
     crate::watch::check(settings, &store, Some(&status), &services.secrets).await;
     Ok(status)
+}
+
+/// Brings every certificate's local set up to the bucket's (replicas): a
+/// new replica starts from what the others issued instead of re-issuing.
+async fn pull_all(c: &Arc<crate::lease::Coordinator>, store: &Store, config: &Config) {
+    let limit = Arc::new(Semaphore::new(16));
+    let mut tasks = JoinSet::new();
+    for cert in &config.certificates {
+        let (c, store, name, limit) = (
+            c.clone(),
+            store.clone(),
+            cert.name().to_string(),
+            limit.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = limit.acquire_owned().await.expect("semaphore never closed");
+            if let Err(e) = c.pull(&store, &name).await {
+                tracing::error!(event = "replica.pull.failed", cert = %name, error = %e);
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Lets each target finish the run (the S3 manifest) with every live
@@ -805,11 +852,137 @@ struct CertTask {
     commit: String,
     cancel: CancellationToken,
     stop: CancellationToken,
+    coordinator: Option<Arc<crate::lease::Coordinator>>,
+    /// Set when another replica took this certificate's lease: nothing more
+    /// is published under it.
+    lease_lost: Arc<std::sync::atomic::AtomicBool>,
+    /// The lease held while this certificate is renewed and published.
+    lease: std::sync::Mutex<Option<Arc<crate::lease::Lease>>>,
+}
+
+/// What the lease says about renewing a due certificate now.
+enum LeaseStep {
+    /// No replicas: go ahead without a lease.
+    Alone,
+    Proceed(Arc<crate::lease::Lease>),
+    /// Not here: another replica holds it, or just renewed it.
+    Skip(String),
+    Failed(String),
 }
 
 impl CertTask {
+    async fn take_lease(&self, cert: &Certificate) -> LeaseStep {
+        let Some(c) = &self.coordinator else {
+            return LeaseStep::Alone;
+        };
+        let name = cert.name();
+        let lease = match c.acquire(name).await {
+            Ok(crate::lease::Acquired::Taken(lease)) => lease,
+            Ok(crate::lease::Acquired::Held { holder, until }) => {
+                return LeaseStep::Skip(format!(
+                    "being renewed by replica {holder} (lease until {})",
+                    rfc3339(until)
+                ));
+            }
+            Err(e) => return LeaseStep::Failed(e.to_string()),
+        };
+        // A holder that died mid-order may have left TXT records.
+        if lease.took_over.is_some() {
+            match c.left_dns(name).await {
+                Ok(Some(placed)) => {
+                    tracing::warn!(event = "lease.cleanup.dns", cert = %name, previous = ?lease.took_over);
+                    if self.dns.cleanup(name, &placed).await.is_err() {
+                        tracing::error!(event = "lease.cleanup.dns_failed", cert = %name);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(event = "lease.cleanup.dns_unreadable", cert = %name, error = %e)
+                }
+            }
+        }
+        // Another replica may have renewed it between our plan and now.
+        match c.pull(&self.store, name).await {
+            Ok(Some(_)) => {
+                c.release(&lease).await;
+                LeaseStep::Skip("renewed by another replica".into())
+            }
+            Ok(None) => LeaseStep::Proceed(Arc::new(lease)),
+            Err(e) => {
+                c.release(&lease).await;
+                LeaseStep::Failed(e.to_string())
+            }
+        }
+    }
+
+    /// Renews the lease at a third of its life until dropped; a lost lease
+    /// is remembered so nothing more is published under it.
+    fn keep_alive(&self, lease: &Arc<crate::lease::Lease>) -> Option<tokio::task::JoinHandle<()>> {
+        let c = self.coordinator.clone()?;
+        let (lease, lost) = (lease.clone(), self.lease_lost.clone());
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(c.renew_every()).await;
+                if let Err(e) = c.renew(&lease).await {
+                    if matches!(e, crate::lease::LeaseError::Lost { .. }) {
+                        lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                        tracing::error!(event = "lease.lost", cert = %lease.name, error = %e);
+                        return;
+                    }
+                    tracing::warn!(event = "lease.renew.failed", cert = %lease.name, error = %e);
+                }
+            }
+        }))
+    }
+
     async fn process(&self, cert: &Certificate, plan: CertPlan) -> CertStatus {
         let external = matches!(plan, CertPlan::External { .. });
+        let mut lease = None;
+        let mut elsewhere = None;
+        let plan = match plan {
+            CertPlan::Renew if !self.cancel.is_cancelled() && !self.stop.is_cancelled() => {
+                match self.take_lease(cert).await {
+                    LeaseStep::Alone => CertPlan::Renew,
+                    LeaseStep::Proceed(l) => {
+                        *self.lease.lock().expect("lease lock") = Some(l.clone());
+                        lease = Some(l);
+                        CertPlan::Renew
+                    }
+                    LeaseStep::Skip(why) => {
+                        tracing::info!(event = "cert.lease.skipped", cert = cert.name(), reason = %why);
+                        elsewhere = Some(why);
+                        CertPlan::Keep
+                    }
+                    LeaseStep::Failed(e) => CertPlan::Broken(format!("lease: {e}")),
+                }
+            }
+            other => other,
+        };
+        let keep_alive = lease.as_ref().and_then(|l| self.keep_alive(l));
+        let generation = lease.as_ref().map(|l| l.generation);
+        let mut status = self.process_planned(cert, plan, generation, external).await;
+        if status.not_after.is_none() && status.last_error.is_none() {
+            // Not here yet: say where it is being made.
+            status.last_error = elsewhere;
+        }
+        if let Some(k) = keep_alive {
+            k.abort();
+        }
+        if let (Some(c), Some(l)) = (&self.coordinator, &lease)
+            && !self.lease_lost.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            c.release(l).await;
+        }
+        status
+    }
+
+    async fn process_planned(
+        &self,
+        cert: &Certificate,
+        plan: CertPlan,
+        generation: Option<u64>,
+        external: bool,
+    ) -> CertStatus {
         let attempt = match plan {
             CertPlan::Keep | CertPlan::External { due: None } => None,
             CertPlan::External { due: Some(why) } => Some(Err(why)),
@@ -824,7 +997,7 @@ impl CertTask {
                 f.last_error
             ))),
             CertPlan::Renew => {
-                let result = self.renew(cert).await;
+                let result = self.renew(cert, generation).await;
                 let spec = crate::backoff::spec_fingerprint(&cert.spec, &self.chain);
                 match &result {
                     Ok(_) => crate::backoff::clear(&self.store, cert.name()),
@@ -855,7 +1028,7 @@ impl CertTask {
     }
 
     /// Tries the certificate's issuer, then its fallbacks, in order.
-    async fn renew(&self, cert: &Certificate) -> Attempt {
+    async fn renew(&self, cert: &Certificate, generation: Option<u64>) -> Attempt {
         let mut errors = Vec::new();
         for name in &self.chain {
             let issuer = match self.issuers.get(name) {
@@ -869,7 +1042,7 @@ impl CertTask {
                     continue;
                 }
             };
-            match renew_one(issuer, self, cert).await {
+            match renew_one(issuer, self, cert, generation).await {
                 Ok(renewed) => return Ok(renewed),
                 Err(e) if self.cancel.is_cancelled() => return Err(e),
                 Err(e) => {
@@ -888,7 +1061,12 @@ impl CertTask {
     }
 }
 
-async fn renew_one(issuer: &Issuer, task: &CertTask, cert: &Certificate) -> Attempt {
+async fn renew_one(
+    issuer: &Issuer,
+    task: &CertTask,
+    cert: &Certificate,
+    generation: Option<u64>,
+) -> Attempt {
     let (dns, store, commit, cancel) = (&task.dns, &task.store, &task.commit, &task.cancel);
     let started = std::time::Instant::now();
     let spec = &cert.spec;
@@ -929,6 +1107,7 @@ async fn renew_one(issuer: &Issuer, task: &CertTask, cert: &Certificate) -> Atte
         issued_at: OffsetDateTime::now_utc(),
         version: 0,
         profile: task.profile.clone(),
+        generation,
     };
     let dir = store
         .install(&issued, &mut meta)
@@ -978,7 +1157,24 @@ async fn finish_cert(task: &CertTask, cert: &Certificate, attempt: Option<Attemp
     let mut targets = Vec::new();
     let mut verified = None;
     let mut verification = None;
-    if let Some(meta) = &meta {
+    // Still ours? A replica paused past its lease must not publish.
+    let held = task.lease.lock().expect("lease lock").clone();
+    if let (Some(c), Some(lease)) = (&task.coordinator, held)
+        && let Err(e) = c.renew(&lease).await
+        && matches!(e, crate::lease::LeaseError::Lost { .. })
+    {
+        tracing::error!(event = "lease.lost", cert = %cert.name(), error = %e);
+        task.lease_lost
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    let lost = task.lease_lost.load(std::sync::atomic::Ordering::SeqCst);
+    if lost {
+        published = false;
+        last_error.get_or_insert_with(|| {
+            "not published: another replica took over this certificate's lease".into()
+        });
+    }
+    if let Some(meta) = meta.as_ref().filter(|_| !lost) {
         let formats = derive_formats(task, cert).await;
         if let Err(e) = &formats {
             tracing::error!(event = "format.failed", cert = %cert.name(), error = %e);

@@ -87,6 +87,9 @@ pub struct Settings {
     /// absent.
     #[serde(default)]
     pub http: Option<HttpSettings>,
+    /// Several replicas sharing one bucket: leases, fencing, bootstrap.
+    #[serde(default)]
+    pub replicas: Option<ReplicaSettings>,
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -256,6 +259,26 @@ mod optional_duration {
         text.map(|t| crate::duration::parse(&t).map_err(serde::de::Error::custom))
             .transpose()
     }
+}
+
+/// Running as several replicas (VMs, a Kubernetes Deployment) with no
+/// coordinator but S3: per-certificate leases taken with conditional
+/// writes, publishes fenced by the lease generation, and new replicas
+/// bootstrapped from the bucket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaSettings {
+    /// The `s3` publish target whose bucket and prefix hold the live sets
+    /// and the leases (`<prefix>/.leases/<name>`). Default `s3`.
+    #[serde(default = "defaults::replica_target")]
+    pub target: String,
+    /// How long a lease lasts without renewal; a holder renews it at a
+    /// third of this. A replica that stops for longer loses it.
+    #[serde(default = "defaults::lease_ttl", with = "crate::duration::serde_human")]
+    pub lease_ttl: Duration,
+    /// This replica's name in leases; default: host name and process id.
+    #[serde(default)]
+    pub holder: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -656,6 +679,14 @@ mod defaults {
     pub fn propagation_timeout() -> Duration {
         Duration::from_secs(300)
     }
+    pub fn replica_target() -> String {
+        super::S3_TARGET.to_string()
+    }
+
+    pub fn lease_ttl() -> Duration {
+        Duration::from_secs(120)
+    }
+
     pub fn s3_key_template() -> String {
         "{prefix}/{name}/{file}".into()
     }
@@ -799,6 +830,41 @@ impl Settings {
                 message,
             })
         };
+        if let Some(r) = &self.replicas {
+            match self.targets.get(&r.target) {
+                Some(TargetSettings::S3(s3)) => {
+                    let template = s3
+                        .key_template
+                        .replace("{prefix}", "")
+                        .replace("{name}", "")
+                        .replace("{file}", "");
+                    if template.contains('{') {
+                        return Err(fail(
+                            "replicas.target",
+                            "replicas:",
+                            format!(
+                                "the s3 target {:?} has key_template {:?}; replicas find live sets by name, so only {{prefix}}, {{name}} and {{file}} may be used",
+                                r.target, s3.key_template
+                            ),
+                        ));
+                    }
+                }
+                _ => {
+                    return Err(fail(
+                        "replicas.target",
+                        "replicas:",
+                        format!("{:?} is not an s3 target of these settings", r.target),
+                    ));
+                }
+            }
+            if r.lease_ttl < Duration::from_secs(2) {
+                return Err(fail(
+                    "replicas.lease_ttl",
+                    "lease_ttl",
+                    "must be at least 2s".into(),
+                ));
+            }
+        }
         if self.max_concurrent_orders == 0 {
             return Err(fail(
                 "max_concurrent_orders",

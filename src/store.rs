@@ -80,6 +80,10 @@ pub struct Meta {
     /// ACME profile asked for, if any.
     #[serde(default)]
     pub profile: Option<String>,
+    /// Generation of the replica lease it was issued under; a publish
+    /// never replaces one made under a newer generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
 }
 
 /// A freshly issued certificate, before it is stored.
@@ -195,6 +199,26 @@ impl Store {
         let archive = self.root.join("archive").join(&meta.name);
         create_private_dir(&archive)?;
         meta.version = next_version(&archive)?;
+        self.install_at(issued, meta, &archive)
+    }
+
+    /// `install`, keeping the version number `meta` has when it is newer
+    /// than every local one (a set pulled from another replica keeps its
+    /// number, so its meta.json is byte for byte the published one).
+    pub fn install_version(&self, issued: &Issued, meta: &mut Meta) -> Result<PathBuf, StoreError> {
+        let archive = self.root.join("archive").join(&meta.name);
+        create_private_dir(&archive)?;
+        meta.version = meta.version.max(next_version(&archive)?);
+        self.install_at(issued, meta, &archive)
+    }
+
+    fn install_at(
+        &self,
+        issued: &Issued,
+        meta: &mut Meta,
+        archive: &Path,
+    ) -> Result<PathBuf, StoreError> {
+        let archive = archive.to_path_buf();
         let version = format!("{:04}", meta.version);
         let tmp = archive.join(format!(".tmp-{version}"));
         if tmp.exists() {
@@ -336,6 +360,7 @@ mod tests {
             issued_at: OffsetDateTime::UNIX_EPOCH,
             version: 0,
             profile: None,
+            generation: None,
         }
     }
 

@@ -110,6 +110,16 @@ pub struct Dns01 {
     /// removed, so a run killed in between (SIGKILL, power loss) has them
     /// removed by the next one.
     journal: Option<std::path::PathBuf>,
+    /// The same, where other replicas can read it (beside the lease), so
+    /// whoever takes over a dead replica's certificate cleans up after it.
+    shared: Option<std::sync::Arc<dyn SharedJournal>>,
+}
+
+/// A journal other replicas can read.
+#[async_trait::async_trait]
+pub trait SharedJournal: Send + Sync {
+    async fn note(&self, cert: &str, placed: &Placement) -> Result<(), String>;
+    async fn forget(&self, cert: &str);
 }
 
 /// Where the records of one order were written, for cleanup.
@@ -140,7 +150,13 @@ impl Dns01 {
             skip_propagation: settings.propagation == crate::settings::Propagation::Skip,
             follow_cname: settings.follow_cname,
             journal: None,
+            shared: None,
         }
+    }
+
+    pub fn with_shared_journal(mut self, shared: std::sync::Arc<dyn SharedJournal>) -> Self {
+        self.shared = Some(shared);
+        self
     }
 
     /// Keeps a journal of written records in `dir` (the state dir's
@@ -289,6 +305,9 @@ impl Dns01 {
     ) -> Result<(), DnsError> {
         *placed = self.place(provider, zone, records).await?;
         self.note(cert, placed)?;
+        if let Some(shared) = &self.shared {
+            shared.note(cert, placed).await.map_err(DnsError::Journal)?;
+        }
         let started = std::time::Instant::now();
         for (pname, zone, records) in &placed.parts {
             let provider = self.provider(pname)?;
@@ -351,10 +370,13 @@ impl Dns01 {
     /// Removes what `present` placed. Not cancellable: cleanup must finish.
     pub async fn cleanup(&self, cert: &str, placed: &Placement) -> Result<(), DnsError> {
         let result = self.cleanup_parts(cert, placed).await;
-        if result.is_ok()
-            && let Some(path) = self.journal_file(cert)
-        {
-            let _ = std::fs::remove_file(path);
+        if result.is_ok() {
+            if let Some(path) = self.journal_file(cert) {
+                let _ = std::fs::remove_file(path);
+            }
+            if let Some(shared) = &self.shared {
+                shared.forget(cert).await;
+            }
         }
         result
     }

@@ -77,8 +77,8 @@ impl S3 {
         }
     }
 
-    /// The sha256 metadata of an existing object, `None` when absent.
-    async fn stored_hash(&self, key: &str) -> Result<Option<String>, PublishError> {
+    /// What an existing object carries, `None` when absent.
+    async fn stored(&self, key: &str) -> Result<Option<Stored>, PublishError> {
         match self
             .client
             .head_object()
@@ -87,7 +87,16 @@ impl S3 {
             .send()
             .await
         {
-            Ok(head) => Ok(head.metadata().and_then(|m| m.get("sha256")).cloned()),
+            Ok(head) => {
+                let meta = head.metadata();
+                Ok(Some(Stored {
+                    sha256: meta.and_then(|m| m.get("sha256")).cloned(),
+                    generation: meta
+                        .and_then(|m| m.get("generation"))
+                        .and_then(|g| g.parse().ok()),
+                    etag: head.e_tag().map(str::to_string),
+                }))
+            }
             Err(e) => {
                 // Without s3:ListBucket, S3 answers 403 instead of 404 for a
                 // missing object; treat both as "not there" and let PutObject
@@ -105,6 +114,11 @@ impl S3 {
 
     /// Uploads `bytes` unless the object already holds them, then checks
     /// what S3 stored. `Ok(true)` when uploaded.
+    ///
+    /// With a lease `generation` (replicas), the write is a compare and
+    /// swap: refused when the object was written under a newer generation,
+    /// and conditional on the ETag just seen, so a replica that lost its
+    /// lease never replaces what the new holder published.
     async fn put(
         &self,
         key: &str,
@@ -112,9 +126,21 @@ impl S3 {
         content_type: &str,
         encrypt: bool,
         metadata: &[(&str, String)],
+        generation: Option<u64>,
     ) -> Result<bool, PublishError> {
         let hash = crate::x509::sha256_hex(bytes);
-        if self.stored_hash(key).await?.as_deref() == Some(hash.as_str()) {
+        let stored = self.stored(key).await?;
+        if let (Some(ours), Some(theirs)) = (generation, stored.as_ref().and_then(|s| s.generation))
+            && theirs > ours
+        {
+            return Err(self.error(
+                key,
+                format!(
+                    "fenced: written under lease generation {theirs}, ours is {ours}; not replaced"
+                ),
+            ));
+        }
+        if stored.as_ref().and_then(|s| s.sha256.as_deref()) == Some(hash.as_str()) {
             return Ok(false);
         }
         let mut put = self
@@ -129,6 +155,13 @@ impl S3 {
         for (k, v) in metadata {
             put = put.metadata(*k, v);
         }
+        if let Some(g) = generation {
+            put = put.metadata("generation", g.to_string());
+            put = match stored.as_ref().and_then(|s| s.etag.as_deref()) {
+                Some(etag) => put.if_match(etag),
+                None => put.if_none_match("*"),
+            };
+        }
         if encrypt {
             put = match self.settings.sse {
                 Sse::Aes256 => put.server_side_encryption(ServerSideEncryption::Aes256),
@@ -137,9 +170,17 @@ impl S3 {
                     .set_ssekms_key_id(self.settings.kms_key_id.clone()),
             };
         }
-        put.send()
-            .await
-            .map_err(|e| self.error(key, aws_message(&e)))?;
+        put.send().await.map_err(|e| {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            if matches!(status, Some(412 | 409)) {
+                self.error(
+                    key,
+                    "fenced: another replica wrote it meanwhile; not replaced".into(),
+                )
+            } else {
+                self.error(key, aws_message(&e))
+            }
+        })?;
         self.check_stored(key, bytes).await?;
         Ok(true)
     }
@@ -175,6 +216,13 @@ impl S3 {
             _ => Ok(()),
         }
     }
+}
+
+/// What HEAD says of an object.
+struct Stored {
+    sha256: Option<String>,
+    generation: Option<u64>,
+    etag: Option<String>,
 }
 
 fn sha2_digest(bytes: &[u8]) -> [u8; 32] {
@@ -214,7 +262,14 @@ impl Target for S3 {
             };
             let encrypt = *file == PRIVKEY || *file == P12;
             if self
-                .put(&key, bytes, content_type, encrypt, &metadata)
+                .put(
+                    &key,
+                    bytes,
+                    content_type,
+                    encrypt,
+                    &metadata,
+                    meta.generation,
+                )
                 .await?
             {
                 tracing::debug!(event = "publish.s3.object", target = %self.name, cert = %meta.name, key = %key);
@@ -261,7 +316,7 @@ impl Target for S3 {
             .expect("manifest serializes");
         let key = self.manifest_key();
         if self
-            .put(&key, &json, "application/json", false, &[])
+            .put(&key, &json, "application/json", false, &[], None)
             .await?
         {
             tracing::info!(event = "publish.s3.manifest", target = %self.name, key = %key, certificates = certs.len());

@@ -1,0 +1,479 @@
+//! Several replicas, one bucket, no coordinator of our own: S3's
+//! conditional writes are the shared engine.
+//!
+//! - A per-certificate lease (`<prefix>/.leases/<name>`) is created with
+//!   `If-None-Match: *` and renewed, taken over or released with
+//!   `If-Match: <etag>`, so exactly one replica holds it. It carries the
+//!   holder, an absolute expiry and a generation that grows at every
+//!   change of holder.
+//! - The generation goes into meta.json and every S3 object's metadata; a
+//!   replica that lost its lease (paused, partitioned) is fenced: it never
+//!   replaces an object written under a newer generation.
+//! - The TXT records a holder writes are noted beside its lease
+//!   (`<name>.dns.json`), so whoever takes an expired lease over removes
+//!   what a killed holder left in DNS.
+//! - A replica with an empty (or older) state dir pulls the live sets
+//!   from the bucket instead of re-issuing them.
+
+use crate::dns::Placement;
+use crate::settings::{ReplicaSettings, S3Settings};
+use crate::store::{Issued, META, Meta, Store};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("lease {key}: {message}")]
+    S3 { key: String, message: String },
+    #[error("lease {key} is corrupt: {message}")]
+    Corrupt { key: String, message: String },
+    #[error(
+        "{name}: the lease was taken over by another replica (generation {generation} is no longer ours)"
+    )]
+    Lost { name: String, generation: u64 },
+    #[error("bootstrap of {name} from s3://{bucket}/{key}: {message}")]
+    Pull {
+        name: String,
+        bucket: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// The lease object's body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Body {
+    cert: String,
+    holder: String,
+    generation: u64,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
+}
+
+/// A lease this replica holds.
+#[derive(Debug)]
+pub struct Lease {
+    pub name: String,
+    pub generation: u64,
+    etag: Mutex<String>,
+    /// The previous holder's lease had expired: it may have died mid-order.
+    pub took_over: Option<String>,
+}
+
+pub enum Acquired {
+    Taken(Lease),
+    /// Another replica holds it until then.
+    Held {
+        holder: String,
+        until: OffsetDateTime,
+    },
+}
+
+pub struct Coordinator {
+    client: Client,
+    bucket: String,
+    prefix: String,
+    key_template: String,
+    ttl: Duration,
+    holder: String,
+}
+
+/// Whether an S3 error is the HTTP status `code` (412: a condition failed).
+fn is_status<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>, code: u16) -> bool
+where
+    R: HttpStatus,
+{
+    e.raw_response().is_some_and(|r| r.http_status() == code)
+}
+
+trait HttpStatus {
+    fn http_status(&self) -> u16;
+}
+
+impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
+    fn http_status(&self) -> u16 {
+        self.status().as_u16()
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl Coordinator {
+    pub fn new(client: Client, s3: &S3Settings, replicas: &ReplicaSettings) -> Coordinator {
+        let holder = replicas.holder.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "replica".into());
+            format!("{host}-{}", std::process::id())
+        });
+        Coordinator {
+            client,
+            bucket: s3.bucket.clone(),
+            prefix: s3.prefix.trim_matches('/').to_string(),
+            key_template: s3.key_template.clone(),
+            ttl: replicas.lease_ttl,
+            holder,
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// How often a holder renews: a third of the lease.
+    pub fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    fn under_prefix(&self, rest: &str) -> String {
+        if self.prefix.is_empty() {
+            rest.to_string()
+        } else {
+            format!("{}/{rest}", self.prefix)
+        }
+    }
+
+    fn lease_key(&self, name: &str) -> String {
+        self.under_prefix(&format!(".leases/{name}"))
+    }
+
+    fn dns_key(&self, name: &str) -> String {
+        self.under_prefix(&format!(".leases/{name}.dns.json"))
+    }
+
+    /// Object key of one file of a live set (the s3 target's template).
+    pub fn object_key(&self, name: &str, file: &str) -> String {
+        self.key_template
+            .replace("{prefix}", &self.prefix)
+            .replace("{name}", name)
+            .replace("{file}", file)
+            .trim_start_matches('/')
+            .replace("//", "/")
+    }
+
+    fn s3_error(&self, key: &str, e: impl std::fmt::Display) -> LeaseError {
+        LeaseError::S3 {
+            key: format!("s3://{}/{key}", self.bucket),
+            message: e.to_string(),
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, LeaseError> {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let etag = out.e_tag().unwrap_or_default().to_string();
+                let bytes = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| self.s3_error(key, e))?
+                    .into_bytes()
+                    .to_vec();
+                Ok(Some((bytes, etag)))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(self.s3_error(key, crate::publish::aws_message(&e))),
+        }
+    }
+
+    /// Writes the lease body: `Ok(Some(etag))`, or `Ok(None)` when the
+    /// condition failed (another replica wrote first).
+    async fn put_lease(
+        &self,
+        key: &str,
+        body: &Body,
+        if_match: Option<&str>,
+    ) -> Result<Option<String>, LeaseError> {
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(
+                serde_json::to_vec(body).expect("lease serializes"),
+            ));
+        put = match if_match {
+            Some(etag) => put.if_match(etag),
+            None => put.if_none_match("*"),
+        };
+        match put.send().await {
+            Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+            Err(e) if is_status(&e, 412) || is_status(&e, 409) => Ok(None),
+            Err(e) => Err(self.s3_error(key, crate::publish::aws_message(&e))),
+        }
+    }
+
+    /// Takes the lease of `name` unless another replica holds it.
+    pub async fn acquire(&self, name: &str) -> Result<Acquired, LeaseError> {
+        let key = self.lease_key(name);
+        let now = OffsetDateTime::now_utc();
+        let expires_at = now + self.ttl;
+        let current = self.get(&key).await?;
+        let (if_match, generation, took_over) = match &current {
+            None => {
+                // No lease yet (or it was deleted): start above any
+                // generation already published, so fencing still holds.
+                let published = self.published_generation(name).await?.unwrap_or(0);
+                (None, published + 1, None)
+            }
+            Some((bytes, etag)) => {
+                let body: Body =
+                    serde_json::from_slice(bytes).map_err(|e| LeaseError::Corrupt {
+                        key: format!("s3://{}/{key}", self.bucket),
+                        message: e.to_string(),
+                    })?;
+                if body.expires_at > now && body.holder != self.holder {
+                    return Ok(Acquired::Held {
+                        holder: body.holder,
+                        until: body.expires_at,
+                    });
+                }
+                // Released (expiry in the past, by its holder) or expired.
+                let dead = (body.holder != self.holder
+                    && body.expires_at > OffsetDateTime::UNIX_EPOCH)
+                    .then_some(body.holder.clone());
+                (Some(etag.clone()), body.generation + 1, dead)
+            }
+        };
+        let body = Body {
+            cert: name.to_string(),
+            holder: self.holder.clone(),
+            generation,
+            expires_at,
+        };
+        match self.put_lease(&key, &body, if_match.as_deref()).await? {
+            Some(etag) => {
+                tracing::info!(event = "lease.taken", cert = %name, holder = %self.holder, generation, until = %rfc3339(expires_at), previous_holder = took_over.as_deref().unwrap_or(""));
+                Ok(Acquired::Taken(Lease {
+                    name: name.to_string(),
+                    generation,
+                    etag: Mutex::new(etag),
+                    took_over,
+                }))
+            }
+            None => {
+                // Lost the race: report who won.
+                let (holder, until) = match self.get(&key).await? {
+                    Some((bytes, _)) => serde_json::from_slice::<Body>(&bytes)
+                        .map(|b| (b.holder, b.expires_at))
+                        .unwrap_or_else(|_| ("another replica".into(), expires_at)),
+                    None => ("another replica".into(), expires_at),
+                };
+                Ok(Acquired::Held { holder, until })
+            }
+        }
+    }
+
+    /// Extends the lease; `Lost` when another replica took it.
+    pub async fn renew(&self, lease: &Lease) -> Result<(), LeaseError> {
+        let key = self.lease_key(&lease.name);
+        let etag = lease.etag.lock().expect("etag lock").clone();
+        let body = Body {
+            cert: lease.name.clone(),
+            holder: self.holder.clone(),
+            generation: lease.generation,
+            expires_at: OffsetDateTime::now_utc() + self.ttl,
+        };
+        match self.put_lease(&key, &body, Some(&etag)).await? {
+            Some(new) => {
+                *lease.etag.lock().expect("etag lock") = new;
+                tracing::debug!(event = "lease.renewed", cert = %lease.name, generation = lease.generation);
+                Ok(())
+            }
+            None => Err(LeaseError::Lost {
+                name: lease.name.clone(),
+                generation: lease.generation,
+            }),
+        }
+    }
+
+    /// Gives the lease up (expiry in the past), if it is still ours.
+    pub async fn release(&self, lease: &Lease) {
+        let key = self.lease_key(&lease.name);
+        let etag = lease.etag.lock().expect("etag lock").clone();
+        let body = Body {
+            cert: lease.name.clone(),
+            holder: self.holder.clone(),
+            generation: lease.generation,
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        match self.put_lease(&key, &body, Some(&etag)).await {
+            Ok(Some(_)) => {
+                tracing::info!(event = "lease.released", cert = %lease.name, generation = lease.generation)
+            }
+            Ok(None) => {
+                tracing::warn!(event = "lease.lost", cert = %lease.name, generation = lease.generation)
+            }
+            Err(e) => {
+                tracing::warn!(event = "lease.release.failed", cert = %lease.name, error = %e)
+            }
+        }
+    }
+
+    /// The `generation` metadata of the published meta.json, if any.
+    pub async fn published_generation(&self, name: &str) -> Result<Option<u64>, LeaseError> {
+        let key = self.object_key(name, META);
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(head) => Ok(head
+                .metadata()
+                .and_then(|m| m.get("generation"))
+                .and_then(|g| g.parse().ok())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(self.s3_error(&key, crate::publish::aws_message(&e))),
+        }
+    }
+
+    /// Notes the TXT records about to be written for `name`.
+    pub async fn note_dns(&self, name: &str, placed: &Placement) -> Result<(), LeaseError> {
+        let key = self.dns_key(name);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(ByteStream::from(
+                serde_json::to_vec(placed).expect("placement serializes"),
+            ))
+            .send()
+            .await
+            .map_err(|e| self.s3_error(&key, crate::publish::aws_message(&e)))?;
+        Ok(())
+    }
+
+    pub async fn forget_dns(&self, name: &str) {
+        let key = self.dns_key(name);
+        if let Err(e) = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            tracing::warn!(event = "lease.dns_note.delete_failed", cert = %name, error = %crate::publish::aws_message(&e));
+        }
+    }
+
+    /// What a previous holder noted and never removed.
+    pub async fn left_dns(&self, name: &str) -> Result<Option<Placement>, LeaseError> {
+        let key = self.dns_key(name);
+        let Some((bytes, _)) = self.get(&key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LeaseError::Corrupt {
+                key: format!("s3://{}/{key}", self.bucket),
+                message: e.to_string(),
+            })
+    }
+
+    /// Brings the local live set of `name` up to the bucket's when the
+    /// bucket holds a newer one (a newer generation, or any when there is
+    /// none locally). The key must match the certificate and the files
+    /// their recorded hashes; nothing is installed otherwise. Returns the
+    /// installed meta.
+    pub async fn pull(&self, store: &Store, name: &str) -> Result<Option<Meta>, LeaseError> {
+        let meta_key = self.object_key(name, META);
+        let fail = |key: &str, message: String| LeaseError::Pull {
+            name: name.to_string(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            message,
+        };
+        let Some((meta_bytes, _)) = self.get(&meta_key).await? else {
+            return Ok(None);
+        };
+        let remote: Meta =
+            serde_json::from_slice(&meta_bytes).map_err(|e| fail(&meta_key, e.to_string()))?;
+        let local = store.live_meta(name).ok().flatten();
+        let newer = match &local {
+            None => true,
+            Some(l) if l.serial == remote.serial => false,
+            Some(l) => match (remote.generation, l.generation) {
+                (Some(r), Some(lg)) => r > lg,
+                (Some(_), None) => true,
+                (None, _) => remote.not_after > l.not_after,
+            },
+        };
+        if !newer {
+            return Ok(None);
+        }
+        let mut files = Vec::new();
+        for file in [
+            crate::store::CERT,
+            crate::store::CHAIN,
+            crate::store::PRIVKEY,
+        ] {
+            let key = self.object_key(name, file);
+            let (bytes, _) = self
+                .get(&key)
+                .await?
+                .ok_or_else(|| fail(&key, "missing from the bucket".into()))?;
+            files.push(String::from_utf8(bytes).map_err(|_| fail(&key, "not PEM text".into()))?);
+        }
+        let [cert_pem, chain_pem, key_pem] = <[String; 3]>::try_from(files).expect("three files");
+        let cert_key = self.object_key(name, crate::store::CERT);
+        let ders = crate::x509::pem_chain(&cert_pem).map_err(|e| fail(&cert_key, e.to_string()))?;
+        let info = crate::x509::leaf_info(&ders[0]).map_err(|e| fail(&cert_key, e.to_string()))?;
+        if info.sha256 != remote.sha256 {
+            return Err(fail(
+                &cert_key,
+                "the certificate is not the one meta.json describes".into(),
+            ));
+        }
+        let key_path = std::path::PathBuf::from(self.object_key(name, crate::store::PRIVKEY));
+        let key = crate::convert::private_key(&key_path, key_pem.as_bytes())
+            .map_err(|e| fail(&key_path.display().to_string(), e.to_string()))?;
+        if !crate::convert::key_matches(&key.pair, &ders[0]) {
+            return Err(fail(
+                &key_path.display().to_string(),
+                "the private key does not match the certificate".into(),
+            ));
+        }
+        let issued = Issued {
+            cert_pem,
+            chain_pem,
+            key_pem: crate::secret::Secret::new(key_pem),
+        };
+        let mut meta = remote.clone();
+        store
+            .install_version(&issued, &mut meta)
+            .map_err(|e| fail(&meta_key, e.to_string()))?;
+        tracing::info!(event = "replica.pulled", cert = %name, serial = %meta.serial, generation = ?meta.generation, from = %format!("s3://{}/{meta_key}", self.bucket));
+        Ok(Some(meta))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::dns::SharedJournal for Coordinator {
+    async fn note(&self, cert: &str, placed: &Placement) -> Result<(), String> {
+        self.note_dns(cert, placed).await.map_err(|e| e.to_string())
+    }
+
+    async fn forget(&self, cert: &str) {
+        self.forget_dns(cert).await
+    }
+}
