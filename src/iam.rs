@@ -206,6 +206,23 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                         kms(name, key, &["kms:GenerateDataKey", "kms:Decrypt"]),
                     );
                 }
+                // Replicas: leases and DNS notes under <prefix>/.leases/.
+                if settings.replicas.as_ref().is_some_and(|r| r.target == *name) {
+                    let leases = if prefix.is_empty() {
+                        ".leases/*".to_string()
+                    } else {
+                        format!("{prefix}/.leases/*")
+                    };
+                    b.add(
+                        &s3.aws,
+                        json!({
+                            "Sid": format!("S3Leases{}", sid(name)),
+                            "Effect": "Allow",
+                            "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+                            "Resource": [format!("arn:aws:s3:::{}/{leases}", s3.bucket)],
+                        }),
+                    );
+                }
             }
             TargetSettings::Ssm(ssm) => {
                 let resources: Vec<String> = ssm
@@ -381,6 +398,15 @@ mod tests {
     }
 
     #[test]
+    fn replicas_may_write_their_leases_and_nothing_else_new() {
+        let s = settings("replicas: {lease_ttl: 60s}\n");
+        let c = config("certificates:\n  - name: web\n    domains: [www.example.test]\n");
+        let text = policies(&s, &c)["default"].to_string();
+        assert!(text.contains("arn:aws:s3:::certs/prod/.leases/*"), "{text}");
+        assert!(text.contains("s3:DeleteObject"), "{text}");
+    }
+
+    #[test]
     fn route53_is_limited_to_the_challenge_names() {
         let s = settings("");
         let c = config(
@@ -410,6 +436,7 @@ mod tests {
             json!(["arn:aws:route53:::hostedzone/*"])
         );
         assert!(text.contains("arn:aws:s3:::certs/prod/*/*"), "{text}");
+        assert!(!text.contains(".leases"), "no leases without replicas: {text}");
         assert!(
             text.contains("arn:aws:s3:::certs/prod/index.json"),
             "{text}"

@@ -1228,6 +1228,33 @@ mod tests {
             err("channels:\n  c: {type: slack, webhook_url: nope}\n")
                 .starts_with("s.yaml:5:33: channels.c: ")
         );
+        assert_eq!(
+            err("replicas: {target: s3}\n"),
+            "s.yaml:4:1: replicas.target: \"s3\" is not an s3 target of these settings"
+        );
+        let keyed = err(
+            "s3: {bucket: b, key_template: \"{prefix}/{domain}/{file}\"}\nreplicas: {lease_ttl: 30s}\n",
+        );
+        assert!(
+            keyed.starts_with("s.yaml:5:1: replicas.target: the s3 target \"s3\" has key_template"),
+            "{keyed}"
+        );
+        assert!(
+            err("s3: {bucket: b}\nreplicas: {lease_ttl: 1s}\n")
+                .starts_with("s.yaml:5:12: replicas.lease_ttl: must be at least 2s")
+        );
+    }
+
+    #[test]
+    fn kubernetes_example_settings_parse() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/certkeeper.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let secret = text.split("\n---\n").next().unwrap();
+        let doc: yaml_serde::Value = yaml_serde::from_str(secret).unwrap();
+        let settings = doc["stringData"]["certkeeper.yaml"].as_str().unwrap();
+        let s = Settings::parse(&path, settings).unwrap();
+        assert_eq!(s.replicas.unwrap().target, S3_TARGET);
     }
 
     #[test]
@@ -1251,6 +1278,9 @@ mod tests {
         assert_eq!(s3.sse, Sse::Kms);
         assert!(s3.kms_key_id.is_some());
         assert_eq!(s.log_format, LogFormat::Text);
+        let replicas = s.replicas.as_ref().unwrap();
+        assert_eq!(replicas.lease_ttl, Duration::from_secs(120));
+        assert!(replicas.holder.is_some());
         assert_eq!(s.allowed_zones.as_ref().unwrap().len(), 2);
         assert!(s.require_signed_commits.is_some());
         assert_eq!(s.dns.propagation, Propagation::Check);
