@@ -4,7 +4,12 @@
 //! certbot-dns-route53) then renews the same N names on the same
 //! environment and the ratio is printed. See BENCHMARKS.md.
 //!
-//! Usage: CERTKEEPER_BIN=target/release/certkeeper bench [N] [--certbot]
+//! With `--replicas K`, K replicas (`replicas:` in their settings, one
+//! state dir each) run at once against the same bucket, CA and DNS; wall
+//! time is the slowest replica's, CPU and peak RSS are per replica, and
+//! every certificate must be issued exactly once across them.
+//!
+//! Usage: CERTKEEPER_BIN=target/release/certkeeper bench [N] [--certbot] [--replicas K]
 //! (`CERTBOT_BIN` names the certbot executable; deploy/local/bench.sh
 //! installs one into a venv.)
 
@@ -64,7 +69,22 @@ fn measure(mut cmd: Command) -> Measured {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let with_certbot = args.iter().any(|a| a == "--certbot");
-    let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(50);
+    let replicas: Option<usize> = args
+        .iter()
+        .position(|a| a == "--replicas")
+        .and_then(|i| args.get(i + 1))
+        .map(|k| k.parse().expect("--replicas K"));
+    let n: usize = args
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| {
+            replicas.is_none()
+                || args
+                    .get(i.wrapping_sub(1))
+                    .is_none_or(|p| p != "--replicas")
+        })
+        .find_map(|(_, a)| a.parse().ok())
+        .unwrap_or(50);
     // certbot gives up on the first badNonce (see BENCHMARKS.md), so the
     // comparison runs both clients with Pebble's nonce rejection off.
     let pebble = support::PebbleOptions {
@@ -79,6 +99,10 @@ async fn main() {
         ));
     }
     env.repo.commit_certificates(&yaml, "bench");
+    if let Some(k) = replicas {
+        replicas_bench(&env, n, k).await;
+        return;
+    }
 
     let mut cmd = env.command();
     cmd.args(["run", "--once", "--config"])
@@ -116,6 +140,14 @@ async fn main() {
     println!(
         "Route53 calls:           {r53} ({:.2} per certificate)",
         r53 as f64 / n as f64
+    );
+    let acme = finished
+        .as_ref()
+        .and_then(|e| e["acme_requests"].as_u64())
+        .unwrap_or(0);
+    println!(
+        "CA requests:             {acme} ({:.2} per certificate)",
+        acme as f64 / n as f64
     );
     if !ck.status.success() || renewed as usize != n {
         eprintln!("bench run did not renew every certificate");
@@ -200,6 +232,74 @@ async fn certbot(env: &support::LocalEnv, n: usize, ck: &Measured) {
     );
     if renewed != n {
         eprintln!("certbot did not renew every certificate");
+        std::process::exit(1);
+    }
+}
+
+/// The run summary event of a run's JSON log.
+fn finished(stdout: &str) -> serde_json::Value {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "run.finished")
+        .unwrap_or_default()
+}
+
+/// K replicas at once on the same N certificates.
+async fn replicas_bench(env: &support::LocalEnv, n: usize, k: usize) {
+    let mut tasks = Vec::new();
+    let started = Instant::now();
+    for i in 0..k {
+        let settings = env.replica_settings(i, "2m", "");
+        let mut cmd = env.command();
+        cmd.args(["run", "--once", "--config"]).arg(settings);
+        tasks.push(tokio::task::spawn_blocking(move || measure(cmd)));
+    }
+    let mut runs = Vec::new();
+    for t in tasks {
+        runs.push(t.await.expect("replica task"));
+    }
+    let wall = started.elapsed();
+    let issued: usize = runs
+        .iter()
+        .map(|r| r.stdout.matches("\"event\":\"cert.issued\"").count())
+        .sum();
+    let r53: u64 = runs
+        .iter()
+        .map(|r| finished(&r.stdout)["dns_calls"].as_u64().unwrap_or(0))
+        .sum();
+    let acme: u64 = runs
+        .iter()
+        .map(|r| finished(&r.stdout)["acme_requests"].as_u64().unwrap_or(0))
+        .sum();
+    println!("certificates:            {n}");
+    println!("replicas:                {k}");
+    println!("issued (all replicas):   {issued}");
+    println!("wall time:               {:.2} s", wall.as_secs_f64());
+    for (i, r) in runs.iter().enumerate() {
+        println!(
+            "replica {i}:               exit {}, issued {}, CPU {:.2} s, peak RSS {:.1} MiB",
+            r.status.code().unwrap_or(-1),
+            r.stdout.matches("\"event\":\"cert.issued\"").count(),
+            r.cpu_secs,
+            r.peak_mib
+        );
+    }
+    println!(
+        "CPU (all replicas):      {:.2} s ({:.4} s per certificate)",
+        runs.iter().map(|r| r.cpu_secs).sum::<f64>(),
+        runs.iter().map(|r| r.cpu_secs).sum::<f64>() / n as f64
+    );
+    println!(
+        "Route53 calls:           {r53} ({:.2} per certificate)",
+        r53 as f64 / n as f64
+    );
+    println!(
+        "CA requests:             {acme} ({:.2} per certificate)",
+        acme as f64 / n as f64
+    );
+    if issued != n {
+        eprintln!("replicas issued {issued} certificates for {n} names");
         std::process::exit(1);
     }
 }

@@ -207,7 +207,11 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                     );
                 }
                 // Replicas: leases and DNS notes under <prefix>/.leases/.
-                if settings.replicas.as_ref().is_some_and(|r| r.target == *name) {
+                if settings
+                    .replicas
+                    .as_ref()
+                    .is_some_and(|r| r.target == *name)
+                {
                     let leases = if prefix.is_empty() {
                         ".leases/*".to_string()
                     } else {
@@ -436,7 +440,10 @@ mod tests {
             json!(["arn:aws:route53:::hostedzone/*"])
         );
         assert!(text.contains("arn:aws:s3:::certs/prod/*/*"), "{text}");
-        assert!(!text.contains(".leases"), "no leases without replicas: {text}");
+        assert!(
+            !text.contains(".leases"),
+            "no leases without replicas: {text}"
+        );
         assert!(
             text.contains("arn:aws:s3:::certs/prod/index.json"),
             "{text}"

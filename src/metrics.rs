@@ -25,6 +25,19 @@ pub fn inc(name: &'static str, labels: &[(&'static str, &str)]) {
 }
 
 /// Sets process-level gauge `name`.
+/// The sum of a counter over all its labels (for run summaries).
+pub fn total(name: &str) -> u64 {
+    COUNTERS
+        .lock()
+        .map(|c| {
+            c.iter()
+                .filter(|((n, _), _)| *n == name)
+                .map(|(_, v)| *v)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 pub fn set(name: &'static str, value: f64) {
     GAUGES.lock().expect("metrics lock").insert(name, value);
 }

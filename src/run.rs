@@ -467,6 +467,7 @@ pub async fn run_once(
         failed = count(CertState::Failed),
         unpublished = status.certificates.iter().filter(|c| !c.published).count(),
         dns_calls = services.dns_calls(),
+        acme_requests = crate::metrics::total("certkeeper_acme_requests_total"),
         duration_ms = (status.finished_at - started_at).whole_milliseconds() as u64,
         config_commit = %checkout_commit,
     );

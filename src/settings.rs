@@ -1247,8 +1247,7 @@ mod tests {
 
     #[test]
     fn kubernetes_example_settings_parse() {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/certkeeper.yaml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/certkeeper.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
         let secret = text.split("\n---\n").next().unwrap();
         let doc: yaml_serde::Value = yaml_serde::from_str(secret).unwrap();

@@ -12,22 +12,8 @@ use support::{LocalEnv, PebbleOptions, RunOutput};
 
 const TTL: &str = "3s";
 
-/// Settings of replica `i`: the environment's, with its own state dir and
-/// holder name, leases in the shared bucket; `extra` YAML appended.
 fn replica_settings(env: &LocalEnv, i: usize, extra: &str) -> PathBuf {
-    let text = std::fs::read_to_string(env.settings_path()).unwrap();
-    let state = env.state_dir().display().to_string();
-    let text = text.replace(
-        &format!("state_dir: {state}\n"),
-        &format!("state_dir: {state}-{i}\n"),
-    );
-    let path = env.root.join(format!("replica-{i}.yaml"));
-    std::fs::write(
-        &path,
-        format!("{text}replicas:\n  lease_ttl: {TTL}\n  holder: replica-{i}\n{extra}"),
-    )
-    .unwrap();
-    path
+    env.replica_settings(i, TTL, extra)
 }
 
 async fn run_replica(env: &LocalEnv, settings: &std::path::Path) -> RunOutput {

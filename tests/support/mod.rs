@@ -501,6 +501,25 @@ impl LocalEnv {
         std::fs::write(self.settings_path(), text).expect("write settings");
     }
 
+    /// Settings of replica `i` sharing this environment's bucket: the
+    /// standard ones with their own state dir (`state-<i>`) and holder name,
+    /// `replicas:` with `lease_ttl`, then `extra` YAML.
+    pub fn replica_settings(&self, i: usize, lease_ttl: &str, extra: &str) -> PathBuf {
+        let text = std::fs::read_to_string(self.settings_path()).expect("settings");
+        let state = self.state_dir().display().to_string();
+        let text = text.replace(
+            &format!("state_dir: {state}\n"),
+            &format!("state_dir: {state}-{i}\n"),
+        );
+        let path = self.root.join(format!("replica-{i}.yaml"));
+        std::fs::write(
+            &path,
+            format!("{text}replicas:\n  lease_ttl: {lease_ttl}\n  holder: replica-{i}\n{extra}"),
+        )
+        .expect("write replica settings");
+        path
+    }
+
     /// Runs `certkeeper run --once` as a separate process, like cron would.
     pub async fn run(&self) -> RunOutput {
         let args = vec![
