@@ -109,6 +109,10 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let settings = dir.path().join("certkeeper.yaml");
     std::fs::write(
         &settings,

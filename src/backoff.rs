@@ -87,7 +87,7 @@ mod tests {
     #[test]
     fn record_counts_and_resets_on_new_spec() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
         let now = OffsetDateTime::UNIX_EPOCH;
         assert_eq!(record(&store, "web", "a", "boom", now).count, 1);
         let second = record(&store, "web", "a", "boom", now);

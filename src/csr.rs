@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn the_reminder_carries_the_command_that_made_the_last_request() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
         assert!(renew_command(&store, "m").contains("certkeeper csr new --name m`"));
         let request = Request {
             name: "m".into(),

@@ -44,6 +44,10 @@ pub enum StoreError {
     },
     #[error("{path} is corrupt: {message}")]
     Corrupt { path: PathBuf, message: String },
+    #[error(
+        "state dir {path} is open to other users (mode {mode:04o}); it holds private keys: `chmod 700 {path}` (or point state_dir at a new directory) and start again"
+    )]
+    Exposed { path: PathBuf, mode: u32 },
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
@@ -110,6 +114,14 @@ impl Store {
             .map_err(io("reading", root))?
             .permissions()
             .mode();
+        // Others may have read keys already: refuse instead of quietly
+        // fixing it, so a person looks. Group bits are only tightened.
+        if mode & 0o007 != 0 {
+            return Err(StoreError::Exposed {
+                path: root.to_path_buf(),
+                mode: mode & 0o7777,
+            });
+        }
         if mode & 0o077 != 0 {
             fs::set_permissions(root, fs::Permissions::from_mode(0o700))
                 .map_err(io("restricting permissions of", root))?;
@@ -296,15 +308,23 @@ fn next_version(archive: &Path) -> Result<u32, StoreError> {
     Ok(max + 1)
 }
 
+/// Creates `path` (and missing parents) as 0700 exactly: the umask can
+/// neither widen nor narrow it.
 pub fn create_private_dir(path: &Path) -> Result<(), StoreError> {
-    match fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-    {
-        Ok(()) => Ok(()),
-        Err(e) => Err(io("creating", path)(e)),
+    // One level at a time, outermost first, each set to 0700 before the
+    // next is made inside it (a umask of 077 or more would otherwise leave
+    // a parent that its own user cannot enter).
+    let missing: Vec<&Path> = path.ancestors().take_while(|p| !p.is_dir()).collect();
+    for dir in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(io("setting permissions of", dir))?,
+            // Made by someone else meanwhile: theirs to set.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("creating", dir)(e)),
+        }
     }
+    Ok(())
 }
 
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
@@ -408,7 +428,7 @@ mod tests {
     #[test]
     fn leftover_temp_version_does_not_block_install() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
         let half = dir.path().join("archive/web/.tmp-0001");
         fs::create_dir_all(&half).unwrap();
         fs::write(half.join(CERT), "half").unwrap();
@@ -423,7 +443,7 @@ mod tests {
     #[test]
     fn corrupt_meta_is_an_error_not_a_reissue() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(&dir.path().join("state")).unwrap();
         let live = store.live_dir("web");
         fs::create_dir_all(&live).unwrap();
         fs::write(live.join(META), "{ truncated").unwrap();
@@ -434,9 +454,13 @@ mod tests {
     }
 
     #[test]
-    fn world_readable_state_dir_is_tightened() {
+    fn world_readable_state_dir_is_refused_and_group_bits_tightened() {
         let dir = tempfile::tempdir().unwrap();
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let err = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("is open to other users (mode 0755)"), "{err}");
+        assert!(err.contains("chmod 700"), "{err}");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o750)).unwrap();
         Store::open(dir.path()).unwrap();
         let mode = fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);

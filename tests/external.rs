@@ -713,3 +713,89 @@ fn convert_keystores_pem_sets_and_fingerprints() {
         "openssl.pfx: is a PKCS#12/PFX bundle",
     );
 }
+
+/// Keys 0600 and directories 0700 whatever the umask certkeeper runs with.
+#[test]
+fn state_modes_are_exact_whatever_the_umask() {
+    use std::os::unix::process::CommandExt;
+    for umask in [0o000, 0o022, 0o077, 0o777] {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let settings = root.join("certkeeper.yaml");
+        std::fs::write(
+            &settings,
+            format!(
+                "config_repo: {{url: /nonexistent}}\nstate_dir: {}/state\nacme: {{directory_url: https://ca.test/dir}}\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let mut cmd = Command::new(support::certkeeper_bin());
+        cmd.args([
+            "csr",
+            "new",
+            "--name",
+            "u",
+            "--cn",
+            "u.example.test",
+            "--key",
+            "ecdsa-p256",
+            "--config",
+        ])
+        .arg(&settings);
+        // SAFETY: umask(2) in the child between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(umask);
+                Ok(())
+            });
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "umask {umask:o}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mode = |p: &str| {
+            std::fs::metadata(root.join(p))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        for dir in [
+            "state",
+            "state/live",
+            "state/archive",
+            "state/csr",
+            "state/csr/u",
+        ] {
+            assert_eq!(mode(dir), 0o700, "umask {umask:o}: {dir}");
+        }
+        assert_eq!(mode("state/csr/u/privkey.pem"), 0o600, "umask {umask:o}");
+    }
+    // A state dir others can read is refused, naming the fix.
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let settings = tmp.path().join("certkeeper.yaml");
+    std::fs::write(
+        &settings,
+        format!(
+            "config_repo: {{url: /nonexistent}}\nstate_dir: {}\nacme: {{directory_url: https://ca.test/dir}}\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = ck(
+        tmp.path(),
+        &format!(
+            "csr new --name u --cn u.example.test --key ecdsa-p256 --config {}",
+            settings.display()
+        ),
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("is open to other users (mode 0755)"), "{err}");
+    assert!(!state.join("csr").exists());
+}
