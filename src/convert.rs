@@ -626,4 +626,71 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
+
+    /// Random damage to valid inputs — bit flips, truncation, insertions,
+    /// PEM bodies cut mid-line — never panics a reader; each answers with a
+    /// certificate, a key or an error naming the file. Seeded and bounded
+    /// for CI; `fuzz/` has the unbounded targets.
+    #[test]
+    fn damaged_inputs_never_panic() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["a.example.com".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let password = Secret::new("pw".into());
+        let chain = vec![cert.der().to_vec()];
+        let p12 = pkcs12(
+            &Bundle {
+                key_pkcs8: &key.serialize_der(),
+                chain: &chain,
+                alias: "a",
+                trusted: &[],
+                legacy: false,
+            },
+            &password,
+        )
+        .unwrap();
+        let seeds: [(&str, Vec<u8>); 5] = [
+            ("pem", cert.pem().into_bytes()),
+            ("der", cert.der().to_vec()),
+            ("key", key.serialize_pem().into_bytes()),
+            ("keyder", key.serialize_der()),
+            ("p12", p12),
+        ];
+        let mut rng = StdRng::seed_from_u64(12);
+        let path = Path::new("input");
+        for round in 0..1500 {
+            let (kind, base) = &seeds[round % seeds.len()];
+            let mut bytes = base.clone();
+            for _ in 0..rng.random_range(1..4) {
+                match rng.random_range(0..4) {
+                    0 if !bytes.is_empty() => {
+                        let i = rng.random_range(0..bytes.len());
+                        bytes[i] ^= 1 << rng.random_range(0..8);
+                    }
+                    1 => bytes.truncate(rng.random_range(0..=bytes.len())),
+                    2 => {
+                        let i = rng.random_range(0..=bytes.len());
+                        bytes.insert(i, rng.random());
+                    }
+                    _ => {
+                        let i = rng.random_range(0..=bytes.len());
+                        bytes.splice(i..i, b"-----END CERTIFICATE-----\n".iter().copied());
+                    }
+                }
+            }
+            let _ = certificates(path, &bytes);
+            let _ = private_key(path, &bytes);
+            let _ = crate::x509::pem_chain(&String::from_utf8_lossy(&bytes))
+                .map(|c| c.iter().map(|d| crate::x509::leaf_info(d).is_ok()).count());
+            // PBKDF2 makes each PKCS#12 attempt slow: fewer of those.
+            if *kind == "p12" && round % 15 == 4 {
+                if let Err(e) = p12_to_pem(path, &bytes, &password) {
+                    assert!(e.to_string().starts_with("input: "), "{e}");
+                }
+            }
+        }
+    }
 }

@@ -53,6 +53,17 @@ pub fn live_identifier(
         .map(|id| id.into_owned())
 }
 
+/// A moment `r` (0..1) of the way through the window. Whatever the CA
+/// sends — an inverted window, one spanning millennia — this never panics:
+/// the arithmetic saturates to the window's start.
+fn pick(start: OffsetDateTime, end: OffsetDateTime, r: f64) -> OffsetDateTime {
+    let span = (end - start).max(time::Duration::ZERO);
+    let r = if r.is_finite() { r.clamp(0.0, 1.0) } else { 0.0 };
+    time::Duration::checked_seconds_f64(span.as_seconds_f64() * r)
+        .and_then(|offset| start.checked_add(offset))
+        .unwrap_or(start)
+}
+
 /// When the CA wants the live certificate renewed, if it offers ARI.
 pub async fn renewal_moment(
     issuer: &Issuer,
@@ -84,10 +95,7 @@ pub async fn renewal_moment(
     let chosen = match &cached {
         // Same window as before: keep the moment picked for it.
         Some(c) if c.start == window.start && c.end == window.end => c.chosen,
-        _ => {
-            let span = (window.end - window.start).max(time::Duration::ZERO);
-            window.start + span * rand::random::<f64>()
-        }
+        _ => pick(window.start, window.end, rand::random::<f64>()),
     };
     // Honour Retry-After, but look again at least daily.
     let wait = retry_after.clamp(Duration::from_secs(1), Duration::from_secs(86_400));
@@ -111,4 +119,44 @@ pub async fn renewal_moment(
         tracing::warn!(event = "ari.state.write_failed", cert = %meta.name, error = %e);
     }
     Some(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    /// Windows from the CA, sane and absurd: the pick stays inside a sane
+    /// window and never panics on an absurd one. Seeded.
+    #[test]
+    fn any_window_gives_a_moment_without_panicking() {
+        let min = time::PrimitiveDateTime::MIN.assume_utc();
+        let max = time::PrimitiveDateTime::MAX.assume_utc();
+        let now = OffsetDateTime::now_utc();
+        let edges = [min, max, now, OffsetDateTime::UNIX_EPOCH];
+        let mut rng = StdRng::seed_from_u64(9773);
+        for _ in 0..20_000 {
+            let t = |rng: &mut StdRng| {
+                if rng.random_bool(0.2) {
+                    edges[rng.random_range(0..edges.len())]
+                } else {
+                    let secs = rng.random_range(-2_000_000_000_000i64..2_000_000_000_000);
+                    OffsetDateTime::from_unix_timestamp(secs).unwrap_or(now)
+                }
+            };
+            let (start, end) = (t(&mut rng), t(&mut rng));
+            let r = match rng.random_range(0..5) {
+                0 => f64::NAN,
+                1 => f64::INFINITY,
+                2 => -1.0,
+                _ => rng.random::<f64>(),
+            };
+            let chosen = pick(start, end, r);
+            if start <= end {
+                assert!(chosen >= start && chosen <= end, "{start} {end} {r} -> {chosen}");
+            } else {
+                assert_eq!(chosen, start);
+            }
+        }
+    }
 }
