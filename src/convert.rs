@@ -683,13 +683,17 @@ mod tests {
             }
             let _ = certificates(path, &bytes);
             let _ = private_key(path, &bytes);
-            let _ = crate::x509::pem_chain(&String::from_utf8_lossy(&bytes))
-                .map(|c| c.iter().map(|d| crate::x509::leaf_info(d).is_ok()).count());
-            // PBKDF2 makes each PKCS#12 attempt slow: fewer of those.
-            if *kind == "p12" && round % 15 == 4 {
-                if let Err(e) = p12_to_pem(path, &bytes, &password) {
-                    assert!(e.to_string().starts_with("input: "), "{e}");
+            if let Ok(ders) = crate::x509::pem_chain(&String::from_utf8_lossy(&bytes)) {
+                for d in &ders {
+                    let _ = crate::x509::leaf_info(d);
                 }
+            }
+            // PBKDF2 makes each PKCS#12 attempt slow: fewer of those.
+            if *kind == "p12"
+                && round % 15 == 4
+                && let Err(e) = p12_to_pem(path, &bytes, &password)
+            {
+                assert!(e.to_string().starts_with("input: "), "{e}");
             }
         }
     }
