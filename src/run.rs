@@ -392,26 +392,27 @@ pub async fn run_once(
         p.total
             .store(plans.len(), std::sync::atomic::Ordering::Relaxed);
     }
+    let make_task = |cert: &Certificate| CertTask {
+        store: store.clone(),
+        dns: dns.clone(),
+        issuers: issuers.clone(),
+        chain: settings.issuers_for(&cert.spec),
+        profile: effective_profile(settings, &cert.spec).map(str::to_string),
+        targets: settings
+            .targets_for(&cert.spec)
+            .iter()
+            .filter_map(|t| services.targets.get(t).cloned())
+            .collect(),
+        secrets: services.secrets.clone(),
+        commit: checkout_commit.clone(),
+        cancel: cancel.clone(),
+        stop: options.stop.clone(),
+        coordinator: services.coordinator.clone(),
+        lease_lost: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        lease: std::sync::Mutex::new(None),
+    };
     for (index, (cert, plan)) in plans.into_iter().enumerate() {
-        let ctx = CertTask {
-            store: store.clone(),
-            dns: dns.clone(),
-            issuers: issuers.clone(),
-            chain: settings.issuers_for(&cert.spec),
-            profile: effective_profile(settings, &cert.spec).map(str::to_string),
-            targets: settings
-                .targets_for(&cert.spec)
-                .iter()
-                .filter_map(|t| services.targets.get(t).cloned())
-                .collect(),
-            secrets: services.secrets.clone(),
-            commit: checkout_commit.clone(),
-            cancel: cancel.clone(),
-            stop: options.stop.clone(),
-            coordinator: services.coordinator.clone(),
-            lease_lost: Arc::new(std::sync::atomic::AtomicBool::new(false)),
-            lease: std::sync::Mutex::new(None),
-        };
+        let ctx = make_task(&cert);
         let limit = limit.clone();
         let progress = options.progress.clone();
         tasks.spawn(async move {
@@ -441,6 +442,17 @@ pub async fn run_once(
         .zip(&config.certificates)
         .map(|(status, cert)| status.unwrap_or_else(|| panicked_status(cert)))
         .collect();
+    if let (Some(c), Some(replicas)) = (&services.coordinator, &settings.replicas) {
+        await_elsewhere(
+            c,
+            replicas.lease_ttl,
+            config,
+            &mut certificates,
+            &make_task,
+            cancel,
+        )
+        .await;
+    }
     finish_targets(settings, services, &store, config, &mut certificates).await;
 
     let status = Status {
@@ -474,6 +486,49 @@ pub async fn run_once(
     crate::watch::check(settings, &store, Some(&status), &services.secrets).await;
     Ok(status)
 }
+
+/// Certificates this replica has no copy of because another one was
+/// issuing them: wait (up to twice the lease) for their holders to publish,
+/// take them from the bucket and publish them here too, so that replicas
+/// started together all end their first run complete.
+async fn await_elsewhere(
+    c: &Arc<crate::lease::Coordinator>,
+    lease_ttl: std::time::Duration,
+    config: &Config,
+    certificates: &mut [CertStatus],
+    make_task: &dyn Fn(&Certificate) -> CertTask,
+    cancel: &CancellationToken,
+) {
+    let mut waiting: Vec<usize> = (0..certificates.len())
+        .filter(|i| {
+            certificates[*i].not_after.is_none()
+                && certificates[*i]
+                    .last_error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(ELSEWHERE))
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + lease_ttl * 2;
+    while !waiting.is_empty() && tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
+        let mut still = Vec::new();
+        for i in waiting {
+            let cert = &config.certificates[i];
+            match c.pull(&make_task(cert).store, cert.name()).await {
+                Ok(Some(_)) => {
+                    certificates[i] = make_task(cert).process(cert, CertPlan::Keep).await;
+                }
+                _ => still.push(i),
+            }
+        }
+        waiting = still;
+        if !waiting.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// How a certificate another replica is issuing is reported.
+const ELSEWHERE: &str = "being renewed by replica";
 
 /// Brings every certificate's local set up to the bucket's (replicas): a
 /// new replica starts from what the others issued instead of re-issuing.
@@ -881,7 +936,7 @@ impl CertTask {
             Ok(crate::lease::Acquired::Taken(lease)) => lease,
             Ok(crate::lease::Acquired::Held { holder, until }) => {
                 return LeaseStep::Skip(format!(
-                    "being renewed by replica {holder} (lease until {})",
+                    "{ELSEWHERE} {holder} (lease until {})",
                     rfc3339(until)
                 ));
             }

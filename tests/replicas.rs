@@ -89,6 +89,10 @@ async fn three_replicas_issue_each_certificate_once_and_converge() {
         run_replica(&env, &settings[2]),
     );
     let runs = [&a, &b, &c];
+    // Each waits for what the others issue and ends complete.
+    for (i, r) in runs.iter().enumerate() {
+        assert_eq!(r.code, 0, "replica {i}: {}{}", r.stdout, r.stderr);
+    }
     let issued: usize = runs
         .iter()
         .map(|r| r.events_named("cert.issued").len())

@@ -58,7 +58,11 @@ pub fn live_identifier(
 /// the arithmetic saturates to the window's start.
 fn pick(start: OffsetDateTime, end: OffsetDateTime, r: f64) -> OffsetDateTime {
     let span = (end - start).max(time::Duration::ZERO);
-    let r = if r.is_finite() { r.clamp(0.0, 1.0) } else { 0.0 };
+    let r = if r.is_finite() {
+        r.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     time::Duration::checked_seconds_f64(span.as_seconds_f64() * r)
         .and_then(|offset| start.checked_add(offset))
         .unwrap_or(start)
@@ -153,7 +157,10 @@ mod tests {
             };
             let chosen = pick(start, end, r);
             if start <= end {
-                assert!(chosen >= start && chosen <= end, "{start} {end} {r} -> {chosen}");
+                assert!(
+                    chosen >= start && chosen <= end,
+                    "{start} {end} {r} -> {chosen}"
+                );
             } else {
                 assert_eq!(chosen, start);
             }
