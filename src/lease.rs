@@ -279,44 +279,51 @@ impl Coordinator {
         }
     }
 
-    /// Extends the lease; `Lost` when another replica took it.
-    pub async fn renew(&self, lease: &Lease) -> Result<(), LeaseError> {
-        let key = self.lease_key(&lease.name);
+    /// Rewrites our lease with a new expiry, if it is still ours:
+    /// `Ok(false)` when another replica took it.
+    async fn rewrite(&self, lease: &Lease, expires_at: OffsetDateTime) -> Result<bool, LeaseError> {
         let etag = lease.etag.lock().expect("etag lock").clone();
         let body = Body {
             cert: lease.name.clone(),
             holder: self.holder.clone(),
             generation: lease.generation,
-            expires_at: OffsetDateTime::now_utc() + self.ttl,
+            expires_at,
         };
-        match self.put_lease(&key, &body, Some(&etag)).await? {
+        match self
+            .put_lease(&self.lease_key(&lease.name), &body, Some(&etag))
+            .await?
+        {
             Some(new) => {
                 *lease.etag.lock().expect("etag lock") = new;
-                tracing::debug!(event = "lease.renewed", cert = %lease.name, generation = lease.generation);
-                Ok(())
+                Ok(true)
             }
-            None => Err(LeaseError::Lost {
+            None => Ok(false),
+        }
+    }
+
+    /// Extends the lease; `Lost` when another replica took it.
+    pub async fn renew(&self, lease: &Lease) -> Result<(), LeaseError> {
+        if self
+            .rewrite(lease, OffsetDateTime::now_utc() + self.ttl)
+            .await?
+        {
+            tracing::debug!(event = "lease.renewed", cert = %lease.name, generation = lease.generation);
+            Ok(())
+        } else {
+            Err(LeaseError::Lost {
                 name: lease.name.clone(),
                 generation: lease.generation,
-            }),
+            })
         }
     }
 
     /// Gives the lease up (expiry in the past), if it is still ours.
     pub async fn release(&self, lease: &Lease) {
-        let key = self.lease_key(&lease.name);
-        let etag = lease.etag.lock().expect("etag lock").clone();
-        let body = Body {
-            cert: lease.name.clone(),
-            holder: self.holder.clone(),
-            generation: lease.generation,
-            expires_at: OffsetDateTime::UNIX_EPOCH,
-        };
-        match self.put_lease(&key, &body, Some(&etag)).await {
-            Ok(Some(_)) => {
+        match self.rewrite(lease, OffsetDateTime::UNIX_EPOCH).await {
+            Ok(true) => {
                 tracing::info!(event = "lease.released", cert = %lease.name, generation = lease.generation)
             }
-            Ok(None) => {
+            Ok(false) => {
                 tracing::warn!(event = "lease.lost", cert = %lease.name, generation = lease.generation)
             }
             Err(e) => {

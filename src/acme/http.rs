@@ -112,8 +112,14 @@ impl PoliteClient {
                 .map_err(|e| e.to_string())?,
         };
         let connector = builder.https_only().enable_http1().enable_http2().build();
+        // HTTP/2 multiplexes every order over one connection: ping it, so a
+        // connection that stopped answering is dropped (and the requests on
+        // it retried on a new one) instead of stalling every order.
         let client: Hyper =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .http2_keep_alive_interval(Some(Duration::from_secs(15)))
+                .http2_keep_alive_timeout(Duration::from_secs(10))
                 .build(connector);
         Ok(Self {
             inner: Arc::new(client),
@@ -121,6 +127,9 @@ impl PoliteClient {
         })
     }
 }
+
+/// The longest one request to the CA may take, answer included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl HttpClient for PoliteClient {
     fn request(
@@ -131,7 +140,22 @@ impl HttpClient for PoliteClient {
         let endpoint = endpoint(req.uri().path());
         Box::pin(async move {
             manners.wait_turn(&endpoint).await;
-            let response = inner.request(req).await?;
+            // A CA that accepts a request and never answers must not hang
+            // the run (seen with Pebble under load): give up, and let the
+            // caller retry with a fresh nonce.
+            let response = tokio::time::timeout(REQUEST_TIMEOUT, inner.request(req))
+                .await
+                .map_err(|_| {
+                    crate::metrics::inc(
+                        "certkeeper_acme_requests_total",
+                        &[("issuer", &manners.issuer), ("status", "timeout")],
+                    );
+                    tracing::warn!(event = "acme.request.timeout", endpoint = %endpoint, timeout_secs = REQUEST_TIMEOUT.as_secs());
+                    instant_acme::Error::Other(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer from the CA within {}s", REQUEST_TIMEOUT.as_secs()),
+                    )))
+                })??;
             let status = response.parts.status.as_u16();
             crate::metrics::inc(
                 "certkeeper_acme_requests_total",
