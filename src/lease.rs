@@ -21,7 +21,6 @@ use crate::store::{Issued, META, Meta, Store};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -59,7 +58,7 @@ struct Body {
 pub struct Lease {
     pub name: String,
     pub generation: u64,
-    etag: Mutex<String>,
+    etag: tokio::sync::Mutex<String>,
     /// The previous holder's lease had expired: it may have died mid-order.
     pub took_over: Option<String>,
 }
@@ -262,7 +261,7 @@ impl Coordinator {
                 Ok(Acquired::Taken(Lease {
                     name: name.to_string(),
                     generation,
-                    etag: Mutex::new(etag),
+                    etag: tokio::sync::Mutex::new(etag),
                     took_over,
                 }))
             }
@@ -282,7 +281,10 @@ impl Coordinator {
     /// Rewrites our lease with a new expiry, if it is still ours:
     /// `Ok(false)` when another replica took it.
     async fn rewrite(&self, lease: &Lease, expires_at: OffsetDateTime) -> Result<bool, LeaseError> {
-        let etag = lease.etag.lock().expect("etag lock").clone();
+        // Held across the write: the keep-alive and the check before
+        // publishing must not both send the same ETag (the second would
+        // fail its condition and think the lease lost).
+        let mut etag = lease.etag.lock().await;
         let body = Body {
             cert: lease.name.clone(),
             holder: self.holder.clone(),
@@ -294,7 +296,7 @@ impl Coordinator {
             .await?
         {
             Some(new) => {
-                *lease.etag.lock().expect("etag lock") = new;
+                *etag = new;
                 Ok(true)
             }
             None => Ok(false),

@@ -325,3 +325,39 @@ async fn a_paused_holder_is_fenced_and_never_overwrites_the_new_publish() {
     );
     assert_eq!(live_serial(&env, 0, "paused"), Some(b_serial));
 }
+
+/// The keep-alive and the check before publishing renew the same lease at
+/// the same moment: both must succeed (one ETag condition each, in turn),
+/// never report the lease lost to the holder itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_renewals_of_one_lease_both_succeed() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    let s3: certkeeper::settings::S3Settings =
+        serde_json::from_value(serde_json::json!({"bucket": env.bucket, "prefix": "certs"}))
+            .unwrap();
+    let replicas: certkeeper::settings::ReplicaSettings =
+        serde_json::from_value(serde_json::json!({"lease_ttl": "30s", "holder": "me"})).unwrap();
+    let c = certkeeper::lease::Coordinator::new(env.moto.s3().await, &s3, &replicas);
+    let certkeeper::lease::Acquired::Taken(lease) = c.acquire("x").await.unwrap() else {
+        panic!("a fresh lease is free");
+    };
+    for _ in 0..20 {
+        let (a, b) = tokio::join!(c.renew(&lease), c.renew(&lease));
+        a.unwrap();
+        b.unwrap();
+    }
+    // Another holder finds it held; after release it is free again.
+    let other: certkeeper::settings::ReplicaSettings =
+        serde_json::from_value(serde_json::json!({"lease_ttl": "30s", "holder": "other"})).unwrap();
+    let d = certkeeper::lease::Coordinator::new(env.moto.s3().await, &s3, &other);
+    assert!(matches!(
+        d.acquire("x").await.unwrap(),
+        certkeeper::lease::Acquired::Held { holder, .. } if holder == "me"
+    ));
+    c.release(&lease).await;
+    let certkeeper::lease::Acquired::Taken(next) = d.acquire("x").await.unwrap() else {
+        panic!("a released lease is free");
+    };
+    assert_eq!(next.generation, lease.generation + 1);
+    assert_eq!(next.took_over, None, "a released lease is not a takeover");
+}
