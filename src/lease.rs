@@ -81,24 +81,6 @@ pub struct Coordinator {
     holder: String,
 }
 
-/// Whether an S3 error is the HTTP status `code` (412: a condition failed).
-fn is_status<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>, code: u16) -> bool
-where
-    R: HttpStatus,
-{
-    e.raw_response().is_some_and(|r| r.http_status() == code)
-}
-
-trait HttpStatus {
-    fn http_status(&self) -> u16;
-}
-
-impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
-    fn http_status(&self) -> u16 {
-        self.status().as_u16()
-    }
-}
-
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -212,7 +194,13 @@ impl Coordinator {
         };
         match put.send().await {
             Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
-            Err(e) if is_status(&e, 412) || is_status(&e, 409) => Ok(None),
+            // 412: the condition failed; 409: a concurrent conditional write.
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 412 | 409)) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(self.s3_error(key, crate::publish::aws_message(&e))),
         }
     }

@@ -445,6 +445,7 @@ pub async fn run_once(
     if let (Some(c), Some(replicas)) = (&services.coordinator, &settings.replicas) {
         await_elsewhere(
             c,
+            &store,
             replicas.lease_ttl,
             config,
             &mut certificates,
@@ -493,6 +494,7 @@ pub async fn run_once(
 /// started together all end their first run complete.
 async fn await_elsewhere(
     c: &Arc<crate::lease::Coordinator>,
+    store: &Store,
     lease_ttl: std::time::Duration,
     config: &Config,
     certificates: &mut [CertStatus],
@@ -513,7 +515,7 @@ async fn await_elsewhere(
         let mut still = Vec::new();
         for i in waiting {
             let cert = &config.certificates[i];
-            match c.pull(&make_task(cert).store, cert.name()).await {
+            match c.pull(store, cert.name()).await {
                 Ok(Some(_)) => {
                     certificates[i] = make_task(cert).process(cert, CertPlan::Keep).await;
                 }

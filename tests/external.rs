@@ -15,22 +15,11 @@ use support::{LocalEnv, PebbleOptions, cert_status};
 const P12_PASSWORD: &str = "keystore-Pa55-never-logged";
 
 fn tool(dir: &Path, program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .current_dir(dir)
-        .args(args)
-        .env("P12_PASS", P12_PASSWORD)
-        .output()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    support::run_tool(
+        Command::new(program)
+            .current_dir(dir)
+            .args(args)
+            .env("P12_PASS", P12_PASSWORD),
     )
 }
 
@@ -142,10 +131,7 @@ const CERTS: &str = r#"certificates:
 
 /// `certkeeper WORDS… --config <settings>`; no word has a space.
 async fn ck_env(env: &LocalEnv, line: &str) -> support::RunOutput {
-    let mut v: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-    v.push("--config".into());
-    v.push(env.settings_path().display().to_string());
-    env.certkeeper(v).await
+    env.certkeeper_line(line, &env.settings_path()).await
 }
 
 async fn ssm_value(env: &LocalEnv, name: &str) -> Option<String> {

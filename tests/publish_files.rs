@@ -68,18 +68,7 @@ fn reloads(root: &Path) -> usize {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run tool");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    support::run_tool(cmd)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,13 +17,7 @@ fn replica_settings(env: &LocalEnv, i: usize, extra: &str) -> PathBuf {
 }
 
 async fn run_replica(env: &LocalEnv, settings: &std::path::Path) -> RunOutput {
-    env.certkeeper(vec![
-        "run".into(),
-        "--once".into(),
-        "--config".into(),
-        settings.display().to_string(),
-    ])
-    .await
+    env.certkeeper_line("run --once", settings).await
 }
 
 fn spawn_replica(env: &LocalEnv, settings: &std::path::Path) -> Child {

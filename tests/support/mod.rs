@@ -305,6 +305,25 @@ pub fn write_listener_certs(dir: &Path) {
     std::fs::write(dir.join("listener.key"), key.serialize_pem()).expect("write");
 }
 
+/// Runs a prepared command, panicking with its output when it fails;
+/// returns stdout and stderr together (openssl and keytool print results
+/// on either).
+#[allow(dead_code)] // not every test binary uses it
+pub fn run_tool(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run tool");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Runs a command, panicking with its output when it fails.
 pub fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
@@ -518,6 +537,15 @@ impl LocalEnv {
         )
         .expect("write replica settings");
         path
+    }
+
+    /// `certkeeper WORDS… --config CONFIG`, the words split on spaces.
+    #[allow(dead_code)] // not every test binary uses it
+    pub async fn certkeeper_line(&self, line: &str, config: &Path) -> RunOutput {
+        let mut args: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+        args.push("--config".into());
+        args.push(config.display().to_string());
+        self.certkeeper(args).await
     }
 
     /// Runs `certkeeper run --once` as a separate process, like cron would.
