@@ -244,6 +244,16 @@ pub(crate) async fn aws_base(settings: &Settings, profile: Option<&str>) -> aws_
     if let Some(profile) = profile {
         loader = loader.profile_name(profile);
     }
+    // Per attempt, and for the whole call with the SDK's retries (3
+    // attempts and their back-off), so no AWS call can hang a run.
+    let attempt = settings.aws.request_timeout;
+    loader = loader.timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(attempt.min(std::time::Duration::from_secs(10)))
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * 4)
+            .build(),
+    );
     loader.load().await
 }
 

@@ -377,12 +377,31 @@ pub struct EabSettings {
 /// The issuer name the `acme:` shorthand defines.
 pub const DEFAULT_ISSUER: &str = "default";
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AwsSettings {
     pub region: Option<String>,
     /// Endpoint override for every AWS service (moto, LocalStack, VPC endpoints).
     pub endpoint_url: Option<String>,
+    /// How long one AWS request may take before it is abandoned and retried
+    /// (the SDK's attempt timeout). Without it a request that is accepted
+    /// but never answered would stall the run, and with it the lease
+    /// keep-alive, forever.
+    #[serde(
+        default = "defaults::aws_request_timeout",
+        with = "crate::duration::serde_human"
+    )]
+    pub request_timeout: Duration,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint_url: None,
+            request_timeout: defaults::aws_request_timeout(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -675,6 +694,9 @@ mod defaults {
     }
     pub fn order_timeout() -> Duration {
         Duration::from_secs(300)
+    }
+    pub fn aws_request_timeout() -> Duration {
+        Duration::from_secs(30)
     }
     pub fn propagation_timeout() -> Duration {
         Duration::from_secs(300)

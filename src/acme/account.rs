@@ -49,33 +49,31 @@ impl Issuer {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let account = match stored {
-            Some(bytes) => {
-                let creds: AccountCredentials =
-                    serde_json::from_slice(&bytes).map_err(|e| AcmeError::AccountFile {
-                        path: path.display().to_string(),
-                        message: format!(
-                            "unreadable ({e}); move it aside to register a new account"
-                        ),
-                    })?;
-                let account = retry("account", || async {
-                    builder(settings.root_ca_file.as_deref(), &manners)?
-                        .from_credentials(clone_creds(&creds))
-                        .await
-                })
-                .await?;
-                tracing::debug!(event = "acme.account.loaded", directory = %settings.directory_url);
-                account
+        let contact = settings.contact.as_deref().map(|c| {
+            if c.contains(':') {
+                c.to_string()
+            } else {
+                format!("mailto:{c}")
             }
+        });
+        let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
+        let loaded = match stored {
+            Some(bytes) => match serde_json::from_slice::<AccountCredentials>(&bytes) {
+                Ok(creds) => {
+                    stored_account(settings, &manners, store, &rel, creds, &contacts).await?
+                }
+                Err(e) => {
+                    // An unreadable account file must not stop every
+                    // renewal: the key in it is only our login at the CA.
+                    set_aside(store, &rel, "corrupt", &e.to_string());
+                    None
+                }
+            },
+            None => None,
+        };
+        let account = match loaded {
+            Some(account) => account,
             None => {
-                let contact = settings.contact.as_deref().map(|c| {
-                    if c.contains(':') {
-                        c.to_string()
-                    } else {
-                        format!("mailto:{c}")
-                    }
-                });
-                let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
                 let eab = external_account(settings)?;
                 let (account, creds) = retry("newAccount", || async {
                     builder(settings.root_ca_file.as_deref(), &manners)?
@@ -173,6 +171,67 @@ fn external_account(
         eab.key_id.clone(),
         &key,
     )))
+}
+
+/// The stored account, checked with the CA; `None` when it cannot be used
+/// (a key that does not load, an account the CA does not know), after
+/// setting the file aside.
+async fn stored_account(
+    settings: &AcmeSettings,
+    manners: &Arc<Manners>,
+    store: &Store,
+    rel: &str,
+    creds: AccountCredentials,
+    contacts: &[&str],
+) -> Result<Option<Account>, AcmeError> {
+    let bad_key = [
+        instant_acme::Error::KeyRejected.to_string(),
+        instant_acme::Error::Crypto.to_string(),
+    ];
+    let account = match retry("account", || async {
+        builder(settings.root_ca_file.as_deref(), manners)?
+            .from_credentials(clone_creds(&creds))
+            .await
+    })
+    .await
+    {
+        Ok(account) => account,
+        Err(AcmeError::Step { message, .. }) if bad_key.contains(&message) => {
+            set_aside(store, rel, "corrupt", &message);
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    // One request per run that also keeps the contact in step with the
+    // settings; it is how we learn that the CA no longer knows the account
+    // (a CA reset, a deactivated account) before every order fails on it.
+    match retry("account", || account.update_contacts(contacts)).await {
+        Ok(()) => {
+            tracing::debug!(event = "acme.account.loaded", directory = %settings.directory_url);
+            Ok(Some(account))
+        }
+        Err(AcmeError::Step { message, .. }) if message.contains("accountDoesNotExist") => {
+            set_aside(store, rel, "unknown-to-ca", &message);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Moves an account file we can no longer use to `<file>.<why>-<unix time>`
+/// (kept 0600 for an audit of which key held the account) and says so.
+fn set_aside(store: &Store, rel: &str, why: &str, reason: &str) {
+    let from = store.root().join(rel);
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let to = store.root().join(format!("{rel}.{why}-{stamp}"));
+    match std::fs::rename(&from, &to) {
+        Ok(()) => {
+            tracing::warn!(event = "acme.account.set_aside", file = %from.display(), moved_to = %to.display(), why, reason, "registering a new account")
+        }
+        Err(e) => {
+            tracing::warn!(event = "acme.account.set_aside", file = %from.display(), why, reason, error = %e, "cannot move it; registering a new account over it")
+        }
+    }
 }
 
 /// One file per directory URL, so switching CAs never reuses a foreign account.

@@ -6,6 +6,7 @@
 
 pub mod bind;
 pub mod dns;
+pub mod fault;
 pub mod smtp;
 pub mod sshd;
 pub mod tls;
@@ -171,7 +172,9 @@ pub struct Pebble {
     pub port: u16,
     pub management_port: u16,
     dir: tempfile::TempDir,
-    _process: Process,
+    dns_server: SocketAddr,
+    nonce_reject_percent: Option<u8>,
+    process: Option<Process>,
 }
 
 #[derive(Default)]
@@ -201,21 +204,41 @@ impl Pebble {
                 "externalAccountMACKeys": options.eab.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>()
             }
         });
-        let config_path = dir.path().join("pebble.json");
-        std::fs::write(&config_path, config.to_string()).expect("write pebble config");
-        let log = dir.path().join("pebble.log");
+        std::fs::write(dir.path().join("pebble.json"), config.to_string())
+            .expect("write pebble config");
+        let mut pebble = Pebble {
+            port,
+            management_port,
+            dir,
+            dns_server,
+            nonce_reject_percent: options.nonce_reject_percent,
+            process: None,
+        };
+        pebble.spawn();
+        pebble
+    }
+
+    fn spawn(&mut self) {
+        let dir = self.dir.path();
+        let log = dir.join("pebble.log");
         let mut cmd = Command::new("pebble");
         cmd.arg("-config")
-            .arg(&config_path)
+            .arg(dir.join("pebble.json"))
             .arg("-dnsserver")
-            .arg(dns_server.to_string())
+            .arg(self.dns_server.to_string())
             .env("PEBBLE_VA_NOSLEEP", "1")
             // Reused authorizations would skip DNS-01 entirely.
             .env("PEBBLE_AUTHZREUSE", "0")
             .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).expect("log"))
-            .stderr(std::fs::File::create(dir.path().join("pebble.err")).expect("log"));
-        if let Some(p) = options.nonce_reject_percent {
+            .stdout(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .expect("log"),
+            )
+            .stderr(std::fs::File::create(dir.join("pebble.err")).expect("log"));
+        if let Some(p) = self.nonce_reject_percent {
             cmd.env("PEBBLE_WFE_NONCEREJECT", p.to_string());
         } else {
             cmd.env_remove("PEBBLE_WFE_NONCEREJECT");
@@ -223,14 +246,22 @@ impl Pebble {
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start pebble (apt-get install pebble): {e}"));
-        wait_for_port(port, &mut child, "pebble", &log);
-        wait_for_port(management_port, &mut child, "pebble management", &log);
-        Pebble {
-            port,
-            management_port,
-            dir,
-            _process: Process { child },
-        }
+        wait_for_port(self.port, &mut child, "pebble", &log);
+        wait_for_port(self.management_port, &mut child, "pebble management", &log);
+        self.process = Some(Process { child });
+    }
+
+    /// Kills Pebble (SIGKILL): the CA is gone, mid-whatever.
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts Pebble again on the same ports. Pebble keeps nothing on disk:
+    /// the new one knows no account, order or certificate of the old one,
+    /// and issues from a new root.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
     }
 
     pub fn directory_url(&self) -> String {
