@@ -492,7 +492,12 @@ fn run_command(
         }
         match result {
             Ok(status) => {
-                if let Some(r) = &status.config_rejected {
+                if let Some(r) = status.config_rejected.as_ref().filter(|r| r.unreachable) {
+                    eprintln!(
+                        "certkeeper: {}\ncertkeeper: used the last good commit {} from the local clone",
+                        r.reason, r.commit
+                    );
+                } else if let Some(r) = &status.config_rejected {
                     eprintln!(
                         "certkeeper: config repo commit {} rejected, used last good commit {}:\n{}",
                         r.commit,

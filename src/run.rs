@@ -1147,17 +1147,31 @@ async fn renew_one(
     let replaces = crate::acme::ari::answered(store, &spec.name)
         .then(|| crate::acme::ari::live_identifier(store, &spec.name))
         .flatten();
-    let issued = issuer
-        .issue(
-            spec,
-            task.profile.as_deref(),
-            reuse.as_ref(),
-            replaces,
-            dns,
-            cancel,
-        )
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let mut retried = false;
+    let issued = loop {
+        match issuer
+            .issue(
+                spec,
+                task.profile.as_deref(),
+                reuse.as_ref(),
+                replaces.clone(),
+                dns,
+                cancel,
+            )
+            .await
+        {
+            Ok(issued) => break issued,
+            // Once, not in a loop: a CA whose resolvers keep failing would
+            // otherwise spend its failed-validation limit on us.
+            Err(e @ crate::acme::AcmeError::CaDnsLookup { .. })
+                if !retried && !cancel.is_cancelled() =>
+            {
+                tracing::warn!(event = "order.retry", cert = %spec.name, reason = "the CA's DNS lookup failed after our nameservers served the values", error = %e);
+                retried = true;
+            }
+            Err(e) => return Err(fail(e.to_string())),
+        }
+    };
     let ders =
         crate::x509::pem_chain(&issued.cert_pem).map_err(|e| fail(format!("CA returned {e}")))?;
     let info = crate::x509::leaf_info(&ders[0]).map_err(|e| fail(format!("CA returned {e}")))?;

@@ -239,29 +239,52 @@ impl Store {
         create_private_dir(&tmp)?;
         let fullchain = format!("{}{}", ensure_newline(&issued.cert_pem), issued.chain_pem);
         let meta_json = serde_json::to_vec_pretty(meta).expect("meta serializes");
-        write_new(
-            &tmp.join(PRIVKEY),
-            issued.key_pem.expose().as_bytes(),
-            0o600,
-        )?;
-        write_new(&tmp.join(CERT), issued.cert_pem.as_bytes(), 0o644)?;
-        write_new(&tmp.join(CHAIN), issued.chain_pem.as_bytes(), 0o644)?;
-        write_new(&tmp.join(FULLCHAIN), fullchain.as_bytes(), 0o644)?;
-        write_new(&tmp.join(META), &meta_json, 0o644)?;
-        sync_dir(&tmp)?;
+        let written = (|| {
+            write_new(
+                &tmp.join(PRIVKEY),
+                issued.key_pem.expose().as_bytes(),
+                0o600,
+            )?;
+            write_new(&tmp.join(CERT), issued.cert_pem.as_bytes(), 0o644)?;
+            write_new(&tmp.join(CHAIN), issued.chain_pem.as_bytes(), 0o644)?;
+            write_new(&tmp.join(FULLCHAIN), fullchain.as_bytes(), 0o644)?;
+            write_new(&tmp.join(META), &meta_json, 0o644)?;
+            sync_dir(&tmp)
+        })();
+        if let Err(e) = written {
+            // A full disk or an I/O error: leave nothing half-written behind
+            // (removing frees space, so it works on a full disk too).
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
         let final_dir = archive.join(&version);
-        fs::rename(&tmp, &final_dir).map_err(io("renaming", &tmp))?;
+        if let Err(e) = fs::rename(&tmp, &final_dir) {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(io("renaming", &tmp)(e));
+        }
         sync_dir(&archive)?;
-
-        let live_root = self.root.join("live");
-        let link_tmp = live_root.join(format!(".{}.tmp", meta.name));
-        let _ = fs::remove_file(&link_tmp);
-        let target = Path::new("../archive").join(&meta.name).join(&version);
-        std::os::unix::fs::symlink(&target, &link_tmp).map_err(io("linking", &link_tmp))?;
-        let live = self.live_dir(&meta.name);
-        fs::rename(&link_tmp, &live).map_err(io("switching", &live))?;
-        sync_dir(&live_root)?;
+        if let Err(e) = self.switch_live(&meta.name, &version) {
+            // Never live, so never served or published: not kept either, or
+            // the archive would hold a version nobody can tell apart.
+            let _ = fs::remove_dir_all(&final_dir);
+            return Err(e);
+        }
         Ok(final_dir)
+    }
+
+    /// Points `live/<name>` at archive version `version` in one rename.
+    fn switch_live(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        let live_root = self.root.join("live");
+        let link_tmp = live_root.join(format!(".{name}.tmp"));
+        let _ = fs::remove_file(&link_tmp);
+        let target = Path::new("../archive").join(name).join(version);
+        std::os::unix::fs::symlink(&target, &link_tmp).map_err(io("linking", &link_tmp))?;
+        let live = self.live_dir(name);
+        if let Err(e) = fs::rename(&link_tmp, &live) {
+            let _ = fs::remove_file(&link_tmp);
+            return Err(io("switching", &live)(e));
+        }
+        sync_dir(&live_root)
     }
 
     /// Writes a small state file atomically (temp file, fsync, rename).

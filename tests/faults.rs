@@ -336,3 +336,243 @@ async fn pebble_killed_mid_order_then_a_new_ca_completes_it() {
     assert_published_is_live(&env, "web").await;
     assert!(env.moto.challenge_records().await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dns_answers_lost_and_delayed_still_renew() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    env.repo.commit_certificates(
+        "certificates:\n  - name: a\n    domains: [a.example.test]\n  - name: b\n    domains: [b.example.test, b2.example.test]\n",
+        "two",
+    );
+    // The first question for every name and type is lost and every answer
+    // is late: certkeeper's zone, CNAME and propagation lookups must ask
+    // again (Pebble asks after certkeeper saw the value, so it is answered).
+    env.dns.lose_first_queries();
+    env.dns.delay(std::time::Duration::from_millis(300));
+    let out = env.run().await;
+    ok(&out);
+    assert_eq!(out.events_named("cert.issued").len(), 2, "{}", out.stdout);
+    assert!(
+        env.dns.dropped.load(std::sync::atomic::Ordering::Relaxed) >= 3,
+        "too few queries were lost to mean anything"
+    );
+    assert!(env.moto.challenge_records().await.is_empty());
+    for name in ["a", "b"] {
+        assert_published_is_live(&env, name).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lookup_lost_by_the_ca_gets_one_new_order() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    commit_web(&env, "web.example.test");
+    // certkeeper's propagation check is the first TXT question and is
+    // answered; the CA's validation is the second and is lost, so Pebble
+    // marks the challenge invalid although the record was there.
+    env.dns.lose_query(
+        "_acme-challenge.web.example.test",
+        hickory_proto::rr::RecordType::TXT,
+        2,
+    );
+    let out = env.run().await;
+    ok(&out);
+    assert_eq!(
+        env.dns.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let retries = out.events_named("order.retry");
+    assert_eq!(retries.len(), 1, "{}", out.stdout);
+    assert_eq!(out.events_named("order.created").len(), 2, "{}", out.stdout);
+    assert_eq!(out.events_named("cert.issued").len(), 1, "{}", out.stdout);
+    assert!(env.moto.challenge_records().await.is_empty());
+    assert_published_is_live(&env, "web").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn config_repo_unreachable_keeps_renewing_from_the_last_good_commit() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    commit_web(&env, "web.example.test");
+    ok(&env.run().await);
+
+    // The git server is gone on the day a renewal is due.
+    let away = env.root.join("config-repo-away");
+    std::fs::rename(&env.repo.path, &away).unwrap();
+    let out = env
+        .certkeeper_line("renew web --force", &env.settings_path())
+        .await;
+    assert_eq!(
+        out.code, 2,
+        "a config problem someone must fix:\n{}\n{}",
+        out.stdout, out.stderr
+    );
+    assert_eq!(
+        out.events_named("config.unreachable").len(),
+        1,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(out.events_named("cert.issued").len(), 1, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("cannot fetch config repo"),
+        "{}",
+        out.stderr
+    );
+    let status = env.status();
+    let config = status["config"].as_str().unwrap();
+    assert!(config.starts_with("stale (repo unreachable"), "{config}");
+    assert_published_is_live(&env, "web").await;
+
+    // Back: the newest commit is used again and the status clears.
+    std::fs::rename(&away, &env.repo.path).unwrap();
+    let out = env.run().await;
+    ok(&out);
+    assert_eq!(env.status()["config"], "ok");
+}
+
+/// A small tmpfs mounted for one test, unmounted on drop.
+struct SmallDisk {
+    path: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(path: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(path)
+            .output()
+            .expect("mount");
+        assert!(
+            out.status.success(),
+            "mount tmpfs (the disk-full test runs as root, as CI does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk {
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Fills what is left with one file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path.join("filler");
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Every file under `dir` with the SHA-256 of its bytes (symlinks: their
+/// targets), so a failed comparison prints something readable.
+fn tree(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(dir).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                out.push((rel, format!("-> {}", target.display())));
+            } else if meta.is_dir() {
+                stack.push(path);
+            } else {
+                use sha2::Digest;
+                out.push((
+                    rel,
+                    hex::encode(sha2::Sha256::digest(std::fs::read(&path).unwrap())),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn disk_full_while_storing_keeps_the_live_certificate() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    let disk = SmallDisk::mount(&env.root.join("small"), "4m");
+    let state = disk.path.join("state");
+    let text = std::fs::read_to_string(env.settings_path()).unwrap();
+    std::fs::write(
+        env.settings_path(),
+        text.replace(
+            &format!("state_dir: {}\n", env.state_dir().display()),
+            &format!("state_dir: {}\n", state.display()),
+        ),
+    )
+    .unwrap();
+    commit_web(&env, "web.example.test");
+    ok(&env.run().await);
+    let live_before = tree(&state.join("live"));
+    let archive_before = tree(&state.join("archive"));
+
+    // The disk fills up while the renewal's order is in flight, so the new
+    // set has nowhere to go.
+    commit_web(&env, "web.example.test, www.example.test");
+    env.dns.hide("_acme-challenge.www.example.test");
+    let running = tokio::task::block_in_place(|| spawn_until(&env, "dns.txt.upserted"));
+    let filler = disk.fill();
+    env.dns.show("_acme-challenge.www.example.test");
+    let out = tokio::task::block_in_place(|| running.finish());
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(out.events_named("cert.issued").is_empty(), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("No space left on device"),
+        "the error names the cause: {}",
+        out.stdout
+    );
+    assert_eq!(tree(&state.join("live")), live_before, "live/ changed");
+    assert_eq!(
+        tree(&state.join("archive")),
+        archive_before,
+        "a partial version was left in archive/"
+    );
+    assert!(
+        env.moto.challenge_records().await.is_empty(),
+        "TXT left behind"
+    );
+    let cert = std::fs::read(state.join("live/web/cert.pem")).unwrap();
+    assert!(String::from_utf8_lossy(&cert).contains("BEGIN CERTIFICATE"));
+
+    // Space again. The failure backs off like any other (the next daily
+    // run retries); the operator's forced renewal completes it now.
+    std::fs::remove_file(filler).unwrap();
+    let out = env.run().await;
+    assert_eq!(
+        out.events_named("cert.backing_off").len(),
+        1,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(tree(&state.join("live")), live_before);
+    let out = env
+        .certkeeper_line("renew web --force", &env.settings_path())
+        .await;
+    ok(&out);
+    assert_eq!(out.events_named("cert.issued").len(), 1, "{}", out.stdout);
+    assert!(
+        String::from_utf8_lossy(&std::fs::read(state.join("live/web/meta.json")).unwrap())
+            .contains("www.example.test")
+    );
+    drop(disk);
+}

@@ -28,6 +28,10 @@ pub enum AcmeError {
     Challenge { domain: String, message: String },
     #[error("order is {status}: {message}")]
     OrderFailed { status: String, message: String },
+    /// The order is invalid because the CA's own DNS lookups failed, after
+    /// our nameservers were seen serving every value: worth one new order.
+    #[error("order is invalid: {message}")]
+    CaDnsLookup { message: String },
     #[error("key generation failed: {0}")]
     Key(String),
     #[error(transparent)]

@@ -232,7 +232,10 @@ impl Issuer {
                     return Ok(());
                 }
                 (OrderStatus::Invalid, error) => {
-                    let detail = step!(ctx, "authorizations", |o| failed_challenges(o));
+                    let (detail, ca_dns) = step!(ctx, "authorizations", |o| failed_challenges(o));
+                    if ca_dns {
+                        return Err(AcmeError::CaDnsLookup { message: detail });
+                    }
                     return Err(AcmeError::OrderFailed {
                         status: "invalid".into(),
                         message: if detail.is_empty() {
@@ -346,14 +349,42 @@ async fn set_ready(order: &mut Order) -> Result<(), instant_acme::Error> {
     Ok(())
 }
 
-async fn failed_challenges(order: &mut Order) -> Result<String, instant_acme::Error> {
+/// Whether a failed challenge says the CA's own DNS lookup failed (a
+/// timeout or SERVFAIL at its resolver) rather than that the value was
+/// wrong or missing. RFC 8555's `dns` type is for exactly that (Let's
+/// Encrypt: "DNS problem: query timed out"); Pebble reports it as
+/// `unauthorized` "Error retrieving TXT records".
+pub(crate) fn ca_lookup_failed(problem_type: Option<&str>, detail: Option<&str>) -> bool {
+    let detail = detail.unwrap_or_default().to_ascii_lowercase();
+    let wrong_value = ["incorrect txt record", "no txt record", "nxdomain"]
+        .iter()
+        .any(|w| detail.contains(w));
+    if wrong_value {
+        return false;
+    }
+    problem_type == Some("urn:ietf:params:acme:error:dns")
+        || [
+            "timeout",
+            "timed out",
+            "servfail",
+            "error retrieving txt records",
+        ]
+        .iter()
+        .any(|w| detail.contains(w))
+}
+
+/// What the CA said of each failed challenge, and whether every failure
+/// was the CA's own DNS lookup (see `ca_lookup_failed`).
+async fn failed_challenges(order: &mut Order) -> Result<(String, bool), instant_acme::Error> {
     let mut out = Vec::new();
+    let mut all_dns = true;
     let mut authorizations = order.authorizations();
     while let Some(authz) = authorizations.next().await {
         let authz = authz?;
         let domain = authz.identifier().to_string();
         for c in &authz.challenges {
             if let Some(p) = &c.error {
+                all_dns &= ca_lookup_failed(p.r#type.as_deref(), p.detail.as_deref());
                 out.push(format!(
                     "{domain}: {}",
                     p.detail.as_deref().unwrap_or("invalid")
@@ -361,7 +392,7 @@ async fn failed_challenges(order: &mut Order) -> Result<String, instant_acme::Er
             }
         }
     }
-    Ok(out.join("; "))
+    Ok((out.join("; "), all_dns && !out.is_empty()))
 }
 
 async fn finalize_if_ready(
@@ -414,6 +445,45 @@ fn split_chain(pem: &str) -> Result<(String, String), AcmeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_cas_own_lookup_failures_are_worth_a_new_order() {
+        let dns = Some("urn:ietf:params:acme:error:dns");
+        let unauthorized = Some("urn:ietf:params:acme:error:unauthorized");
+        // Let's Encrypt and Pebble wordings of a failed lookup at the CA.
+        assert!(ca_lookup_failed(
+            dns,
+            Some("DNS problem: query timed out looking up TXT for _acme-challenge.a.example")
+        ));
+        assert!(ca_lookup_failed(
+            dns,
+            Some("DNS problem: SERVFAIL looking up TXT for _acme-challenge.a.example")
+        ));
+        assert!(ca_lookup_failed(
+            unauthorized,
+            Some(
+                "Error retrieving TXT records for DNS challenge (\"read udp 127.0.0.1:1->127.0.0.1:2: i/o timeout\")"
+            )
+        ));
+        // A wrong or missing value is not transient: no second order.
+        assert!(!ca_lookup_failed(
+            dns,
+            Some("DNS problem: NXDOMAIN looking up TXT for _acme-challenge.a.example")
+        ));
+        assert!(!ca_lookup_failed(
+            unauthorized,
+            Some("Incorrect TXT record \"x\" found at _acme-challenge.a.example")
+        ));
+        assert!(!ca_lookup_failed(
+            unauthorized,
+            Some("No TXT records found for DNS challenge")
+        ));
+        assert!(!ca_lookup_failed(
+            Some("urn:ietf:params:acme:error:caa"),
+            Some("CAA record forbids issuance")
+        ));
+        assert!(!ca_lookup_failed(None, None));
+    }
 
     #[test]
     fn split_chain_separates_leaf() {

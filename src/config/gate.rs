@@ -31,6 +31,10 @@ pub enum GateError {
 pub struct Rejected {
     pub commit: String,
     pub reason: String,
+    /// The repo could not be fetched at all (`commit` is then the last
+    /// good one, still in use); nothing newer was seen.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreachable: bool,
 }
 
 /// The config a run works from.
@@ -55,7 +59,13 @@ pub fn accept(
     provider_zones: Option<&[String]>,
 ) -> Result<Accepted, GateError> {
     let source = GitSource::new(&settings.config_repo, &store.root().join("repo"));
-    let checkout = source.sync()?;
+    let checkout = match source.sync() {
+        Ok(checkout) => checkout,
+        Err(e @ (SourceError::Fetch { .. } | SourceError::Credentials(_))) => {
+            return unreachable(settings, store, &source, provider_zones, e);
+        }
+        Err(e) => return Err(e.into()),
+    };
     tracing::info!(event = "config.fetched", commit = %checkout.commit);
     let rejected = match check(settings, &source, &checkout, provider_zones) {
         Ok(config) => {
@@ -69,6 +79,7 @@ pub fn accept(
         Err(reason) => Rejected {
             commit: checkout.commit.clone(),
             reason,
+            unreachable: false,
         },
     };
     tracing::error!(
@@ -94,6 +105,41 @@ pub fn accept(
         config,
         commit: good,
         rejected: Some(rejected),
+    })
+}
+
+/// The repo cannot be fetched (git server down, network, credentials): the
+/// certificates of the last good commit, still in the local clone, keep
+/// being renewed, and the run says the config is stale. Certificates must
+/// not expire because the git server is down on the day they are due.
+fn unreachable(
+    settings: &Settings,
+    store: &Store,
+    source: &GitSource,
+    provider_zones: Option<&[String]>,
+    error: SourceError,
+) -> Result<Accepted, GateError> {
+    let Some(good) = last_good(store) else {
+        return Err(error.into());
+    };
+    let Ok(checkout) = source.checkout(&good) else {
+        return Err(error.into());
+    };
+    let config = check(settings, source, &checkout, provider_zones).map_err(|reason| {
+        GateError::LastGoodBroken {
+            commit: good.clone(),
+            reason,
+        }
+    })?;
+    tracing::error!(event = "config.unreachable", commit = %good, error = %error);
+    Ok(Accepted {
+        config,
+        commit: good.clone(),
+        rejected: Some(Rejected {
+            commit: good,
+            reason: error.to_string(),
+            unreachable: true,
+        }),
     })
 }
 

@@ -17,6 +17,8 @@ use tokio::time::{Instant, sleep, timeout};
 use tokio_util::sync::CancellationToken;
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+const QUERY_ATTEMPTS: u32 = 3;
+const TIMED_OUT: &str = "timed out";
 
 /// Waits until every server returns every value, or the timeout passes.
 pub async fn wait_until_visible(
@@ -92,7 +94,15 @@ pub async fn query(
     edns.set_max_payload(4096);
     request.set_edns(edns);
     let bytes = request.to_vec().map_err(|e| e.to_string())?;
-    let mut response = udp_exchange(server, &bytes, request.metadata.id).await?;
+    // A lost datagram is asked again, as a stub resolver would: one
+    // dropped answer must not fail a certificate.
+    let mut attempt = 1;
+    let mut response = loop {
+        match udp_exchange(server, &bytes, request.metadata.id).await {
+            Err(e) if e == TIMED_OUT && attempt < QUERY_ATTEMPTS => attempt += 1,
+            other => break other?,
+        }
+    };
     if response.metadata.truncation {
         response = tcp_exchange(server, &bytes).await?;
     }
@@ -116,7 +126,7 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
             socket.recv(&mut buf),
         )
         .await
-        .map_err(|_| "timed out".to_string())?
+        .map_err(|_| TIMED_OUT.to_string())?
         .map_err(|e| e.to_string())?;
         // Ignore stray datagrams that are not the answer to our question.
         if let Ok(msg) = Message::from_vec(&buf[..n])

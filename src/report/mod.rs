@@ -157,6 +157,13 @@ impl Status {
 pub fn config_state(rejected: Option<&crate::config::gate::Rejected>) -> String {
     match rejected {
         None => "ok".into(),
+        Some(r) if r.unreachable => {
+            let first = r.reason.lines().next().unwrap_or_default();
+            format!(
+                "stale (repo unreachable, using last good commit {}: {first})",
+                &r.commit[..r.commit.len().min(12)]
+            )
+        }
         Some(r) => {
             let first = r.reason.lines().next().unwrap_or_default();
             format!(

@@ -20,6 +20,12 @@ pub struct Route53Dns {
     hidden: Arc<Mutex<HashSet<String>>>,
     /// Zones answered by another server (BIND), as a resolver would.
     forwards: Arc<Mutex<Vec<(String, SocketAddr)>>>,
+    /// Fault injection: which queries get no answer at all, and how long
+    /// every answer waits.
+    losses: Arc<Mutex<Losses>>,
+    delay_ms: Arc<AtomicU64>,
+    /// Queries dropped so far.
+    pub dropped: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -39,6 +45,10 @@ impl Route53Dns {
         let hide = hidden.clone();
         let forwards: Arc<Mutex<Vec<(String, SocketAddr)>>> = Arc::default();
         let fwd = forwards.clone();
+        let losses: Arc<Mutex<Losses>> = Arc::default();
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (lose, delay, dropped_count) = (losses.clone(), delay_ms.clone(), dropped.clone());
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -49,9 +59,20 @@ impl Route53Dns {
                 let Ok(request) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };
+                if let Some(q) = request.queries.first()
+                    && lose
+                        .lock()
+                        .unwrap()
+                        .drops(&norm(&q.name().to_ascii()), q.query_type())
+                {
+                    dropped_count.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let wait = std::time::Duration::from_millis(delay.load(Ordering::Relaxed));
                 let (socket, route53, hide, fwd) =
                     (socket.clone(), route53.clone(), hide.clone(), fwd.clone());
                 tokio::spawn(async move {
+                    tokio::time::sleep(wait).await;
                     let response = respond(&route53, &request, &hide, &fwd, 0).await;
                     if let Ok(bytes) = response.to_vec() {
                         let _ = socket.send_to(&bytes, peer).await;
@@ -64,8 +85,30 @@ impl Route53Dns {
             queries,
             hidden,
             forwards,
+            losses,
+            delay_ms,
+            dropped,
             task,
         }
+    }
+
+    /// From now on, the first query for every name and type gets no
+    /// answer (a lossy path: whoever asks must ask again).
+    pub fn lose_first_queries(&self) {
+        self.losses.lock().unwrap().first_of_each = true;
+    }
+
+    /// The `nth` query (1-based, counted from now) of `rtype` for `name`
+    /// gets no answer.
+    pub fn lose_query(&self, name: &str, rtype: RecordType, nth: u64) {
+        let mut losses = self.losses.lock().unwrap();
+        let entry = losses.seen.entry((norm(name), rtype)).or_default();
+        entry.1.insert(entry.0 + nth);
+    }
+
+    /// From now on, hold every answer this long.
+    pub fn delay(&self, d: std::time::Duration) {
+        self.delay_ms.store(d.as_millis() as u64, Ordering::Relaxed);
     }
 
     /// From now on, relay queries for names in `zone` to `server`.
@@ -81,6 +124,22 @@ impl Route53Dns {
     /// Serves `name` again after `hide`.
     pub fn show(&self, name: &str) {
         self.hidden.lock().unwrap().remove(&norm(name));
+    }
+}
+
+/// Which queries the responder drops.
+#[derive(Default)]
+struct Losses {
+    first_of_each: bool,
+    /// Per (name, type): queries seen, and the numbers to drop.
+    seen: std::collections::HashMap<(String, RecordType), (u64, HashSet<u64>)>,
+}
+
+impl Losses {
+    fn drops(&mut self, name: &str, rtype: RecordType) -> bool {
+        let entry = self.seen.entry((name.to_string(), rtype)).or_default();
+        entry.0 += 1;
+        (self.first_of_each && entry.0 == 1) || entry.1.contains(&entry.0)
     }
 }
 
