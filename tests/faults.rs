@@ -254,6 +254,7 @@ struct Running {
 
 /// Starts `certkeeper run --once` and returns it once it logged `event`.
 fn spawn_until(env: &LocalEnv, event: &str) -> Running {
+    #[allow(clippy::zombie_processes)] // waited for in `Running::finish`
     let mut child = env
         .command()
         .args(["run", "--once", "--config"])
@@ -272,6 +273,7 @@ fn spawn_until(env: &LocalEnv, event: &str) -> Running {
     loop {
         let mut line = String::new();
         if log.read_line(&mut line).unwrap() == 0 {
+            let _ = child.wait();
             panic!("certkeeper ended before {event}: {seen}");
         }
         seen.push_str(&line);
