@@ -72,6 +72,16 @@ pub enum Acquired {
     },
 }
 
+/// One object read from the bucket.
+struct Fetched {
+    bytes: Vec<u8>,
+    etag: String,
+    modified: Option<OffsetDateTime>,
+}
+
+/// Who holds a lease whose object cannot be read.
+const CORRUPT_HOLDER: &str = "unknown (corrupt lease object)";
+
 pub struct Coordinator {
     client: Client,
     bucket: String,
@@ -146,7 +156,8 @@ impl Coordinator {
         }
     }
 
-    async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, String)>, LeaseError> {
+    /// The object's bytes, ETag and Last-Modified time.
+    async fn get(&self, key: &str) -> Result<Option<Fetched>, LeaseError> {
         match self
             .client
             .get_object()
@@ -157,6 +168,9 @@ impl Coordinator {
         {
             Ok(out) => {
                 let etag = out.e_tag().unwrap_or_default().to_string();
+                let modified = out
+                    .last_modified()
+                    .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
                 let bytes = out
                     .body
                     .collect()
@@ -164,7 +178,11 @@ impl Coordinator {
                     .map_err(|e| self.s3_error(key, e))?
                     .into_bytes()
                     .to_vec();
-                Ok(Some((bytes, etag)))
+                Ok(Some(Fetched {
+                    bytes,
+                    etag,
+                    modified,
+                }))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(self.s3_error(key, crate::publish::aws_message(&e))),
@@ -205,6 +223,39 @@ impl Coordinator {
         }
     }
 
+    /// Stands in for a lease object that is not a lease (truncated, edited
+    /// by hand, written by something else). Whoever wrote it may still be
+    /// working, so it counts as held for a whole lease from its last write;
+    /// after that it is taken over like an expired lease (If-Match on its
+    /// ETag), at a generation above anything published or readable in it,
+    /// so fencing still holds. Without Last-Modified (S3 always sends it)
+    /// it counts as expired.
+    async fn corrupt_body(
+        &self,
+        name: &str,
+        key: &str,
+        bytes: &[u8],
+        modified: Option<OffsetDateTime>,
+        error: &serde_json::Error,
+    ) -> Result<Body, LeaseError> {
+        let written = modified.unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let until = written + self.ttl;
+        tracing::warn!(event = "lease.corrupt", cert = %name, key = %format!("s3://{}/{key}", self.bucket), error = %error, held_until = %rfc3339(until));
+        let readable = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("generation")?.as_u64())
+            .unwrap_or(0);
+        let published = self.published_generation(name).await?.unwrap_or(0);
+        Ok(Body {
+            cert: name.to_string(),
+            holder: CORRUPT_HOLDER.into(),
+            generation: readable.max(published),
+            // Never the epoch: a takeover of it is a takeover of a holder
+            // that may have died, whose TXT records are cleaned up.
+            expires_at: until.max(OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1)),
+        })
+    }
+
     /// Takes the lease of `name` unless another replica holds it.
     pub async fn acquire(&self, name: &str) -> Result<Acquired, LeaseError> {
         let key = self.lease_key(name);
@@ -218,12 +269,15 @@ impl Coordinator {
                 let published = self.published_generation(name).await?.unwrap_or(0);
                 (None, published + 1, None)
             }
-            Some((bytes, etag)) => {
-                let body: Body =
-                    serde_json::from_slice(bytes).map_err(|e| LeaseError::Corrupt {
-                        key: format!("s3://{}/{key}", self.bucket),
-                        message: e.to_string(),
-                    })?;
+            Some(Fetched {
+                bytes,
+                etag,
+                modified,
+            }) => {
+                let body = match serde_json::from_slice::<Body>(bytes) {
+                    Ok(body) => body,
+                    Err(e) => self.corrupt_body(name, &key, bytes, *modified, &e).await?,
+                };
                 if body.expires_at > now && body.holder != self.holder {
                     return Ok(Acquired::Held {
                         holder: body.holder,
@@ -256,7 +310,7 @@ impl Coordinator {
             None => {
                 // Lost the race: report who won.
                 let (holder, until) = match self.get(&key).await? {
-                    Some((bytes, _)) => serde_json::from_slice::<Body>(&bytes)
+                    Some(f) => serde_json::from_slice::<Body>(&f.bytes)
                         .map(|b| (b.holder, b.expires_at))
                         .unwrap_or_else(|_| ("another replica".into(), expires_at)),
                     None => ("another replica".into(), expires_at),
@@ -376,10 +430,10 @@ impl Coordinator {
     /// What a previous holder noted and never removed.
     pub async fn left_dns(&self, name: &str) -> Result<Option<Placement>, LeaseError> {
         let key = self.dns_key(name);
-        let Some((bytes, _)) = self.get(&key).await? else {
+        let Some(f) = self.get(&key).await? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
+        serde_json::from_slice(&f.bytes)
             .map(Some)
             .map_err(|e| LeaseError::Corrupt {
                 key: format!("s3://{}/{key}", self.bucket),
@@ -400,7 +454,10 @@ impl Coordinator {
             key: key.to_string(),
             message,
         };
-        let Some((meta_bytes, _)) = self.get(&meta_key).await? else {
+        let Some(Fetched {
+            bytes: meta_bytes, ..
+        }) = self.get(&meta_key).await?
+        else {
             return Ok(None);
         };
         let remote: Meta =
@@ -425,7 +482,7 @@ impl Coordinator {
             crate::store::PRIVKEY,
         ] {
             let key = self.object_key(name, file);
-            let (bytes, _) = self
+            let Fetched { bytes, .. } = self
                 .get(&key)
                 .await?
                 .ok_or_else(|| fail(&key, "missing from the bucket".into()))?;

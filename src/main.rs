@@ -556,6 +556,12 @@ fn status_command(
     let path = settings.state_dir.join(certkeeper::report::STATUS_FILE);
     let status = match certkeeper::report::Status::load(&path) {
         Ok(s) => s,
+        // A corrupt status file is not "no run yet": say which it is. The
+        // next run writes a new one.
+        Err(e) if path.exists() => {
+            println!("certkeeper UNKNOWN - {e}; the next run writes a new one");
+            return UNKNOWN;
+        }
         Err(e) => {
             println!("certkeeper UNKNOWN - no status yet ({e})");
             return UNKNOWN;

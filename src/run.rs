@@ -722,7 +722,8 @@ fn plan_all(
                 return (cert.clone(), external_plan(store, cert, now));
             }
             let plan = match store.live_meta(cert.name()) {
-                Ok(_) if force.iter().any(|f| f == cert.name()) => {
+                // Forced: also the way out of state that cannot be read.
+                _ if force.iter().any(|f| f == cert.name()) => {
                     tracing::info!(event = "cert.due", cert = cert.name(), reason = plan::Reason::Forced.code());
                     CertPlan::Renew
                 }
@@ -749,8 +750,12 @@ fn plan_all(
                 Err(e) => {
                     // Re-issuing over state we cannot read is how rate-limit
                     // storms start. Say so and let a person look.
-                    tracing::error!(event = "cert.state.unreadable", cert = cert.name(), error = %e);
-                    CertPlan::Broken(e.to_string())
+                    let why = format!(
+                        "{e}; left alone (no new order): restore it from a published copy (e.g. the s3 target's meta.json) or run `certkeeper renew --force {}` to issue a new certificate",
+                        cert.name()
+                    );
+                    tracing::error!(event = "cert.state.unreadable", cert = cert.name(), error = %why);
+                    CertPlan::Broken(why)
                 }
             };
             (cert.clone(), plan)

@@ -355,3 +355,75 @@ async fn concurrent_renewals_of_one_lease_both_succeed() {
     assert_eq!(next.generation, lease.generation + 1);
     assert_eq!(next.took_over, None, "a released lease is not a takeover");
 }
+
+/// A lease object that is not a lease (truncated, edited by hand) may still
+/// belong to a working holder: it is left alone for one lease from its last
+/// write, then taken over above the generation it names, and the
+/// certificate is issued once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_lease_is_waited_out_then_taken_over() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    env.repo.commit_certificates(
+        "certificates:\n  - name: mangled\n    domains: [mangled.example.test]\n",
+        "one",
+    );
+    env.moto
+        .s3()
+        .await
+        .put_object()
+        .bucket(&env.bucket)
+        .key("certs/.leases/mangled")
+        // JSON, but not a lease: the generation in it is still honoured.
+        .body(br#"{"generation": 7, "holder": 3}"#.to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    // Long enough that the first run surely starts inside it.
+    let a = env.replica_settings(0, "15s", "");
+
+    let early = run_replica(&env, &a).await;
+    assert!(
+        early.events_named("cert.issued").is_empty(),
+        "{}",
+        early.stdout
+    );
+    let corrupt = early.events_named("lease.corrupt");
+    assert!(!corrupt.is_empty(), "{}", early.stdout);
+    assert!(
+        corrupt[0]["key"]
+            .as_str()
+            .unwrap()
+            .ends_with("certs/.leases/mangled")
+    );
+    let skipped = early.events_named("cert.lease.skipped");
+    assert!(
+        skipped[0]["reason"].as_str().unwrap().contains("corrupt"),
+        "{}",
+        early.stdout
+    );
+    assert!(!early.stdout.contains("panicked") && !early.stderr.contains("panicked"));
+
+    let held_until = time::OffsetDateTime::parse(
+        corrupt[0]["held_until"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let wait = held_until - time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
+    tokio::time::sleep(wait.try_into().unwrap_or_default()).await;
+    let late = run_replica(&env, &a).await;
+    assert_eq!(late.code, 0, "{}{}", late.stdout, late.stderr);
+    assert_eq!(late.events_named("cert.issued").len(), 1, "{}", late.stdout);
+    let taken = late.events_named("lease.taken");
+    assert_eq!(taken[0]["generation"], 8, "{}", late.stdout);
+    let meta = s3_meta(&env, "mangled").await;
+    assert_eq!(meta["generation"], 8, "{meta}");
+    assert_eq!(
+        live_serial(&env, 0, "mangled").as_deref(),
+        meta["serial"].as_str()
+    );
+    // The lease is a lease again, released by its holder.
+    let lease: serde_json::Value =
+        serde_json::from_slice(&env.s3_object("certs/.leases/mangled").await.unwrap()).unwrap();
+    assert_eq!(lease["holder"], "replica-0", "{lease}");
+    assert_eq!(lease["generation"], 8, "{lease}");
+}

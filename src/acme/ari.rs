@@ -56,7 +56,7 @@ pub fn live_identifier(
 /// A moment `r` (0..1) of the way through the window. Whatever the CA
 /// sends — an inverted window, one spanning millennia — this never panics:
 /// the arithmetic saturates to the window's start.
-fn pick(start: OffsetDateTime, end: OffsetDateTime, r: f64) -> OffsetDateTime {
+pub(crate) fn pick(start: OffsetDateTime, end: OffsetDateTime, r: f64) -> OffsetDateTime {
     let span = (end - start).max(time::Duration::ZERO);
     let r = if r.is_finite() {
         r.clamp(0.0, 1.0)

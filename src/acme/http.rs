@@ -73,6 +73,31 @@ fn endpoint(path: &str) -> String {
     }
 }
 
+/// The longest Retry-After passed on to instant-acme. It adds the value to
+/// the system clock, which panics on overflow: a CA (or a proxy on the
+/// way) answering `Retry-After: 18446744073709551615` would otherwise
+/// crash the run (found by the hostile-CA fuzzing).
+const MAX_RETRY_AFTER_SECS: u64 = 366 * 86_400;
+
+fn tame_retry_after(headers: &mut http::HeaderMap) {
+    let Some(value) = headers.get(http::header::RETRY_AFTER) else {
+        return;
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text.bytes().all(|b| b.is_ascii_digit())
+        && !text.is_empty()
+        && text
+            .parse::<u64>()
+            .ok()
+            .is_none_or(|s| s > MAX_RETRY_AFTER_SECS)
+    {
+        headers.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from(MAX_RETRY_AFTER_SECS),
+        );
+    }
+}
+
 pub struct PoliteClient {
     inner: Arc<dyn HttpClient>,
     manners: Arc<Manners>,
@@ -84,6 +109,13 @@ type Hyper = hyper_util::client::legacy::Client<
 >;
 
 impl PoliteClient {
+    /// The same manners over another HTTP client (the fuzzing harness's
+    /// hostile CA).
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn over(inner: Arc<dyn HttpClient>, manners: Arc<Manners>) -> Self {
+        Self { inner, manners }
+    }
+
     /// HTTPS only; system roots, or only `root` when given.
     pub fn new(root: Option<&Path>, manners: Arc<Manners>) -> Result<Self, String> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -156,6 +188,8 @@ impl HttpClient for PoliteClient {
                         format!("no answer from the CA within {}s", REQUEST_TIMEOUT.as_secs()),
                     )))
                 })??;
+            let mut response = response;
+            tame_retry_after(&mut response.parts.headers);
             let status = response.parts.status.as_u16();
             crate::metrics::inc(
                 "certkeeper_acme_requests_total",
@@ -185,6 +219,24 @@ impl HttpClient for PoliteClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_absurd_retry_after_is_capped_before_instant_acme_adds_it_to_the_clock() {
+        let mut h = http::HeaderMap::new();
+        for (given, kept) in [
+            ("18446744073709551615", "31622400"),
+            ("99999999999999999999999", "31622400"),
+            ("120", "120"),
+            (
+                "Fri, 31 Dec 1999 23:59:59 GMT",
+                "Fri, 31 Dec 1999 23:59:59 GMT",
+            ),
+        ] {
+            h.insert(http::header::RETRY_AFTER, given.parse().unwrap());
+            tame_retry_after(&mut h);
+            assert_eq!(h[http::header::RETRY_AFTER], kept, "{given}");
+        }
+    }
 
     #[test]
     fn endpoints() {

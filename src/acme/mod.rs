@@ -7,6 +7,9 @@
 
 mod account;
 pub mod ari;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod hostile;
 pub mod http;
 mod order;
 pub mod revocation;
