@@ -61,6 +61,10 @@ pub struct Lease {
     etag: tokio::sync::Mutex<String>,
     /// The previous holder's lease had expired: it may have died mid-order.
     pub took_over: Option<String>,
+    /// No lease existed before and the bucket holds no meta.json for it:
+    /// no replica can have renewed it meanwhile, so there is nothing to
+    /// pull before renewing.
+    pub first: bool,
 }
 
 pub enum Acquired {
@@ -262,12 +266,14 @@ impl Coordinator {
         let now = OffsetDateTime::now_utc();
         let expires_at = now + self.ttl;
         let current = self.get(&key).await?;
+        let mut first = false;
         let (if_match, generation, took_over) = match &current {
             None => {
                 // No lease yet (or it was deleted): start above any
                 // generation already published, so fencing still holds.
-                let published = self.published_generation(name).await?.unwrap_or(0);
-                (None, published + 1, None)
+                let published = self.published(name).await?;
+                first = published.is_none();
+                (None, published.flatten().unwrap_or(0) + 1, None)
             }
             Some(Fetched {
                 bytes,
@@ -305,6 +311,7 @@ impl Coordinator {
                     generation,
                     etag: tokio::sync::Mutex::new(etag),
                     took_over,
+                    first,
                 }))
             }
             None => {
@@ -378,6 +385,12 @@ impl Coordinator {
 
     /// The `generation` metadata of the published meta.json, if any.
     pub async fn published_generation(&self, name: &str) -> Result<Option<u64>, LeaseError> {
+        Ok(self.published(name).await?.flatten())
+    }
+
+    /// `None` when the bucket holds no meta.json for `name`, else its
+    /// `generation` metadata (absent when published without replicas).
+    async fn published(&self, name: &str) -> Result<Option<Option<u64>>, LeaseError> {
         let key = self.object_key(name, META);
         match self
             .client
@@ -387,10 +400,11 @@ impl Coordinator {
             .send()
             .await
         {
-            Ok(head) => Ok(head
-                .metadata()
-                .and_then(|m| m.get("generation"))
-                .and_then(|g| g.parse().ok())),
+            Ok(head) => Ok(Some(
+                head.metadata()
+                    .and_then(|m| m.get("generation"))
+                    .and_then(|g| g.parse().ok()),
+            )),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(self.s3_error(&key, crate::publish::aws_message(&e))),
         }

@@ -974,7 +974,11 @@ impl CertTask {
                 }
             }
         }
-        // Another replica may have renewed it between our plan and now.
+        // Another replica may have renewed it between our plan and now
+        // (not when no lease and no set existed a moment ago).
+        if lease.first {
+            return LeaseStep::Proceed(Arc::new(lease));
+        }
         match c.pull(&self.store, name).await {
             Ok(Some(_)) => {
                 c.release(&lease).await;

@@ -578,3 +578,48 @@ async fn disk_full_while_storing_keeps_the_live_certificate() {
     );
     drop(disk);
 }
+
+/// The requests one certificate's S3 publish costs. A first publish
+/// creates each object with `If-None-Match: *` and checks it by HEAD: no
+/// HEAD before. With the local record of it lost, the first create is
+/// refused (412), and the usual look-then-write finds every object
+/// unchanged: nothing is uploaded again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_publish_creates_without_looking_and_a_lost_record_still_skips_unchanged() {
+    let (env, proxy) = through_proxy(&["example.test"]).await;
+    env.repo.commit_certificates(
+        "certificates:\n  - name: www\n    domains: [www.example.test]\n",
+        "one",
+    );
+    ok(&env.run().await);
+    let count = |method: &str| {
+        proxy
+            .log()
+            .iter()
+            .filter(|l| l.starts_with(&format!("{method} /{}/certs/www/", env.bucket)))
+            .count()
+    };
+    assert_eq!(count("PUT"), 5, "{:#?}", proxy.log());
+    assert_eq!(
+        count("HEAD"),
+        5,
+        "only the checks after upload: {:#?}",
+        proxy.log()
+    );
+    assert_published_is_live(&env, "www").await;
+
+    std::fs::remove_file(env.state_dir().join("published/www.json")).unwrap();
+    let before = (count("PUT"), count("HEAD"));
+    let out = env.run().await;
+    ok(&out);
+    let done = out.events_named("publish.done");
+    assert_eq!(done[0]["uploaded"], 0, "{}", out.stdout);
+    assert_eq!(done[0]["unchanged"], 5, "{}", out.stdout);
+    assert_eq!(
+        count("PUT") - before.0,
+        1,
+        "one refused create: {:#?}",
+        proxy.log()
+    );
+    assert_eq!(count("HEAD") - before.1, 5, "{:#?}", proxy.log());
+}

@@ -195,6 +195,13 @@ pub fn is_published(store: &Store, name: &str, target: &str, fingerprint: &str) 
         .is_some_and(|f| f == fingerprint)
 }
 
+/// Whether `target` ever took a set of `name` from this state dir: when
+/// not, its objects are most likely absent, and a target may create them
+/// without looking first.
+pub fn ever_published(store: &Store, name: &str, target: &str) -> bool {
+    read_record(store, name).targets.contains_key(target)
+}
+
 pub fn mark_published(
     store: &Store,
     name: &str,

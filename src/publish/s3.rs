@@ -119,6 +119,13 @@ impl S3 {
     /// swap: refused when the object was written under a newer generation,
     /// and conditional on the ETag just seen, so a replica that lost its
     /// lease never replaces what the new holder published.
+    ///
+    /// `create_first`: try a create (`If-None-Match: *`) before looking.
+    /// It succeeds only when there is no object at all, so nothing is
+    /// replaced and no newer generation can be there; when an object is
+    /// there (412) it is cleared, and the usual look-then-write follows.
+    /// That saves the HEAD of every object a first publish creates.
+    #[allow(clippy::too_many_arguments)]
     async fn put(
         &self,
         key: &str,
@@ -127,8 +134,35 @@ impl S3 {
         encrypt: bool,
         metadata: &[(&str, String)],
         generation: Option<u64>,
+        create_first: &mut bool,
     ) -> Result<bool, PublishError> {
         let hash = crate::x509::sha256_hex(bytes);
+        if *create_first {
+            let put = self.put_request(
+                key,
+                bytes,
+                content_type,
+                encrypt,
+                metadata,
+                &hash,
+                generation,
+            );
+            match put.if_none_match("*").send().await {
+                Ok(_) => {
+                    self.check_stored(key, bytes).await?;
+                    return Ok(true);
+                }
+                Err(e)
+                    if e.raw_response()
+                        .is_some_and(|r| matches!(r.status().as_u16(), 412 | 409)) =>
+                {
+                    // Objects are there after all (another state dir, an
+                    // interrupted publish): look before every write.
+                    *create_first = false;
+                }
+                Err(e) => return Err(self.error(key, aws_message(&e))),
+            }
+        }
         let stored = self.stored(key).await?;
         if let (Some(ours), Some(theirs)) = (generation, stored.as_ref().and_then(|s| s.generation))
             && theirs > ours
@@ -143,31 +177,19 @@ impl S3 {
         if stored.as_ref().and_then(|s| s.sha256.as_deref()) == Some(hash.as_str()) {
             return Ok(false);
         }
-        let mut put = self
-            .client
-            .put_object()
-            .bucket(&self.settings.bucket)
-            .key(key)
-            .body(ByteStream::from(bytes.to_vec()))
-            .content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .metadata("sha256", &hash);
-        for (k, v) in metadata {
-            put = put.metadata(*k, v);
-        }
-        if let Some(g) = generation {
-            put = put.metadata("generation", g.to_string());
+        let mut put = self.put_request(
+            key,
+            bytes,
+            content_type,
+            encrypt,
+            metadata,
+            &hash,
+            generation,
+        );
+        if generation.is_some() {
             put = match stored.as_ref().and_then(|s| s.etag.as_deref()) {
                 Some(etag) => put.if_match(etag),
                 None => put.if_none_match("*"),
-            };
-        }
-        if encrypt {
-            put = match self.settings.sse {
-                Sse::Aes256 => put.server_side_encryption(ServerSideEncryption::Aes256),
-                Sse::Kms => put
-                    .server_side_encryption(ServerSideEncryption::AwsKms)
-                    .set_ssekms_key_id(self.settings.kms_key_id.clone()),
             };
         }
         put.send().await.map_err(|e| {
@@ -183,6 +205,44 @@ impl S3 {
         })?;
         self.check_stored(key, bytes).await?;
         Ok(true)
+    }
+
+    /// The PutObject of one file, without its condition.
+    #[allow(clippy::too_many_arguments)]
+    fn put_request(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        content_type: &str,
+        encrypt: bool,
+        metadata: &[(&str, String)],
+        hash: &str,
+        generation: Option<u64>,
+    ) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+        let mut put = self
+            .client
+            .put_object()
+            .bucket(&self.settings.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes.to_vec()))
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .metadata("sha256", hash);
+        for (k, v) in metadata {
+            put = put.metadata(*k, v);
+        }
+        if let Some(g) = generation {
+            put = put.metadata("generation", g.to_string());
+        }
+        if encrypt {
+            put = match self.settings.sse {
+                Sse::Aes256 => put.server_side_encryption(ServerSideEncryption::Aes256),
+                Sse::Kms => put
+                    .server_side_encryption(ServerSideEncryption::AwsKms)
+                    .set_ssekms_key_id(self.settings.kms_key_id.clone()),
+            };
+        }
+        put
     }
 
     /// HEAD after PUT: length and S3's SHA-256 must be ours.
@@ -250,6 +310,7 @@ impl Target for S3 {
             ("cert-sha256", meta.sha256.replace(':', "").to_lowercase()),
         ];
         let mut outcome = Outcome::default();
+        let mut create_first = !super::ever_published(item.store, &meta.name, &self.name);
         for (file, bytes) in item.files {
             let key = self
                 .key(item, file)
@@ -269,6 +330,7 @@ impl Target for S3 {
                     encrypt,
                     &metadata,
                     meta.generation,
+                    &mut create_first,
                 )
                 .await?
             {
@@ -316,7 +378,15 @@ impl Target for S3 {
             .expect("manifest serializes");
         let key = self.manifest_key();
         if self
-            .put(&key, &json, "application/json", false, &[], None)
+            .put(
+                &key,
+                &json,
+                "application/json",
+                false,
+                &[],
+                None,
+                &mut false,
+            )
             .await?
         {
             tracing::info!(event = "publish.s3.manifest", target = %self.name, key = %key, certificates = certs.len());

@@ -49,6 +49,7 @@ impl Route53Dns {
         let delay_ms = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
         let (lose, delay, dropped_count) = (losses.clone(), delay_ms.clone(), dropped.clone());
+        let zones: Arc<Zones> = Arc::default();
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -69,11 +70,16 @@ impl Route53Dns {
                     continue;
                 }
                 let wait = std::time::Duration::from_millis(delay.load(Ordering::Relaxed));
-                let (socket, route53, hide, fwd) =
-                    (socket.clone(), route53.clone(), hide.clone(), fwd.clone());
+                let (socket, route53, hide, fwd, zones) = (
+                    socket.clone(),
+                    route53.clone(),
+                    hide.clone(),
+                    fwd.clone(),
+                    zones.clone(),
+                );
                 tokio::spawn(async move {
                     tokio::time::sleep(wait).await;
-                    let response = respond(&route53, &request, &hide, &fwd, 0).await;
+                    let response = respond(&route53, &request, &hide, &fwd, &zones, 0).await;
                     if let Ok(bytes) = response.to_vec() {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
@@ -153,6 +159,7 @@ async fn answer(
     route53: &aws_sdk_route53::Client,
     request: &Message,
     hidden: &Mutex<HashSet<String>>,
+    zones: &Zones,
 ) -> Message {
     let mut response = Message::response(request.metadata.id, OpCode::Query);
     response.metadata.message_type = MessageType::Response;
@@ -170,29 +177,42 @@ async fn answer(
         return response;
     }
 
-    let Ok(zones) = route53.list_hosted_zones().send().await else {
-        response.metadata.response_code = ResponseCode::ServFail;
-        return response;
+    // The zone list is cached (moto is the bench's bottleneck) and read
+    // again when no cached zone holds the name; the records always come
+    // from Route53.
+    let find = |zones: &[(String, String)]| {
+        zones
+            .iter()
+            .filter(|(apex, _)| qname == *apex || qname.ends_with(&format!(".{apex}")))
+            .max_by_key(|(apex, _)| apex.len())
+            .cloned()
     };
-    let zone = zones
-        .hosted_zones()
-        .iter()
-        .filter(|z| {
-            let apex = norm(z.name());
-            qname == apex || qname.ends_with(&format!(".{apex}"))
-        })
-        .max_by_key(|z| z.name().len());
-    let Some(zone) = zone else {
+    let mut zone = find(&zones.lock().unwrap());
+    if zone.is_none() {
+        let Ok(list) = route53.list_hosted_zones().send().await else {
+            response.metadata.response_code = ResponseCode::ServFail;
+            return response;
+        };
+        let fresh: Vec<(String, String)> = list
+            .hosted_zones()
+            .iter()
+            .map(|z| (norm(z.name()), z.id().to_string()))
+            .collect();
+        zone = find(&fresh);
+        *zones.lock().unwrap() = fresh;
+    }
+    let Some((apex, zone_id)) = zone else {
         response.metadata.response_code = ResponseCode::Refused;
         return response;
     };
-    let apex = norm(zone.name());
     let Ok(sets) = route53
         .list_resource_record_sets()
-        .hosted_zone_id(zone.id())
+        .hosted_zone_id(&zone_id)
         .send()
         .await
     else {
+        // Perhaps the zone is gone: list the zones again next time.
+        zones.lock().unwrap().clear();
         response.metadata.response_code = ResponseCode::ServFail;
         return response;
     };
@@ -235,6 +255,8 @@ async fn answer(
 }
 
 type Forwards = Mutex<Vec<(String, SocketAddr)>>;
+/// Cached hosted zones: (apex, zone id).
+type Zones = Mutex<Vec<(String, String)>>;
 
 /// Answers from moto, or relays to a forward zone's server; a CNAME found in
 /// moto is chased like a resolver would, so the answer holds the chain.
@@ -243,6 +265,7 @@ fn respond<'a>(
     request: &'a Message,
     hidden: &'a Mutex<HashSet<String>>,
     forwards: &'a Forwards,
+    zones: &'a Zones,
     depth: u8,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Message> + Send + 'a>> {
     Box::pin(async move {
@@ -257,7 +280,7 @@ fn respond<'a>(
         });
         let mut response = match upstream {
             Some(addr) => forward(addr, request).await,
-            None => answer(route53, request, hidden).await,
+            None => answer(route53, request, hidden, zones).await,
         };
         let qtype = request.queries.first().map(|q| q.query_type());
         let cname = response.answers.iter().find_map(|r| match &r.data {
@@ -267,7 +290,7 @@ fn respond<'a>(
         if let (Some(target), Some(qtype), true) = (cname, qtype, depth < 8) {
             let mut sub = Message::query();
             sub.add_query(hickory_proto::op::Query::query(target, qtype));
-            let chased = respond(route53, &sub, hidden, forwards, depth + 1).await;
+            let chased = respond(route53, &sub, hidden, forwards, zones, depth + 1).await;
             response.answers.extend(chased.answers);
             response.metadata.response_code = chased.metadata.response_code;
         }
