@@ -51,6 +51,16 @@ fn measure(mut cmd: Command) -> Measured {
             .expect("read");
         s
     };
+    // BENCH_LOG=FILE keeps the run's log lines, for a look at the timeline.
+    if let Ok(path) = std::env::var("BENCH_LOG") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("BENCH_LOG");
+        f.write_all(stdout.as_bytes()).expect("BENCH_LOG");
+    }
     let mut raw_status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut raw_status, 0, &mut usage) };
@@ -250,7 +260,10 @@ async fn replicas_bench(env: &support::LocalEnv, n: usize, k: usize) {
     let mut tasks = Vec::new();
     let started = Instant::now();
     for i in 0..k {
-        let settings = env.replica_settings(i, "2m", "");
+        // BENCH_SETTINGS: more settings YAML for every replica (e.g.
+        // `max_concurrent_orders: 16`).
+        let extra = std::env::var("BENCH_SETTINGS").unwrap_or_default();
+        let settings = env.replica_settings(i, "2m", &extra);
         let mut cmd = env.command();
         cmd.args(["run", "--once", "--config"]).arg(settings);
         tasks.push(tokio::task::spawn_blocking(move || measure(cmd)));
