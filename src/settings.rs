@@ -689,12 +689,8 @@ mod defaults {
     pub fn https_username() -> String {
         "x-access-token".into()
     }
-    /// 32: Route53 changes are batched across orders and each CA endpoint
-    /// has its own request rate, so more orders in flight cost no more API
-    /// calls, while a Route53 change takes up to a minute to be INSYNC: at
-    /// 8, a fleet of 1,000 names waited about two hours for DNS alone.
     pub fn max_concurrent_orders() -> usize {
-        32
+        8
     }
     pub fn order_timeout() -> Duration {
         Duration::from_secs(300)
@@ -1206,7 +1202,7 @@ mod tests {
         assert_eq!(s.config_repo.branch, "main");
         assert_eq!(s.state_dir, PathBuf::from("/etc/ck/state"));
         assert_eq!(s.config_repo.url, "/etc/ck/repo");
-        assert_eq!(s.max_concurrent_orders, 32);
+        assert_eq!(s.max_concurrent_orders, 8);
         assert_eq!(s.log_format, LogFormat::Json);
         assert!(s.s3.is_none());
     }
