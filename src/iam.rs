@@ -206,24 +206,37 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                         kms(name, key, &["kms:GenerateDataKey", "kms:Decrypt"]),
                     );
                 }
-                // Replicas: leases and DNS notes under <prefix>/.leases/.
+                // Replicas: leases under <prefix>/.leases/ (never deleted),
+                // and one listing of the prefix per run.
                 if settings
                     .replicas
                     .as_ref()
                     .is_some_and(|r| r.target == *name)
                 {
-                    let leases = if prefix.is_empty() {
-                        ".leases/*".to_string()
-                    } else {
-                        format!("{prefix}/.leases/*")
+                    let under = |rest: &str| {
+                        if prefix.is_empty() {
+                            rest.to_string()
+                        } else {
+                            format!("{prefix}/{rest}")
+                        }
                     };
                     b.add(
                         &s3.aws,
                         json!({
                             "Sid": format!("S3Leases{}", sid(name)),
                             "Effect": "Allow",
-                            "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
-                            "Resource": [format!("arn:aws:s3:::{}/{leases}", s3.bucket)],
+                            "Action": ["s3:PutObject", "s3:GetObject"],
+                            "Resource": [format!("arn:aws:s3:::{}/{}", s3.bucket, under(".leases/*"))],
+                        }),
+                    );
+                    b.add(
+                        &s3.aws,
+                        json!({
+                            "Sid": format!("S3List{}", sid(name)),
+                            "Effect": "Allow",
+                            "Action": ["s3:ListBucket"],
+                            "Resource": [format!("arn:aws:s3:::{}", s3.bucket)],
+                            "Condition": {"StringLike": {"s3:prefix": [under("*")]}},
                         }),
                     );
                 }
@@ -407,7 +420,9 @@ mod tests {
         let c = config("certificates:\n  - name: web\n    domains: [www.example.test]\n");
         let text = policies(&s, &c)["default"].to_string();
         assert!(text.contains("arn:aws:s3:::certs/prod/.leases/*"), "{text}");
-        assert!(text.contains("s3:DeleteObject"), "{text}");
+        assert!(!text.contains("s3:DeleteObject"), "{text}");
+        assert!(text.contains("s3:ListBucket"), "{text}");
+        assert!(text.contains("\"s3:prefix\":[\"prod/*\"]"), "{text}");
     }
 
     #[test]

@@ -9,11 +9,16 @@
 //! - The generation goes into meta.json and every S3 object's metadata; a
 //!   replica that lost its lease (paused, partitioned) is fenced: it never
 //!   replaces an object written under a newer generation.
-//! - The TXT records a holder writes are noted beside its lease
-//!   (`<name>.dns.json`), so whoever takes an expired lease over removes
-//!   what a killed holder left in DNS.
+//! - The TXT records a holder writes are noted in its lease (a rewrite
+//!   before they are written), so whoever takes the lease over removes
+//!   what a killed holder left in DNS. In the lease, not beside it: no
+//!   extra object to write, read and delete per order.
 //! - A replica with an empty (or older) state dir pulls the live sets
 //!   from the bucket instead of re-issuing them.
+//! - A run starts with one listing of the bucket (a request per 1,000
+//!   objects) instead of a GET per certificate: only a meta.json whose
+//!   ETag this replica has not seen is read, and a certificate with
+//!   neither a lease nor a live set is leased without looking first.
 
 use crate::dns::Placement;
 use crate::settings::{ReplicaSettings, S3Settings};
@@ -51,6 +56,9 @@ struct Body {
     generation: u64,
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
+    /// TXT records the holder may have written and not yet removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dns: Option<Placement>,
 }
 
 /// A lease this replica holds.
@@ -65,10 +73,14 @@ pub struct Lease {
     /// no replica can have renewed it meanwhile, so there is nothing to
     /// pull before renewing.
     pub first: bool,
+    /// What the previous holder noted in the lease and never removed.
+    pub left_dns: Option<Placement>,
+    /// What this holder noted, written with every rewrite until removed.
+    dns: std::sync::Mutex<Option<Placement>>,
 }
 
 pub enum Acquired {
-    Taken(Lease),
+    Taken(std::sync::Arc<Lease>),
     /// Another replica holds it until then.
     Held {
         holder: String,
@@ -93,6 +105,17 @@ pub struct Coordinator {
     key_template: String,
     ttl: Duration,
     holder: String,
+    /// The leases this replica holds, by certificate: the DNS journal
+    /// notes records in them.
+    held: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Lease>>>,
+    /// Certificates the run's listing found with neither a lease nor a
+    /// live set; each is used once, by the first acquire.
+    unseen: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+/// What one listing of the bucket found: object key -> ETag.
+pub struct Survey {
+    objects: std::collections::HashMap<String, String>,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -115,6 +138,8 @@ impl Coordinator {
             key_template: s3.key_template.clone(),
             ttl: replicas.lease_ttl,
             holder,
+            held: Default::default(),
+            unseen: Default::default(),
         }
     }
 
@@ -137,10 +162,6 @@ impl Coordinator {
 
     fn lease_key(&self, name: &str) -> String {
         self.under_prefix(&format!(".leases/{name}"))
-    }
-
-    fn dns_key(&self, name: &str) -> String {
-        self.under_prefix(&format!(".leases/{name}.dns.json"))
     }
 
     /// Object key of one file of a live set (the s3 target's template).
@@ -255,8 +276,9 @@ impl Coordinator {
             holder: CORRUPT_HOLDER.into(),
             generation: readable.max(published),
             // Never the epoch: a takeover of it is a takeover of a holder
-            // that may have died, whose TXT records are cleaned up.
+            // that may have died.
             expires_at: until.max(OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1)),
+            dns: None,
         })
     }
 
@@ -265,8 +287,25 @@ impl Coordinator {
         let key = self.lease_key(name);
         let now = OffsetDateTime::now_utc();
         let expires_at = now + self.ttl;
+        if self.unseen.lock().expect("unseen").remove(name) {
+            // Neither lease nor live set when the run began. The create
+            // succeeds only if still no lease exists; leases are never
+            // deleted, so then no replica has published under one since.
+            let body = Body {
+                cert: name.to_string(),
+                holder: self.holder.clone(),
+                generation: 1,
+                expires_at,
+                dns: None,
+            };
+            if let Some(etag) = self.put_lease(&key, &body, None).await? {
+                return Ok(Acquired::Taken(self.taken(name, 1, etag, None, true, None)));
+            }
+            // Someone leased it since: look, as for any other.
+        }
         let current = self.get(&key).await?;
         let mut first = false;
+        let mut left_dns = None;
         let (if_match, generation, took_over) = match &current {
             None => {
                 // No lease yet (or it was deleted): start above any
@@ -294,26 +333,25 @@ impl Coordinator {
                 let dead = (body.holder != self.holder
                     && body.expires_at > OffsetDateTime::UNIX_EPOCH)
                     .then_some(body.holder.clone());
+                // Left by a holder that died, or that released the lease
+                // after its cleanup failed.
+                left_dns = body.dns.filter(|p| !p.is_empty());
                 (Some(etag.clone()), body.generation + 1, dead)
             }
         };
+        // The records left behind stay noted until the new holder has
+        // removed them (and rewrites the lease).
         let body = Body {
             cert: name.to_string(),
             holder: self.holder.clone(),
             generation,
             expires_at,
+            dns: left_dns.clone(),
         };
         match self.put_lease(&key, &body, if_match.as_deref()).await? {
-            Some(etag) => {
-                tracing::info!(event = "lease.taken", cert = %name, holder = %self.holder, generation, until = %rfc3339(expires_at), previous_holder = took_over.as_deref().unwrap_or(""));
-                Ok(Acquired::Taken(Lease {
-                    name: name.to_string(),
-                    generation,
-                    etag: tokio::sync::Mutex::new(etag),
-                    took_over,
-                    first,
-                }))
-            }
+            Some(etag) => Ok(Acquired::Taken(
+                self.taken(name, generation, etag, took_over, first, left_dns),
+            )),
             None => {
                 // Lost the race: report who won.
                 let (holder, until) = match self.get(&key).await? {
@@ -324,6 +362,115 @@ impl Coordinator {
                 };
                 Ok(Acquired::Held { holder, until })
             }
+        }
+    }
+
+    fn taken(
+        &self,
+        name: &str,
+        generation: u64,
+        etag: String,
+        took_over: Option<String>,
+        first: bool,
+        left_dns: Option<Placement>,
+    ) -> std::sync::Arc<Lease> {
+        tracing::info!(event = "lease.taken", cert = %name, holder = %self.holder, generation, until = %rfc3339(OffsetDateTime::now_utc() + self.ttl), previous_holder = took_over.as_deref().unwrap_or(""));
+        let lease = std::sync::Arc::new(Lease {
+            name: name.to_string(),
+            generation,
+            etag: tokio::sync::Mutex::new(etag),
+            took_over,
+            first,
+            dns: std::sync::Mutex::new(left_dns.clone()),
+            left_dns,
+        });
+        self.held
+            .lock()
+            .expect("held leases")
+            .insert(name.to_string(), lease.clone());
+        lease
+    }
+
+    /// Lists the leases and live sets of the bucket, once per run, and
+    /// remembers which of `names` have neither. `None` when the listing is
+    /// not allowed (no s3:ListBucket) or fails: the run then asks per
+    /// certificate, as before.
+    pub async fn survey(&self, names: &[&str]) -> Option<Survey> {
+        let meta_prefix = self.object_key("\u{0}", META);
+        let meta_prefix = meta_prefix
+            .split('\u{0}')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let lease_prefix = self.under_prefix(".leases/");
+        let mut prefixes = vec![meta_prefix.clone()];
+        if !lease_prefix.starts_with(&meta_prefix) {
+            prefixes.push(lease_prefix);
+        }
+        let mut objects = std::collections::HashMap::new();
+        let mut requests = 0;
+        for prefix in prefixes {
+            let mut pages = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                requests += 1;
+                let page = match page {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::warn!(event = "replica.survey.failed", bucket = %self.bucket, prefix = %prefix, error = %crate::publish::aws_message(&e), hint = "allow s3:ListBucket on the bucket (see `certkeeper iam-policy`); until then every certificate costs a few more requests");
+                        return None;
+                    }
+                };
+                for o in page.contents() {
+                    if let Some(key) = o.key() {
+                        objects.insert(key.to_string(), o.e_tag().unwrap_or_default().to_string());
+                    }
+                }
+            }
+        }
+        let survey = Survey { objects };
+        let unseen: std::collections::HashSet<String> = names
+            .iter()
+            .filter(|n| {
+                !survey.objects.contains_key(&self.lease_key(n))
+                    && !survey.objects.contains_key(&self.object_key(n, META))
+            })
+            .map(|n| n.to_string())
+            .collect();
+        tracing::info!(event = "replica.survey", bucket = %self.bucket, objects = survey.objects.len(), requests, new_certificates = unseen.len());
+        *self.unseen.lock().expect("unseen") = unseen;
+        Some(survey)
+    }
+
+    /// Pulls `name` unless the survey shows nothing there, or the same
+    /// meta.json this replica already compared or installed.
+    pub async fn pull_surveyed(
+        &self,
+        store: &Store,
+        name: &str,
+        survey: &Survey,
+    ) -> Result<Option<Meta>, LeaseError> {
+        let key = self.object_key(name, META);
+        match survey.objects.get(&key) {
+            None => Ok(None),
+            Some(etag)
+                if !etag.is_empty()
+                    && store.live_meta(name).ok().flatten().is_some_and(|local| {
+                        seen(store, name)
+                            == Some(format!(
+                                "s3://{}/{key} {etag} {}",
+                                self.bucket, local.serial
+                            ))
+                    }) =>
+            {
+                Ok(None)
+            }
+            Some(_) => self.pull(store, name).await,
         }
     }
 
@@ -339,6 +486,7 @@ impl Coordinator {
             holder: self.holder.clone(),
             generation: lease.generation,
             expires_at,
+            dns: lease.dns.lock().expect("lease dns").clone(),
         };
         match self
             .put_lease(&self.lease_key(&lease.name), &body, Some(&etag))
@@ -370,6 +518,7 @@ impl Coordinator {
 
     /// Gives the lease up (expiry in the past), if it is still ours.
     pub async fn release(&self, lease: &Lease) {
+        self.forget_lease(lease);
         match self.rewrite(lease, OffsetDateTime::UNIX_EPOCH).await {
             Ok(true) => {
                 tracing::info!(event = "lease.released", cert = %lease.name, generation = lease.generation)
@@ -380,6 +529,17 @@ impl Coordinator {
             Err(e) => {
                 tracing::warn!(event = "lease.release.failed", cert = %lease.name, error = %e)
             }
+        }
+    }
+
+    /// No longer ours to note records in.
+    pub fn forget_lease(&self, lease: &Lease) {
+        let mut held = self.held.lock().expect("held leases");
+        if held
+            .get(&lease.name)
+            .is_some_and(|l| std::ptr::eq(l.as_ref(), lease))
+        {
+            held.remove(&lease.name);
         }
     }
 
@@ -410,51 +570,6 @@ impl Coordinator {
         }
     }
 
-    /// Notes the TXT records about to be written for `name`.
-    pub async fn note_dns(&self, name: &str, placed: &Placement) -> Result<(), LeaseError> {
-        let key = self.dns_key(name);
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(
-                serde_json::to_vec(placed).expect("placement serializes"),
-            ))
-            .send()
-            .await
-            .map_err(|e| self.s3_error(&key, crate::publish::aws_message(&e)))?;
-        Ok(())
-    }
-
-    pub async fn forget_dns(&self, name: &str) {
-        let key = self.dns_key(name);
-        if let Err(e) = self
-            .client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .send()
-            .await
-        {
-            tracing::warn!(event = "lease.dns_note.delete_failed", cert = %name, error = %crate::publish::aws_message(&e));
-        }
-    }
-
-    /// What a previous holder noted and never removed.
-    pub async fn left_dns(&self, name: &str) -> Result<Option<Placement>, LeaseError> {
-        let key = self.dns_key(name);
-        let Some(f) = self.get(&key).await? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&f.bytes)
-            .map(Some)
-            .map_err(|e| LeaseError::Corrupt {
-                key: format!("s3://{}/{key}", self.bucket),
-                message: e.to_string(),
-            })
-    }
-
     /// Brings the local live set of `name` up to the bucket's when the
     /// bucket holds a newer one (a newer generation, or any when there is
     /// none locally). The key must match the certificate and the files
@@ -469,7 +584,9 @@ impl Coordinator {
             message,
         };
         let Some(Fetched {
-            bytes: meta_bytes, ..
+            bytes: meta_bytes,
+            etag: meta_etag,
+            ..
         }) = self.get(&meta_key).await?
         else {
             return Ok(None);
@@ -487,6 +604,17 @@ impl Coordinator {
             },
         };
         if !newer {
+            let serial = local
+                .as_ref()
+                .map(|l| l.serial.as_str())
+                .unwrap_or_default();
+            remember_etag(
+                store,
+                name,
+                &format!("s3://{}/{meta_key}", self.bucket),
+                &meta_etag,
+                serial,
+            );
             return Ok(None);
         }
         let mut files = Vec::new();
@@ -530,18 +658,63 @@ impl Coordinator {
         store
             .install_version(&issued, &mut meta)
             .map_err(|e| fail(&meta_key, e.to_string()))?;
+        remember_etag(
+            store,
+            name,
+            &format!("s3://{}/{meta_key}", self.bucket),
+            &meta_etag,
+            &meta.serial,
+        );
         tracing::info!(event = "replica.pulled", cert = %name, serial = %meta.serial, generation = ?meta.generation, from = %format!("s3://{}/{meta_key}", self.bucket));
         Ok(Some(meta))
     }
 }
 
+fn seen_path(name: &str) -> String {
+    format!("replica/{name}.etag")
+}
+
+/// `s3://bucket/key etag serial`: the bucket's meta.json for `name` when
+/// this replica last read it (and found it not newer, or installed it) or
+/// published it, and the serial of the local live set then. With the
+/// object in it, another target's record never passes for the
+/// coordination bucket's; with the serial, a local set damaged or replaced
+/// since is pulled again.
+fn seen(store: &Store, name: &str) -> Option<String> {
+    let bytes = store.read_state(&seen_path(name)).ok().flatten()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// A lost or wrong record only costs one GET at the next run.
+pub fn remember_etag(store: &Store, name: &str, object: &str, etag: &str, serial: &str) {
+    let line = format!("{object} {etag} {serial}");
+    if !etag.is_empty()
+        && seen(store, name).as_deref() != Some(line.as_str())
+        && let Err(e) = store.write_state(&seen_path(name), line.as_bytes())
+    {
+        tracing::warn!(event = "replica.etag.unsaved", cert = %name, error = %e);
+    }
+}
+
 #[async_trait::async_trait]
 impl crate::dns::SharedJournal for Coordinator {
+    /// Rewrites the lease with the records before they are written: a
+    /// lease that is no longer ours fails the order before it touches DNS.
     async fn note(&self, cert: &str, placed: &Placement) -> Result<(), String> {
-        self.note_dns(cert, placed).await.map_err(|e| e.to_string())
+        let Some(lease) = self.held.lock().expect("held leases").get(cert).cloned() else {
+            return Ok(());
+        };
+        *lease.dns.lock().expect("lease dns") = Some(placed.clone());
+        self.renew(&lease).await.map_err(|e| e.to_string())
     }
 
+    /// Removed: the next rewrite of the lease (the check before
+    /// publishing, the release) drops the note. A holder that dies before
+    /// then has its already-removed records removed again, which is
+    /// harmless.
     async fn forget(&self, cert: &str) {
-        self.forget_dns(cert).await
+        if let Some(lease) = self.held.lock().expect("held leases").get(cert) {
+            *lease.dns.lock().expect("lease dns") = None;
+        }
     }
 }

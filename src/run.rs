@@ -545,18 +545,25 @@ const ELSEWHERE: &str = "being renewed by replica";
 /// Brings every certificate's local set up to the bucket's (replicas): a
 /// new replica starts from what the others issued instead of re-issuing.
 async fn pull_all(c: &Arc<crate::lease::Coordinator>, store: &Store, config: &Config) {
+    let names: Vec<&str> = config.certificates.iter().map(|c| c.name()).collect();
+    let survey = c.survey(&names).await.map(Arc::new);
     let limit = Arc::new(Semaphore::new(16));
     let mut tasks = JoinSet::new();
     for cert in &config.certificates {
-        let (c, store, name, limit) = (
+        let (c, store, name, limit, survey) = (
             c.clone(),
             store.clone(),
             cert.name().to_string(),
             limit.clone(),
+            survey.clone(),
         );
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-            if let Err(e) = c.pull(&store, &name).await {
+            let pulled = match &survey {
+                Some(survey) => c.pull_surveyed(&store, &name, survey).await,
+                None => c.pull(&store, &name).await,
+            };
+            if let Err(e) = pulled {
                 tracing::error!(event = "replica.pull.failed", cert = %name, error = %e);
             }
         });
@@ -959,32 +966,31 @@ impl CertTask {
             }
             Err(e) => return LeaseStep::Failed(e.to_string()),
         };
-        // A holder that died mid-order may have left TXT records.
-        if lease.took_over.is_some() {
-            match c.left_dns(name).await {
-                Ok(Some(placed)) => {
-                    tracing::warn!(event = "lease.cleanup.dns", cert = %name, previous = ?lease.took_over);
-                    if self.dns.cleanup(name, &placed).await.is_err() {
-                        tracing::error!(event = "lease.cleanup.dns_failed", cert = %name);
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(event = "lease.cleanup.dns_unreadable", cert = %name, error = %e)
-                }
+        // A holder that died mid-order (or whose cleanup failed) may have
+        // left TXT records; the note stays in the lease until they are gone.
+        if let Some(placed) = &lease.left_dns {
+            tracing::warn!(event = "lease.cleanup.dns", cert = %name, previous = ?lease.took_over);
+            if let Err(e) = self.dns.cleanup(name, placed).await {
+                // Not ordered on top of them: the release keeps the note
+                // in the lease, and the next run (any replica) retries.
+                tracing::error!(event = "lease.cleanup.dns_failed", cert = %name, error = %e);
+                c.release(&lease).await;
+                return LeaseStep::Failed(format!(
+                    "could not remove the TXT records a previous holder left: {e}"
+                ));
             }
         }
         // Another replica may have renewed it between our plan and now
         // (not when no lease and no set existed a moment ago).
         if lease.first {
-            return LeaseStep::Proceed(Arc::new(lease));
+            return LeaseStep::Proceed(lease);
         }
         match c.pull(&self.store, name).await {
             Ok(Some(_)) => {
                 c.release(&lease).await;
                 LeaseStep::Skip("renewed by another replica".into())
             }
-            Ok(None) => LeaseStep::Proceed(Arc::new(lease)),
+            Ok(None) => LeaseStep::Proceed(lease),
             Err(e) => {
                 c.release(&lease).await;
                 LeaseStep::Failed(e.to_string())
@@ -1045,10 +1051,12 @@ impl CertTask {
         if let Some(k) = keep_alive {
             k.abort();
         }
-        if let (Some(c), Some(l)) = (&self.coordinator, &lease)
-            && !self.lease_lost.load(std::sync::atomic::Ordering::SeqCst)
-        {
-            c.release(l).await;
+        if let (Some(c), Some(l)) = (&self.coordinator, &lease) {
+            if self.lease_lost.load(std::sync::atomic::Ordering::SeqCst) {
+                c.forget_lease(l);
+            } else {
+                c.release(l).await;
+            }
         }
         status
     }

@@ -623,3 +623,81 @@ async fn a_first_publish_creates_without_looking_and_a_lost_record_still_skips_u
     );
     assert_eq!(count("HEAD") - before.1, 5, "{:#?}", proxy.log());
 }
+
+/// Replicas: a run starts with one listing of the bucket instead of a GET
+/// per certificate. A certificate new to the bucket is leased without a
+/// look first; a replica with nothing due reads no live set it has seen
+/// before. Without s3:ListBucket the run warns and asks per certificate.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_lists_the_bucket_once_instead_of_reading_every_live_set() {
+    let (env, proxy) = through_proxy(&["example.test"]).await;
+    env.repo.commit_certificates(
+        "certificates:\n  - name: www\n    domains: [www.example.test]\n  - name: api\n    domains: [api.example.test]\n",
+        "two",
+    );
+    let settings = env.replica_settings(0, "60s", "");
+    let bucket = env.bucket.clone();
+    let lists = |log: &[String]| log.iter().filter(|l| l.contains("list-type=2")).count();
+    let gets = |log: &[String], what: &str| {
+        log.iter()
+            .filter(|l| l.starts_with(&format!("GET /{bucket}/certs/{what}")))
+            .count()
+    };
+
+    let out = env.certkeeper_line("run --once", &settings).await;
+    ok(&out);
+    assert_eq!(out.events_named("cert.issued").len(), 2, "{}", out.stdout);
+    let survey = out.events_named("replica.survey");
+    assert_eq!(survey.len(), 1, "{}", out.stdout);
+    assert_eq!(survey[0]["new_certificates"], 2, "{}", out.stdout);
+    let first = proxy.log();
+    assert_eq!(lists(&first), 1, "{first:#?}");
+    assert_eq!(
+        gets(&first, ".leases/"),
+        0,
+        "new certificates are leased without a look: {first:#?}"
+    );
+    assert_eq!(gets(&first, "www/meta.json"), 0, "{first:#?}");
+
+    // Nothing due: one listing and not one request about a certificate
+    // (the manifest, one per run, is looked at as always).
+    let out = env.certkeeper_line("run --once", &settings).await;
+    ok(&out);
+    assert!(out.events_named("cert.issued").is_empty(), "{}", out.stdout);
+    let second: Vec<String> = proxy.log()[first.len()..].to_vec();
+    assert_eq!(lists(&second), 1, "{second:#?}");
+    let per_cert: Vec<&String> = second
+        .iter()
+        .filter(|l| l.contains(&format!("/{bucket}/certs/")) && !l.contains("index.json"))
+        .collect();
+    assert!(per_cert.is_empty(), "{per_cert:#?}");
+
+    // No s3:ListBucket: a warning that names the fix, then a GET per
+    // certificate, and the run still succeeds.
+    proxy.inject(
+        Match {
+            method: Some("GET"),
+            path: Some("list-type=2".into()),
+            body: None,
+        },
+        Fault::Status(403),
+        None,
+    );
+    let before = proxy.log().len();
+    let out = env.certkeeper_line("run --once", &settings).await;
+    ok(&out);
+    let failed = out.events_named("replica.survey.failed");
+    assert_eq!(failed.len(), 1, "{}", out.stdout);
+    assert!(
+        failed[0]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("s3:ListBucket"),
+        "{}",
+        out.stdout
+    );
+    let third: Vec<String> = proxy.log()[before..].to_vec();
+    assert_eq!(gets(&third, "www/meta.json"), 1, "{third:#?}");
+    assert_eq!(gets(&third, "api/meta.json"), 1, "{third:#?}");
+    assert!(out.events_named("cert.issued").is_empty(), "{}", out.stdout);
+}

@@ -195,6 +195,16 @@ async fn a_killed_holder_is_taken_over_and_its_txt_records_removed() {
         !env.moto.challenge_records().await.is_empty(),
         "A left its record"
     );
+    // Noted in its lease before it was written, and nowhere else.
+    let lease: serde_json::Value =
+        serde_json::from_slice(&env.s3_object("certs/.leases/slow").await.unwrap()).unwrap();
+    assert_eq!(lease["holder"], "replica-0", "{lease}");
+    assert!(
+        lease["dns"]
+            .to_string()
+            .contains("_acme-challenge.slow.example.test"),
+        "{lease}"
+    );
 
     // While A's lease lasts, B leaves the certificate alone.
     let early = run_replica(&env, &b).await;
@@ -220,6 +230,13 @@ async fn a_killed_holder_is_taken_over_and_its_txt_records_removed() {
         env.moto.challenge_records().await.is_empty(),
         "no TXT record left behind: {:?}",
         env.moto.challenge_records().await
+    );
+    let lease: serde_json::Value =
+        serde_json::from_slice(&env.s3_object("certs/.leases/slow").await.unwrap()).unwrap();
+    assert_eq!(lease["holder"], "replica-1", "{lease}");
+    assert!(
+        lease.get("dns").is_none(),
+        "released with nothing left: {lease}"
     );
     let meta = s3_meta(&env, "slow").await;
     assert_eq!(

@@ -99,8 +99,46 @@ fn tame_retry_after(headers: &mut http::HeaderMap) {
 }
 
 pub struct PoliteClient {
-    inner: Arc<dyn HttpClient>,
+    connection: Arc<Connection>,
     manners: Arc<Manners>,
+}
+
+/// The HTTP client of the moment, replaced after a request times out.
+///
+/// A CA that stops answering on one HTTP/2 connection (seen with Pebble at
+/// 32 orders in flight: it stopped reading the socket, and keep-alive pings
+/// did not drop it) would otherwise get every retry multiplexed onto the
+/// same dead connection. A fresh client has a fresh pool, so the retry
+/// dials anew; requests still in flight on the old one finish or time out.
+struct Connection {
+    make: Box<dyn Fn() -> Arc<dyn HttpClient> + Send + Sync>,
+    current: Mutex<(u64, Arc<dyn HttpClient>)>,
+}
+
+impl Connection {
+    fn new(make: Box<dyn Fn() -> Arc<dyn HttpClient> + Send + Sync>) -> Arc<Self> {
+        let first = make();
+        Arc::new(Self {
+            make,
+            current: Mutex::new((0, first)),
+        })
+    }
+
+    fn get(&self) -> (u64, Arc<dyn HttpClient>) {
+        let current = self.current.lock().expect("connection");
+        (current.0, current.1.clone())
+    }
+
+    /// Replaces the client that `generation` named, once: the other
+    /// requests that timed out on it keep the replacement.
+    fn replace(&self, generation: u64) -> bool {
+        let mut current = self.current.lock().expect("connection");
+        if current.0 != generation {
+            return false;
+        }
+        *current = (generation + 1, (self.make)());
+        true
+    }
 }
 
 type Hyper = hyper_util::client::legacy::Client<
@@ -113,7 +151,23 @@ impl PoliteClient {
     /// hostile CA).
     #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn over(inner: Arc<dyn HttpClient>, manners: Arc<Manners>) -> Self {
-        Self { inner, manners }
+        Self {
+            connection: Connection::new(Box::new(move || inner.clone())),
+            manners,
+        }
+    }
+
+    /// The same manners over clients made by `make`, a new one after each
+    /// timeout.
+    #[cfg(test)]
+    fn reconnecting(
+        make: impl Fn() -> Arc<dyn HttpClient> + Send + Sync + 'static,
+        manners: Arc<Manners>,
+    ) -> Self {
+        Self {
+            connection: Connection::new(Box::new(make)),
+            manners,
+        }
     }
 
     /// HTTPS only; system roots, or only `root` when given.
@@ -147,14 +201,17 @@ impl PoliteClient {
         // HTTP/2 multiplexes every order over one connection: ping it, so a
         // connection that stopped answering is dropped (and the requests on
         // it retried on a new one) instead of stalling every order.
-        let client: Hyper =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .timer(hyper_util::rt::TokioTimer::new())
-                .http2_keep_alive_interval(Some(Duration::from_secs(15)))
-                .http2_keep_alive_timeout(Duration::from_secs(10))
-                .build(connector);
+        let make = move || -> Arc<dyn HttpClient> {
+            let client: Hyper =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .http2_keep_alive_interval(Some(Duration::from_secs(15)))
+                    .http2_keep_alive_timeout(Duration::from_secs(10))
+                    .build(connector.clone());
+            Arc::new(client)
+        };
         Ok(Self {
-            inner: Arc::new(client),
+            connection: Connection::new(Box::new(make)),
             manners,
         })
     }
@@ -168,10 +225,11 @@ impl HttpClient for PoliteClient {
         &self,
         req: http::Request<BodyWrapper<Bytes>>,
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>> {
-        let (inner, manners) = (self.inner.clone(), self.manners.clone());
+        let (connection, manners) = (self.connection.clone(), self.manners.clone());
         let endpoint = endpoint(req.uri().path());
         Box::pin(async move {
             manners.wait_turn(&endpoint).await;
+            let (generation, inner) = connection.get();
             // A CA that accepts a request and never answers must not hang
             // the run (seen with Pebble under load): give up, and let the
             // caller retry with a fresh nonce.
@@ -182,7 +240,8 @@ impl HttpClient for PoliteClient {
                         "certkeeper_acme_requests_total",
                         &[("issuer", &manners.issuer), ("status", "timeout")],
                     );
-                    tracing::warn!(event = "acme.request.timeout", endpoint = %endpoint, timeout_secs = REQUEST_TIMEOUT.as_secs());
+                    let reconnected = connection.replace(generation);
+                    tracing::warn!(event = "acme.request.timeout", endpoint = %endpoint, timeout_secs = REQUEST_TIMEOUT.as_secs(), reconnected);
                     instant_acme::Error::Other(Box::new(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         format!("no answer from the CA within {}s", REQUEST_TIMEOUT.as_secs()),
@@ -236,6 +295,77 @@ mod tests {
             tame_retry_after(&mut h);
             assert_eq!(h[http::header::RETRY_AFTER], kept, "{given}");
         }
+    }
+
+    /// Never answers, like the Pebble connection that stopped reading.
+    struct Silent;
+    impl HttpClient for Silent {
+        fn request(
+            &self,
+            _req: http::Request<BodyWrapper<Bytes>>,
+        ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>>
+        {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    struct Answers;
+    impl HttpClient for Answers {
+        fn request(
+            &self,
+            _req: http::Request<BodyWrapper<Bytes>>,
+        ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>>
+        {
+            let (parts, ()) = http::Response::builder()
+                .status(200)
+                .body(())
+                .expect("response")
+                .into_parts();
+            Box::pin(async move {
+                Ok(BytesResponse {
+                    parts,
+                    body: Box::new(Bytes::from_static(b"{}")),
+                })
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_retried_after_a_timeout_goes_out_on_a_new_connection() {
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = made.clone();
+        let client = PoliteClient::reconnecting(
+            move || -> Arc<dyn HttpClient> {
+                match counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => Arc::new(Silent),
+                    _ => Arc::new(Answers),
+                }
+            },
+            Manners::new("test", 100.0),
+        );
+        let request = || {
+            http::Request::post("https://ca.invalid/acme/new-order")
+                .body(BodyWrapper::default())
+                .expect("request")
+        };
+        // Three orders multiplexed on the silent connection all time out,
+        // and the connection is replaced once, not three times.
+        let stalled = tokio::join!(
+            client.request(request()),
+            client.request(request()),
+            client.request(request())
+        );
+        for result in [stalled.0, stalled.1, stalled.2] {
+            let error = result.err().expect("timed out").to_string();
+            assert!(
+                error.contains("no answer from the CA within 30s"),
+                "{error}"
+            );
+        }
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let retried = client.request(request()).await.expect("answered");
+        assert_eq!(retried.parts.status, 200);
+        assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]

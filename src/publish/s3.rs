@@ -135,7 +135,7 @@ impl S3 {
         metadata: &[(&str, String)],
         generation: Option<u64>,
         create_first: &mut bool,
-    ) -> Result<bool, PublishError> {
+    ) -> Result<(bool, Option<String>), PublishError> {
         let hash = crate::x509::sha256_hex(bytes);
         if *create_first {
             let put = self.put_request(
@@ -148,10 +148,7 @@ impl S3 {
                 generation,
             );
             match put.if_none_match("*").send().await {
-                Ok(_) => {
-                    self.check_stored(key, bytes).await?;
-                    return Ok(true);
-                }
+                Ok(_) => return Ok((true, self.check_stored(key, bytes).await?)),
                 Err(e)
                     if e.raw_response()
                         .is_some_and(|r| matches!(r.status().as_u16(), 412 | 409)) =>
@@ -175,7 +172,7 @@ impl S3 {
             ));
         }
         if stored.as_ref().and_then(|s| s.sha256.as_deref()) == Some(hash.as_str()) {
-            return Ok(false);
+            return Ok((false, stored.and_then(|s| s.etag)));
         }
         let mut put = self.put_request(
             key,
@@ -203,8 +200,7 @@ impl S3 {
                 self.error(key, aws_message(&e))
             }
         })?;
-        self.check_stored(key, bytes).await?;
-        Ok(true)
+        Ok((true, self.check_stored(key, bytes).await?))
     }
 
     /// The PutObject of one file, without its condition.
@@ -245,8 +241,9 @@ impl S3 {
         put
     }
 
-    /// HEAD after PUT: length and S3's SHA-256 must be ours.
-    async fn check_stored(&self, key: &str, bytes: &[u8]) -> Result<(), PublishError> {
+    /// HEAD after PUT: length and S3's SHA-256 must be ours. Returns the
+    /// stored object's ETag.
+    async fn check_stored(&self, key: &str, bytes: &[u8]) -> Result<Option<String>, PublishError> {
         let head = self
             .client
             .head_object()
@@ -273,7 +270,7 @@ impl S3 {
                 key,
                 format!("stored checksum {got} differs from the uploaded {want}"),
             )),
-            _ => Ok(()),
+            _ => Ok(head.e_tag().map(str::to_string)),
         }
     }
 }
@@ -322,7 +319,7 @@ impl Target for S3 {
                 _ => "application/x-pem-file",
             };
             let encrypt = *file == PRIVKEY || *file == P12;
-            if self
+            let (uploaded, etag) = self
                 .put(
                     &key,
                     bytes,
@@ -332,8 +329,19 @@ impl Target for S3 {
                     meta.generation,
                     &mut create_first,
                 )
-                .await?
-            {
+                .await?;
+            // Replicas: the next run's listing shows this ETag, and needs
+            // no GET to know this state dir already holds that set.
+            if let (META, Some(_), Some(etag)) = (*file, meta.generation, &etag) {
+                crate::lease::remember_etag(
+                    item.store,
+                    &meta.name,
+                    &format!("s3://{}/{key}", self.settings.bucket),
+                    etag,
+                    &meta.serial,
+                );
+            }
+            if uploaded {
                 tracing::debug!(event = "publish.s3.object", target = %self.name, cert = %meta.name, key = %key);
                 outcome.uploaded += 1;
             } else {
@@ -388,6 +396,7 @@ impl Target for S3 {
                 &mut false,
             )
             .await?
+            .0
         {
             tracing::info!(event = "publish.s3.manifest", target = %self.name, key = %key, certificates = certs.len());
         }
