@@ -111,11 +111,16 @@ pub struct Coordinator {
     /// Certificates the run's listing found with neither a lease nor a
     /// live set; each is used once, by the first acquire.
     unseen: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// False after a listing failed, until the next run's survey tries
+    /// again: one warning a run, not one a poll.
+    can_list: std::sync::atomic::AtomicBool,
 }
 
 /// What one listing of the bucket found: object key -> ETag.
 pub struct Survey {
     objects: std::collections::HashMap<String, String>,
+    /// ListObjectsV2 pages it took.
+    requests: usize,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -140,6 +145,7 @@ impl Coordinator {
             holder,
             held: Default::default(),
             unseen: Default::default(),
+            can_list: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -396,6 +402,28 @@ impl Coordinator {
     /// not allowed (no s3:ListBucket) or fails: the run then asks per
     /// certificate, as before.
     pub async fn survey(&self, names: &[&str]) -> Option<Survey> {
+        self.can_list
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let survey = self.listing().await?;
+        let unseen: std::collections::HashSet<String> = names
+            .iter()
+            .filter(|n| {
+                !survey.objects.contains_key(&self.lease_key(n))
+                    && !survey.objects.contains_key(&self.object_key(n, META))
+            })
+            .map(|n| n.to_string())
+            .collect();
+        tracing::info!(event = "replica.survey", bucket = %self.bucket, objects = survey.objects.len(), requests = survey.requests, new_certificates = unseen.len());
+        *self.unseen.lock().expect("unseen") = unseen;
+        Some(survey)
+    }
+
+    /// One listing of the live sets and leases, `None` when not allowed or
+    /// failed (logged with the fix).
+    pub async fn listing(&self) -> Option<Survey> {
+        if !self.can_list.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
         let meta_prefix = self.object_key("\u{0}", META);
         let meta_prefix = meta_prefix
             .split('\u{0}')
@@ -422,6 +450,8 @@ impl Coordinator {
                 let page = match page {
                     Ok(page) => page,
                     Err(e) => {
+                        self.can_list
+                            .store(false, std::sync::atomic::Ordering::SeqCst);
                         tracing::warn!(event = "replica.survey.failed", bucket = %self.bucket, prefix = %prefix, error = %crate::publish::aws_message(&e), hint = "allow s3:ListBucket on the bucket (see `certkeeper iam-policy`); until then every certificate costs a few more requests");
                         return None;
                     }
@@ -433,18 +463,7 @@ impl Coordinator {
                 }
             }
         }
-        let survey = Survey { objects };
-        let unseen: std::collections::HashSet<String> = names
-            .iter()
-            .filter(|n| {
-                !survey.objects.contains_key(&self.lease_key(n))
-                    && !survey.objects.contains_key(&self.object_key(n, META))
-            })
-            .map(|n| n.to_string())
-            .collect();
-        tracing::info!(event = "replica.survey", bucket = %self.bucket, objects = survey.objects.len(), requests, new_certificates = unseen.len());
-        *self.unseen.lock().expect("unseen") = unseen;
-        Some(survey)
+        Some(Survey { objects, requests })
     }
 
     /// Pulls `name` unless the survey shows nothing there, or the same

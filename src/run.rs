@@ -522,10 +522,17 @@ async fn await_elsewhere(
         .collect();
     let deadline = tokio::time::Instant::now() + lease_ttl * 2;
     while !waiting.is_empty() && tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
+        // One listing a round shows which holders have published; without
+        // s3:ListBucket, a GET per certificate still waiting.
+        let listing = c.listing().await;
         let mut still = Vec::new();
         for i in waiting {
             let cert = &config.certificates[i];
-            match c.pull(store, cert.name()).await {
+            let pulled = match &listing {
+                Some(listing) => c.pull_surveyed(store, cert.name(), listing).await,
+                None => c.pull(store, cert.name()).await,
+            };
+            match pulled {
                 Ok(Some(_)) => {
                     certificates[i] = make_task(cert).process(cert, CertPlan::Keep).await;
                 }
@@ -534,7 +541,7 @@ async fn await_elsewhere(
         }
         waiting = still;
         if !waiting.is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
     }
 }

@@ -362,6 +362,12 @@ pub struct AcmeSettings {
     /// Requests per second to each endpoint of this CA, shared by every
     /// order (default 20, bursts of twice that).
     pub requests_per_second: Option<f64>,
+    /// newOrder requests in flight at once to this CA (default 1). The rest
+    /// of an order runs in parallel; a newOrder is one short request, so
+    /// one at a time costs little, and it spares a CA whose order
+    /// creation contends with itself (Pebble 2.4 deadlocks on concurrent
+    /// newOrders: every later one hangs; BENCHMARKS.md, 2026-12-03).
+    pub new_orders_in_flight: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -689,8 +695,13 @@ mod defaults {
     pub fn https_username() -> String {
         "x-access-token".into()
     }
+    /// Orders mostly wait (DNS batch window, propagation, the CA's
+    /// validation), so more in flight is more throughput, not more load:
+    /// the per-issuer request rate still caps what the CA sees, and larger
+    /// Route53 batches mean fewer calls. 16 is where the 1,000-certificate
+    /// bench stopped getting faster (BENCHMARKS.md, 2026-12-03).
     pub fn max_concurrent_orders() -> usize {
-        8
+        16
     }
     pub fn order_timeout() -> Duration {
         Duration::from_secs(300)
@@ -923,6 +934,18 @@ impl Settings {
                     &format!("issuers.{name}.eab"),
                     "eab:",
                     "needs exactly one of hmac_key_file and hmac_key_env".into(),
+                ));
+            }
+            if issuer.new_orders_in_flight == Some(0) {
+                let prefix = if name == DEFAULT_ISSUER && text.contains("\nacme:") {
+                    "acme".to_string()
+                } else {
+                    format!("issuers.{name}")
+                };
+                return Err(fail(
+                    &format!("{prefix}.new_orders_in_flight"),
+                    "new_orders_in_flight",
+                    "must be at least 1".into(),
                 ));
             }
         }
@@ -1202,7 +1225,7 @@ mod tests {
         assert_eq!(s.config_repo.branch, "main");
         assert_eq!(s.state_dir, PathBuf::from("/etc/ck/state"));
         assert_eq!(s.config_repo.url, "/etc/ck/repo");
-        assert_eq!(s.max_concurrent_orders, 8);
+        assert_eq!(s.max_concurrent_orders, 16);
         assert_eq!(s.log_format, LogFormat::Json);
         assert!(s.s3.is_none());
     }
@@ -1264,6 +1287,16 @@ mod tests {
         assert!(
             err("s3: {bucket: b}\nreplicas: {lease_ttl: 1s}\n")
                 .starts_with("s.yaml:5:12: replicas.lease_ttl: must be at least 2s")
+        );
+        let none_at_once = Settings::parse(
+            Path::new("s.yaml"),
+            "config_repo: {url: /tmp/none}\nstate_dir: /tmp/s\nacme:\n  directory_url: https://ca.test/dir\n  new_orders_in_flight: 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            none_at_once,
+            "s.yaml:5:3: acme.new_orders_in_flight: must be at least 1"
         );
     }
 

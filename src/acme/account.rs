@@ -14,6 +14,8 @@ pub struct Issuer {
     pub(super) account: Account,
     pub(super) directory_url: String,
     pub(super) order_timeout: std::time::Duration,
+    /// Permits for newOrder requests (`new_orders_in_flight`).
+    pub(super) new_orders: Arc<tokio::sync::Semaphore>,
 }
 
 impl Issuer {
@@ -105,6 +107,9 @@ impl Issuer {
             account,
             directory_url: settings.directory_url.clone(),
             order_timeout: settings.order_timeout,
+            new_orders: Arc::new(tokio::sync::Semaphore::new(
+                settings.new_orders_in_flight.unwrap_or(1).max(1),
+            )),
         })
     }
 

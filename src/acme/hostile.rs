@@ -514,6 +514,7 @@ async fn conversation(data: &[u8]) -> Outcome {
         account,
         directory_url: format!("{BASE}/dir"),
         order_timeout: Duration::from_secs(60),
+        new_orders: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
     };
     // ARI first, as a run asks before deciding to renew: the window the CA
     // suggests, however absurd, gives a moment.
@@ -605,6 +606,105 @@ mod tests {
     fn a_huge_retry_after_on_ari_does_not_panic() {
         let out = hostile_ca(&[0, 0, 0, 250, 1, 1, 255]);
         assert_eq!(out.issued, Ok(()), "{out:?}");
+    }
+
+    /// Counts the newOrder requests in flight; each takes 100 ms.
+    struct SlowNewOrders {
+        ca: Arc<HostileCa>,
+        in_flight: Arc<std::sync::atomic::AtomicUsize>,
+        most: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl HttpClient for SlowNewOrders {
+        fn request(
+            &self,
+            req: http::Request<BodyWrapper<Bytes>>,
+        ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, instant_acme::Error>> + Send>>
+        {
+            use std::sync::atomic::Ordering::SeqCst;
+            if req.method() != http::Method::POST || req.uri().path() != "/order" {
+                return self.ca.request(req);
+            }
+            let (ca, in_flight, most) =
+                (self.ca.clone(), self.in_flight.clone(), self.most.clone());
+            Box::pin(async move {
+                let now = in_flight.fetch_add(1, SeqCst) + 1;
+                most.fetch_max(now, SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let answer = ca.request(req).await;
+                in_flight.fetch_sub(1, SeqCst);
+                answer
+            })
+        }
+    }
+
+    /// The most newOrder requests in flight at once while four orders run
+    /// together against one CA with `limit` permits.
+    async fn new_orders_at_once(limit: usize) -> usize {
+        let ca = Arc::new(HostileCa {
+            script: Mutex::new(Script {
+                data: Vec::new(),
+                pos: 0,
+            }),
+            state: Mutex::new(CaState::default()),
+            chain: format!("{}{}", leaf().0, leaf().0),
+        });
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slow = Arc::new(SlowNewOrders {
+            ca,
+            in_flight: Default::default(),
+            most: most.clone(),
+        });
+        let manners = Manners::new("slow", 1_000.0);
+        let (account, _) = Account::builder_with_http(Box::new(PoliteClient::over(slow, manners)))
+            .create(
+                &NewAccount {
+                    contact: &[],
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                },
+                format!("{BASE}/dir"),
+                None,
+            )
+            .await
+            .expect("account");
+        let issuer = Issuer {
+            name: "slow".into(),
+            account,
+            directory_url: format!("{BASE}/dir"),
+            order_timeout: Duration::from_secs(60),
+            new_orders: Arc::new(tokio::sync::Semaphore::new(limit)),
+        };
+        let specs: Vec<crate::config::CertificateSpec> = (0..4)
+            .map(|i| {
+                serde_json::from_value(
+                    json!({"name": format!("c{i}"), "domains": [format!("c{i}.example.test")]}),
+                )
+                .expect("spec")
+            })
+            .collect();
+        let mut providers: std::collections::BTreeMap<String, Arc<dyn DnsProvider>> =
+            Default::default();
+        providers.insert(specs[0].dns.provider.clone(), Arc::new(Recorder::default()));
+        let settings = crate::settings::DnsSettings {
+            propagation: crate::settings::Propagation::Skip,
+            follow_cname: false,
+            ..Default::default()
+        };
+        let dns = crate::dns::Dns01::new(providers, &settings);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let issue = |i: usize| issuer.issue(&specs[i], None, None, None, &dns, &cancel);
+        // However the shared one-order CA answers them, every order asks.
+        let _ = tokio::join!(issue(0), issue(1), issue(2), issue(3));
+        most.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `new_orders_in_flight`: orders run in parallel, their newOrder
+    /// requests one at a time (Pebble 2.4 deadlocks on concurrent ones).
+    #[tokio::test(start_paused = true)]
+    async fn new_orders_go_to_the_ca_one_at_a_time() {
+        assert_eq!(new_orders_at_once(1).await, 1);
+        assert_eq!(new_orders_at_once(4).await, 4);
     }
 
     /// Seeded, bounded: 400 conversations with a CA bending its answers.

@@ -120,6 +120,13 @@ impl Issuer {
             }
             new_order
         };
+        // One newOrder at a time per CA (by default); the permit is held for
+        // the request and its retries only.
+        let permit = self
+            .new_orders
+            .acquire()
+            .await
+            .expect("the newOrder semaphore is never closed");
         let order = match replaces {
             Some(id) => {
                 let with = order_for(Some(id));
@@ -140,6 +147,7 @@ impl Issuer {
                 super::account::retry("newOrder", || self.account.new_order(&plain)).await?
             }
         };
+        drop(permit);
         ctx.url = order.url().to_string();
         ctx.order = Some(order);
         tracing::info!(event = "order.created", cert = %spec.name, domains = %spec.domains.join(","), order = %ctx.url);
