@@ -213,12 +213,10 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                     .as_ref()
                     .is_some_and(|r| r.target == *name)
                 {
-                    let under = |rest: &str| {
-                        if prefix.is_empty() {
-                            rest.to_string()
-                        } else {
-                            format!("{prefix}/{rest}")
-                        }
+                    let leases = if prefix.is_empty() {
+                        ".leases/*".to_string()
+                    } else {
+                        format!("{prefix}/.leases/*")
                     };
                     b.add(
                         &s3.aws,
@@ -226,7 +224,7 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                             "Sid": format!("S3Leases{}", sid(name)),
                             "Effect": "Allow",
                             "Action": ["s3:PutObject", "s3:GetObject"],
-                            "Resource": [format!("arn:aws:s3:::{}/{}", s3.bucket, under(".leases/*"))],
+                            "Resource": [format!("arn:aws:s3:::{}/{leases}", s3.bucket)],
                         }),
                     );
                     b.add(
@@ -236,7 +234,10 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                             "Effect": "Allow",
                             "Action": ["s3:ListBucket"],
                             "Resource": [format!("arn:aws:s3:::{}", s3.bucket)],
-                            "Condition": {"StringLike": {"s3:prefix": [under("*")]}},
+                            "Condition": {"StringLike": {"s3:prefix": crate::lease::listed_prefixes(s3)
+                                .iter()
+                                .map(|p| format!("{p}*"))
+                                .collect::<Vec<_>>()}},
                         }),
                     );
                 }
@@ -423,6 +424,24 @@ mod tests {
         assert!(!text.contains("s3:DeleteObject"), "{text}");
         assert!(text.contains("s3:ListBucket"), "{text}");
         assert!(text.contains("\"s3:prefix\":[\"prod/*\"]"), "{text}");
+    }
+
+    /// Live sets outside the prefix: both places the run lists are allowed,
+    /// and nothing more.
+    #[test]
+    fn replicas_may_list_where_the_live_sets_and_the_leases_are() {
+        let text = "config_repo: {url: /tmp/repo}\nstate_dir: /tmp/state\nacme: {directory_url: https://ca.test/dir}\ns3: {bucket: certs, prefix: prod, key_template: \"live/{name}/{file}\"}\nreplicas: {lease_ttl: 60s}\n";
+        let s = Settings::parse(
+            std::path::Path::new("/etc/certkeeper/certkeeper.yaml"),
+            text,
+        )
+        .unwrap();
+        let c = config("certificates:\n  - name: web\n    domains: [www.example.test]\n");
+        let text = policies(&s, &c)["default"].to_string();
+        assert!(
+            text.contains("\"s3:prefix\":[\"live/*\",\"prod/.leases/*\"]"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -159,11 +159,7 @@ impl Coordinator {
     }
 
     fn under_prefix(&self, rest: &str) -> String {
-        if self.prefix.is_empty() {
-            rest.to_string()
-        } else {
-            format!("{}/{rest}", self.prefix)
-        }
+        under(&self.prefix, rest)
     }
 
     fn lease_key(&self, name: &str) -> String {
@@ -172,12 +168,7 @@ impl Coordinator {
 
     /// Object key of one file of a live set (the s3 target's template).
     pub fn object_key(&self, name: &str, file: &str) -> String {
-        self.key_template
-            .replace("{prefix}", &self.prefix)
-            .replace("{name}", name)
-            .replace("{file}", file)
-            .trim_start_matches('/')
-            .replace("//", "/")
+        object_key(&self.prefix, &self.key_template, name, file)
     }
 
     fn s3_error(&self, key: &str, e: impl std::fmt::Display) -> LeaseError {
@@ -424,17 +415,7 @@ impl Coordinator {
         if !self.can_list.load(std::sync::atomic::Ordering::SeqCst) {
             return None;
         }
-        let meta_prefix = self.object_key("\u{0}", META);
-        let meta_prefix = meta_prefix
-            .split('\u{0}')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        let lease_prefix = self.under_prefix(".leases/");
-        let mut prefixes = vec![meta_prefix.clone()];
-        if !lease_prefix.starts_with(&meta_prefix) {
-            prefixes.push(lease_prefix);
-        }
+        let prefixes = prefixes_listed(&self.prefix, &self.key_template);
         let mut objects = std::collections::HashMap::new();
         let mut requests = 0;
         for prefix in prefixes {
@@ -687,6 +668,41 @@ impl Coordinator {
         tracing::info!(event = "replica.pulled", cert = %name, serial = %meta.serial, generation = ?meta.generation, from = %format!("s3://{}/{meta_key}", self.bucket));
         Ok(Some(meta))
     }
+}
+
+fn under(prefix: &str, rest: &str) -> String {
+    if prefix.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{prefix}/{rest}")
+    }
+}
+
+fn object_key(prefix: &str, key_template: &str, name: &str, file: &str) -> String {
+    key_template
+        .replace("{prefix}", prefix)
+        .replace("{name}", name)
+        .replace("{file}", file)
+        .trim_start_matches('/')
+        .replace("//", "/")
+}
+
+fn prefixes_listed(prefix: &str, key_template: &str) -> Vec<String> {
+    let meta = object_key(prefix, key_template, "\u{0}", META);
+    let meta = meta.split('\u{0}').next().unwrap_or_default().to_string();
+    let leases = under(prefix, ".leases/");
+    if leases.starts_with(&meta) {
+        vec![meta]
+    } else {
+        vec![meta, leases]
+    }
+}
+
+/// The key prefixes a replica's run lists: the live sets' meta.json (the
+/// key template up to `{name}`) and the leases, when not under it.
+/// `certkeeper iam-policy` allows s3:ListBucket on exactly these.
+pub fn listed_prefixes(s3: &S3Settings) -> Vec<String> {
+    prefixes_listed(s3.prefix.trim_matches('/'), &s3.key_template)
 }
 
 fn seen_path(name: &str) -> String {

@@ -468,33 +468,57 @@ fn leaf() -> (String, String) {
     .clone()
 }
 
-async fn conversation(data: &[u8]) -> Outcome {
-    let (leaf_pem, leaf_key) = leaf();
-    let ca = Arc::new(HostileCa {
+/// A CA answering as `data` says, issuing the leaf of `leaf()`.
+fn ca_from(data: &[u8]) -> Arc<HostileCa> {
+    let (leaf_pem, _) = leaf();
+    Arc::new(HostileCa {
         script: Mutex::new(Script {
             data: data.to_vec(),
             pos: 0,
         }),
         state: Mutex::new(CaState::default()),
         chain: format!("{leaf_pem}{leaf_pem}"),
-    });
+    })
+}
+
+async fn new_account(
+    client: Box<dyn HttpClient>,
+) -> Result<(Account, instant_acme::AccountCredentials), instant_acme::Error> {
+    Account::builder_with_http(client)
+        .create(
+            &NewAccount {
+                contact: &[],
+                terms_of_service_agreed: true,
+                only_return_existing: false,
+            },
+            format!("{BASE}/dir"),
+            None,
+        )
+        .await
+}
+
+/// DNS-01 through an in-memory `Recorder` as `provider`, no propagation
+/// check.
+fn memory_dns(provider: &str) -> (Arc<Recorder>, crate::dns::Dns01) {
+    let recorder = Arc::new(Recorder::default());
+    let mut providers: std::collections::BTreeMap<String, Arc<dyn DnsProvider>> =
+        Default::default();
+    providers.insert(provider.to_string(), recorder.clone());
+    let settings = crate::settings::DnsSettings {
+        propagation: crate::settings::Propagation::Skip,
+        follow_cname: false,
+        ..Default::default()
+    };
+    (recorder, crate::dns::Dns01::new(providers, &settings))
+}
+
+async fn conversation(data: &[u8]) -> Outcome {
+    let (leaf_pem, leaf_key) = leaf();
+    let ca = ca_from(data);
     let manners = Manners::new("hostile", 1_000.0);
     let client =
         || -> Box<dyn HttpClient> { Box::new(PoliteClient::over(ca.clone(), manners.clone())) };
-    let account = super::account::retry("newAccount", || async {
-        Account::builder_with_http(client())
-            .create(
-                &NewAccount {
-                    contact: &[],
-                    terms_of_service_agreed: true,
-                    only_return_existing: false,
-                },
-                format!("{BASE}/dir"),
-                None,
-            )
-            .await
-    })
-    .await;
+    let account = super::account::retry("newAccount", || new_account(client())).await;
     let requests = |ca: &HostileCa| ca.state.lock().expect("state").requests;
     let (account, _credentials) = match account {
         Ok(a) => a,
@@ -531,16 +555,7 @@ async fn conversation(data: &[u8]) -> Outcome {
         "domains": ["a.example.test", "*.example.test"],
     }))
     .expect("spec");
-    let recorder = Arc::new(Recorder::default());
-    let mut providers: std::collections::BTreeMap<String, Arc<dyn DnsProvider>> =
-        Default::default();
-    providers.insert(spec.dns.provider.clone(), recorder.clone());
-    let settings = crate::settings::DnsSettings {
-        propagation: crate::settings::Propagation::Skip,
-        follow_cname: false,
-        ..Default::default()
-    };
-    let dns = crate::dns::Dns01::new(providers, &settings);
+    let (recorder, dns) = memory_dns(&spec.dns.provider);
     let cancel = tokio_util::sync::CancellationToken::new();
     let issued = issuer.issue(&spec, None, None, None, &dns, &cancel).await;
     let issued = match issued {
@@ -641,14 +656,7 @@ mod tests {
     /// The most newOrder requests in flight at once while four orders run
     /// together against one CA with `limit` permits.
     async fn new_orders_at_once(limit: usize) -> usize {
-        let ca = Arc::new(HostileCa {
-            script: Mutex::new(Script {
-                data: Vec::new(),
-                pos: 0,
-            }),
-            state: Mutex::new(CaState::default()),
-            chain: format!("{}{}", leaf().0, leaf().0),
-        });
+        let ca = ca_from(&[]);
         let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let slow = Arc::new(SlowNewOrders {
             ca,
@@ -656,16 +664,7 @@ mod tests {
             most: most.clone(),
         });
         let manners = Manners::new("slow", 1_000.0);
-        let (account, _) = Account::builder_with_http(Box::new(PoliteClient::over(slow, manners)))
-            .create(
-                &NewAccount {
-                    contact: &[],
-                    terms_of_service_agreed: true,
-                    only_return_existing: false,
-                },
-                format!("{BASE}/dir"),
-                None,
-            )
+        let (account, _) = new_account(Box::new(PoliteClient::over(slow, manners)))
             .await
             .expect("account");
         let issuer = Issuer {
@@ -683,15 +682,7 @@ mod tests {
                 .expect("spec")
             })
             .collect();
-        let mut providers: std::collections::BTreeMap<String, Arc<dyn DnsProvider>> =
-            Default::default();
-        providers.insert(specs[0].dns.provider.clone(), Arc::new(Recorder::default()));
-        let settings = crate::settings::DnsSettings {
-            propagation: crate::settings::Propagation::Skip,
-            follow_cname: false,
-            ..Default::default()
-        };
-        let dns = crate::dns::Dns01::new(providers, &settings);
+        let (_, dns) = memory_dns(&specs[0].dns.provider);
         let cancel = tokio_util::sync::CancellationToken::new();
         let issue = |i: usize| issuer.issue(&specs[i], None, None, None, &dns, &cancel);
         // However the shared one-order CA answers them, every order asks.
