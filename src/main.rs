@@ -27,7 +27,6 @@ enum Command {
         #[command(subcommand)]
         command: DnsCommand,
     },
-    /// Work with the config repo.
     /// Managed and watched certificates: source, not after, days left, last
     /// alert.
     Inventory {
@@ -39,6 +38,7 @@ enum Command {
     /// Print least-privilege IAM policy JSON for the current settings and
     /// config, one per AWS credential identity.
     IamPolicy(IamPolicyArgs),
+    /// Work with the config repo: `config check` validates a working tree.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
@@ -121,6 +121,65 @@ enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Print the man page (roff) or a shell completion script, for
+    /// packaging: `certkeeper generate man > certkeeper.1`.
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Writes the man page or a completion script for the whole command line.
+fn generate(what: Generated) -> i32 {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut out = std::io::stdout().lock();
+    let result = match what {
+        Generated::Man => clap_mangen::Man::new(command).render(&mut out),
+        Generated::Bash => {
+            clap_complete::generate(
+                clap_complete::Shell::Bash,
+                &mut command,
+                "certkeeper",
+                &mut out,
+            );
+            Ok(())
+        }
+        Generated::Zsh => {
+            clap_complete::generate(
+                clap_complete::Shell::Zsh,
+                &mut command,
+                "certkeeper",
+                &mut out,
+            );
+            Ok(())
+        }
+        Generated::Fish => {
+            clap_complete::generate(
+                clap_complete::Shell::Fish,
+                &mut command,
+                "certkeeper",
+                &mut out,
+            );
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("certkeeper generate: {e}");
+            1
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -313,6 +372,7 @@ fn main() {
                 code
             }
         }
+        Command::Generate { what } => generate(what),
         Command::Convert(args) => plain(cli::convert(args)),
         Command::Fingerprint(args) => plain(cli::fingerprint(args)),
         Command::Account {
