@@ -4,8 +4,11 @@
 //! two certificates, and the settings for a certkeeper that runs in
 //! another root (a container sharing the host's network) under `<dir>/guest/`:
 //!
-//!   certkeeper.yaml   state in /var/lib/certkeeper, the repo at /srv/certkeeper-repo,
-//!                     a run every minute
+//!   certkeeper.yaml   state in /var/lib/certkeeper, the repo over ssh from a
+//!                     real sshd on 127.0.0.1 (the way a VM pulls it), a run
+//!                     every minute
+//!   repo_ed25519      the deploy key that may read the repo
+//!   known_hosts       pins the sshd's host key
 //!   pebble-ca.pem     trusts Pebble's listener (its root_ca_file)
 //!   environment       AWS credentials for moto (EnvironmentFile= format)
 //!   http-port         the port of the daemon's /healthz
@@ -45,6 +48,9 @@ async fn main() {
         .commit_certificates(CERTIFICATES, "two certificates");
     let guest = root.join("guest");
     let http_port = support::free_port();
+    let sshd = support::sshd::Sshd::start(&root.join("sshd"));
+    std::fs::copy(&sshd.client_key, guest.join("repo_ed25519")).expect("copy key");
+    std::fs::copy(sshd.known_hosts(), guest.join("known_hosts")).expect("known_hosts");
     std::fs::copy(env.pebble.listener_ca(), guest.join("pebble-ca.pem")).expect("copy CA");
     std::fs::write(root.join("issuing-root.pem"), env.pebble.issuing_root()).expect("root");
     std::fs::write(guest.join("http-port"), http_port.to_string()).expect("port");
@@ -59,7 +65,8 @@ async fn main() {
     std::fs::write(
         guest.join("certkeeper.yaml"),
         format!(
-            "config_repo:\n  url: /srv/certkeeper-repo\n  branch: main\nstate_dir: /var/lib/certkeeper\nacme:\n  directory_url: {dir}\n  contact: ops@example.test\n  root_ca_file: /etc/certkeeper/pebble-ca.pem\n  order_timeout: 60s\naws:\n  region: us-east-1\n  endpoint_url: {aws}\ndns:\n  nameservers: [\"{ns}\"]\n  propagation_timeout: 30s\ns3:\n  bucket: {bucket}\n  prefix: certs\nlog_format: json\nhttp:\n  listen: 127.0.0.1:{http_port}\nshutdown_grace: 20s\nschedule:\n  cron: \"* * * * *\"\n",
+            "config_repo:\n  url: {repo}\n  branch: main\n  ssh:\n    private_key_file: /etc/certkeeper/repo_ed25519\n    known_hosts_file: /etc/certkeeper/known_hosts\nstate_dir: /var/lib/certkeeper\nacme:\n  directory_url: {dir}\n  contact: ops@example.test\n  root_ca_file: /etc/certkeeper/pebble-ca.pem\n  order_timeout: 60s\naws:\n  region: us-east-1\n  endpoint_url: {aws}\ndns:\n  nameservers: [\"{ns}\"]\n  propagation_timeout: 30s\ns3:\n  bucket: {bucket}\n  prefix: certs\nlog_format: json\nhttp:\n  listen: 127.0.0.1:{http_port}\nshutdown_grace: 20s\nschedule:\n  cron: \"* * * * *\"\n",
+            repo = sshd.url(&env.repo.path),
             dir = env.pebble.directory_url(),
             aws = env.moto.endpoint(),
             ns = env.dns.addr,
@@ -95,5 +102,6 @@ async fn main() {
             _ => println!("unknown command: {line}"),
         }
     }
-    // `env` is dropped here: moto, the DNS responder and Pebble stop.
+    // `env` and `sshd` are dropped here: moto, the DNS responder, Pebble and
+    // sshd stop.
 }

@@ -6,7 +6,8 @@
 # purge), then `deploy/install.sh --timer` from a source tree (the timer
 # fires the oneshot, not the daemon) and `deploy/install.sh` (the service,
 # active after a reboot). Pebble, moto and the DNS responder run on the
-# host's loopback (examples/hostenv.rs); the container shares its network.
+# host's loopback (examples/hostenv.rs), with the config repo served by a
+# real sshd; the container shares the host's network.
 #
 # As root, after `cargo build --release --locked`:  deploy/local/boot-test.sh
 # The bookworm rootfs is cached in $CERTKEEPER_TEST_CACHE
@@ -21,6 +22,10 @@ command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v nsenter >/dev/null || need+=(util-linux)
 command -v lintian >/dev/null || need+=(lintian)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v curl >/dev/null || need+=(curl)
+command -v pgrep >/dev/null || need+=(procps)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "boot-test: installing ${need[*]} (apt)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -34,7 +39,7 @@ tarball="$cache/rootfs-bookworm-$(echo "$packages" | sha256sum | cut -c1-12).tar
 if [ ! -s "$tarball" ]; then
   echo "boot-test: building the bookworm rootfs (mmdebstrap)"
   mkdir -p "$cache"
-  mmdebstrap --quiet --variant=minbase --include="$packages" bookworm "$tarball.tmp"
+  mmdebstrap --quiet --format=tar --variant=minbase --include="$packages" bookworm "$tarball.tmp"
   mv "$tarball.tmp" "$tarball"
 fi
 
@@ -75,13 +80,16 @@ check() {
     passed=$((passed + 1)); echo "ok: $name"
   else
     failed=$((failed + 1)); echo "FAILED: $name"; sed 's/^/    /' "$work/check.out" | tail -n 20
+    if [ -n "${leader:-}" ]; then
+      echo "    the service's journal, last lines:"
+      inside journalctl -q -u certkeeper.service -u certkeeper-once.service -n 12 -o cat 2>&1 | cut -c1-400 | sed 's/^/      /'
+    fi
   fi
 }
 
 rootfs=
 boot() {
-  systemd-nspawn --quiet -D "$rootfs" -b --register=no --keep-unit --console=pipe \
-    --bind-ro="$work/env/config-repo:/srv/certkeeper-repo" </dev/null >"$work/console.log" 2>&1 &
+  systemd-nspawn --quiet -D "$rootfs" -b --register=no --keep-unit --console=pipe </dev/null >"$work/console.log" 2>&1 &
   nspawn_pid=$!
   leader=
   for _ in $(seq 100); do
@@ -94,12 +102,13 @@ boot() {
   state=$(timeout 120 nsenter -t "$leader" -a systemctl is-system-running --wait 2>/dev/null || true)
   echo "booted: $state"
 }
-in() { nsenter -t "$leader" -a -- "$@"; }
+inside() { nsenter -t "$leader" -a -- "$@"; }
 shutdown_container() { # poweroff | reboot
-  in systemctl "$1" || true
+  inside systemctl "$1" || true
   for _ in $(seq 120); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.5; done
   wait "$nspawn_pid" 2>/dev/null || true
   nspawn_pid=
+  leader=
 }
 fresh_rootfs() {
   rootfs="$work/rootfs-$1"
@@ -107,11 +116,13 @@ fresh_rootfs() {
   tar -C "$rootfs" -xf "$tarball"
 }
 configure() {
-  install -m 0640 -g "$(in id -g certkeeper)" "$guest/certkeeper.yaml" "$rootfs/etc/certkeeper/certkeeper.yaml"
+  install -m 0640 -g "$(inside id -g certkeeper)" "$guest/certkeeper.yaml" "$rootfs/etc/certkeeper/certkeeper.yaml"
   install -m 0644 "$guest/pebble-ca.pem" "$rootfs/etc/certkeeper/pebble-ca.pem"
   install -m 0600 "$guest/environment" "$rootfs/etc/certkeeper/environment"
+  install -m 0640 -g "$(inside id -g certkeeper)" "$guest/repo_ed25519" "$rootfs/etc/certkeeper/repo_ed25519"
+  install -m 0644 "$guest/known_hosts" "$rootfs/etc/certkeeper/known_hosts"
 }
-prop() { in systemctl show -P "$2" "$1"; }
+prop() { inside systemctl show -P "$2" "$1"; }
 eventually() { # seconds command...
   local deadline=$((SECONDS + $1)); shift
   until "$@"; do [ $SECONDS -lt $deadline ] || return 1; sleep 1; done
@@ -120,7 +131,7 @@ issued() { # name: the live set exists in the container and chains to Pebble's r
   local live="$rootfs/var/lib/certkeeper/live/$1"
   [ -s "$live/cert.pem" ] && openssl verify -CAfile "$work/env/issuing-root.pem" -untrusted "$live/chain.pem" "$live/cert.pem"
 }
-journal_runs() { in journalctl -q -u certkeeper.service -o cat | grep -c '"event":"run.finished"' || true; }
+journal_runs() { inside journalctl -q -u certkeeper.service -o cat | grep -c '"event":"run.finished"' || true; }
 equals() { [ "$1" = "$2" ] || { echo "got '$1', expected '$2'"; return 1; }; }
 
 echo "== the .deb"
@@ -128,24 +139,24 @@ check "lintian reports no errors or warnings" lintian --fail-on error,warning "$
 fresh_rootfs deb
 cp "$deb_old" "$deb_new" "$rootfs/root/"
 boot
-check "dpkg -i installs the package" in dpkg -i "/root/$(basename "$deb_old")"
-check "the service is enabled by the package" equals "$(in systemctl is-enabled certkeeper.service)" enabled
-check "the service is not started before it is configured" equals "$(in systemctl is-active certkeeper.service || true)" inactive
-check "the settings are a conffile, 0640 root:certkeeper" equals "$(stat -c '%a %U %G' "$rootfs/etc/certkeeper/certkeeper.yaml" | sed "s/ $(in id -g certkeeper)\$/ certkeeper/")" "640 root certkeeper"
-check "the state dir is 0700 certkeeper" equals "$(in stat -c '%a %U' /var/lib/certkeeper)" "700 certkeeper"
+check "dpkg -i installs the package" inside dpkg -i "/root/$(basename "$deb_old")"
+check "the service is enabled by the package" equals "$(inside systemctl is-enabled certkeeper.service)" enabled
+check "the service is not started before it is configured" equals "$(inside systemctl is-active certkeeper.service || true)" inactive
+check "the settings are a conffile, 0640 root:certkeeper" equals "$(inside stat -c '%a %U %G' /etc/certkeeper/certkeeper.yaml)" "640 root certkeeper"
+check "the state dir is 0700 certkeeper" equals "$(inside stat -c '%a %U' /var/lib/certkeeper)" "700 certkeeper"
 check "systemd-analyze verify is clean on the installed units" \
   bash -c "out=\$(nsenter -t $leader -a -- systemd-analyze verify /lib/systemd/system/certkeeper.service /lib/systemd/system/certkeeper-once.service /lib/systemd/system/certkeeper.timer 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
 for unit in certkeeper.service certkeeper-once.service; do
-  check "systemd-analyze security $unit: exposure 2.0 or lower" in systemd-analyze security --threshold=20 --no-pager "$unit"
+  check "systemd-analyze security $unit: exposure 2.0 or lower" inside systemd-analyze security --threshold=20 --no-pager "$unit"
 done
 check "man certkeeper" bash -c "nsenter -t $leader -a -- env MANPAGER=cat MANWIDTH=80 man certkeeper | grep -q 'Keeps TLS certificates'"
 check "bash completion installed" test -s "$rootfs/usr/share/bash-completion/completions/certkeeper"
-check "the certkeeper user has no login shell" equals "$(in getent passwd certkeeper | cut -d: -f7)" /usr/sbin/nologin
+check "the certkeeper user has no login shell" equals "$(inside getent passwd certkeeper | cut -d: -f7)" /usr/sbin/nologin
 check "the certkeeper user has no sudo" bash -c "nsenter -t $leader -a -- sudo -l -U certkeeper | grep -q 'not allowed'"
 for dir in /etc /etc/certkeeper /usr/bin /var/lib /root /srv; do
   check "the certkeeper user cannot write in $dir" bash -c "! nsenter -t $leader -a -- runuser -u certkeeper -- touch $dir/probe"
 done
-check "the certkeeper user writes its state dir" in runuser -u certkeeper -- touch /var/lib/certkeeper/probe
+check "the certkeeper user writes its state dir" inside runuser -u certkeeper -- touch /var/lib/certkeeper/probe
 rm -f "$rootfs/var/lib/certkeeper/probe"
 
 configure
@@ -177,7 +188,7 @@ print(len(mine), \"lines\")
 pid_before=$(prop certkeeper.service MainPID)
 runs_before=$(journal_runs)
 ask add api api.example.test >/dev/null
-check "systemctl reload exits 0" in systemctl reload certkeeper.service
+check "systemctl reload exits 0" inside systemctl reload certkeeper.service
 check "reload (SIGHUP) fetched the repo and ran: the new certificate is issued" eventually 90 issued api
 check "reload ran once more" bash -c "[ \$(nsenter -t $leader -a -- journalctl -q -u certkeeper.service -o cat | grep -c '\"event\":\"run.finished\"') -gt $runs_before ]"
 # A minute with a 10 s watchdog, runs included.
@@ -185,17 +196,17 @@ while [ $((SECONDS - started)) -lt 65 ]; do sleep 2; done
 check "the watchdog never fired over a minute" equals "$(prop certkeeper.service MainPID)/$(prop certkeeper.service NRestarts)" "$pid_before/0"
 check "no watchdog timeout in the journal" bash -c "! nsenter -t $leader -a -- journalctl -q -u certkeeper.service | grep -qi watchdog"
 
-serial_before=$(sha256sum "$rootfs/var/lib/certkeeper/live/www/cert.pem" | cut -c1-64)
-check "dpkg -i of a newer version upgrades" in dpkg -i "/root/$(basename "$deb_new")"
+serial_before=$(sha256sum "$rootfs/var/lib/certkeeper/live/www/cert.pem" 2>&1 | cut -c1-64)
+check "dpkg -i of a newer version upgrades" inside dpkg -i "/root/$(basename "$deb_new")"
 check "the upgrade restarted the daemon" bash -c "[ \"\$(nsenter -t $leader -a -- systemctl show -P MainPID certkeeper.service)\" != $pid_before ] && nsenter -t $leader -a -- systemctl is-active certkeeper.service"
 check "the upgrade kept the state" equals "$(sha256sum "$rootfs/var/lib/certkeeper/live/www/cert.pem" | cut -c1-64)" "$serial_before"
 check "the upgrade kept the edited settings" cmp "$guest/certkeeper.yaml" "$rootfs/etc/certkeeper/certkeeper.yaml"
-check "systemctl stop exits cleanly" in systemctl stop certkeeper.service
+check "systemctl stop exits cleanly" inside systemctl stop certkeeper.service
 check "the daemon exited 0" equals "$(prop certkeeper.service Result)/$(prop certkeeper.service ExecMainStatus)" success/0
 check "no _acme-challenge record is left" equals "$(ask records)" "records 0"
-check "dpkg -r removes the package" in dpkg -r certkeeper
+check "dpkg -r removes the package" inside dpkg -r certkeeper
 check "remove keeps the state and the user" bash -c "test -s $rootfs/var/lib/certkeeper/live/www/cert.pem && nsenter -t $leader -a -- getent passwd certkeeper"
-check "dpkg -P purges" in dpkg -P certkeeper
+check "dpkg -P purges" inside dpkg -P certkeeper
 check "purge removes the user, the settings and the state" bash -c "! nsenter -t $leader -a -- getent passwd certkeeper && test ! -e $rootfs/var/lib/certkeeper && test ! -e $rootfs/etc/certkeeper"
 shutdown_container poweroff
 
@@ -205,19 +216,19 @@ mkdir -p "$rootfs/root/certkeeper/target/release"
 cp -r deploy systemd config README.md "$rootfs/root/certkeeper/"
 cp target/release/certkeeper "$rootfs/root/certkeeper/target/release/"
 boot
-check "install.sh --timer" in bash /root/certkeeper/deploy/install.sh --timer
-check "the timer is enabled" equals "$(in systemctl is-enabled certkeeper.timer)" enabled
+check "install.sh --timer" inside bash /root/certkeeper/deploy/install.sh --timer
+check "the timer is enabled" equals "$(inside systemctl is-enabled certkeeper.timer)" enabled
 check "the timer triggers the oneshot, not the daemon" equals "$(prop certkeeper.timer Triggers)" certkeeper-once.service
 check "the daemon is not enabled with --timer" bash -c "! nsenter -t $leader -a -- systemctl is-enabled --quiet certkeeper.service"
 configure
 mkdir -p "$rootfs/etc/systemd/system/certkeeper.timer.d"
 printf '[Timer]\nOnCalendar=\nRandomizedDelaySec=0\nOnActiveSec=2s\n' > "$rootfs/etc/systemd/system/certkeeper.timer.d/soon.conf"
-in systemctl daemon-reload
-in systemctl restart certkeeper.timer
+inside systemctl daemon-reload
+inside systemctl restart certkeeper.timer
 check "the timer fired the oneshot, which exited 0" eventually 150 bash -c "[ \"\$(nsenter -t $leader -a -- systemctl show -P Result,ExecMainStatus,ExecMainExitTimestampMonotonic certkeeper-once.service | tr '\n' ' ')\" != '' ] && nsenter -t $leader -a -- systemctl show -P ExecMainExitTimestampMonotonic certkeeper-once.service | grep -qv '^0$' && [ \"\$(nsenter -t $leader -a -- systemctl show -P Result certkeeper-once.service)\" = success ] && [ \"\$(nsenter -t $leader -a -- systemctl show -P ExecMainStatus certkeeper-once.service)\" = 0 ]"
 check "the oneshot issued the certificates" issued www
-check "the daemon never ran" equals "$(in systemctl is-active certkeeper.service || true)" inactive
-check "install.sh (the service) replaces the timer" in bash /root/certkeeper/deploy/install.sh
+check "the daemon never ran" equals "$(inside systemctl is-active certkeeper.service || true)" inactive
+check "install.sh (the service) replaces the timer" inside bash /root/certkeeper/deploy/install.sh
 check "the service is enabled, the timer not" bash -c "[ \"\$(nsenter -t $leader -a -- systemctl is-enabled certkeeper.service)\" = enabled ] && ! nsenter -t $leader -a -- systemctl is-enabled --quiet certkeeper.timer"
 check "man certkeeper (source install)" bash -c "nsenter -t $leader -a -- env MANPAGER=cat man certkeeper | grep -q 'Keeps TLS certificates'"
 shutdown_container reboot

@@ -18,6 +18,7 @@ command -v buildah >/dev/null || need+=(buildah)
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "image-test: installing ${need[*]} (apt)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -35,7 +36,7 @@ if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
   slim="$cache/bookworm-slim-2.tar"
   if [ ! -s "$slim" ]; then
     echo "image-test: building $base (mmdebstrap)"
-    mmdebstrap --quiet --variant=minbase \
+    mmdebstrap --quiet --format=tar --variant=minbase \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
       --dpkgopt='path-exclude=/usr/share/info/*' \
@@ -82,10 +83,10 @@ read -r -t 120 ready <&"${HOSTENV[0]}" || true
 ask() { echo "$*" >&"${HOSTENV[1]}"; local answer; read -r -t 60 answer <&"${HOSTENV[0]}"; echo "$answer"; }
 guest="$work/env/guest"
 http_port=$(cat "$guest/http-port")
-# The container's user reads the settings and the repo (as a volume would).
-chmod -R a+rX "$guest" "$work/env/config-repo"
+# The image's user (10001) reads the settings, as from a read-only volume.
+chmod -R a+rX "$guest"
 chmod 0644 "$guest/environment"
-mounts=(-v "$volume:/var/lib/certkeeper" -v "$guest:/etc/certkeeper:ro" -v "$work/env/config-repo:/srv/certkeeper-repo:ro" --env-file "$guest/environment")
+mounts=(-v "$volume:/var/lib/certkeeper" -v "$guest:/etc/certkeeper:ro" --env-file "$guest/environment")
 
 passed=0
 failed=0
