@@ -47,11 +47,17 @@ async fn reports_health_with_nagios_codes() {
         out.stdout
     );
     let xml = std::fs::read_to_string(&junit).unwrap();
+    support::assert_junit_valid(&xml);
+    // Two certificates and the run itself.
     assert!(
-        xml.contains("<testsuite name=\"certkeeper\" tests=\"2\" failures=\"0\">"),
+        xml.contains("<testsuite name=\"certkeeper\" tests=\"3\" failures=\"0\""),
         "{xml}"
     );
     assert!(xml.contains("name=\"api\""), "{xml}");
+    assert!(
+        xml.contains("<testcase classname=\"certkeeper.run\" name=\"last run\""),
+        "{xml}"
+    );
 
     // Pebble issues for 5 years: thresholds above that turn it WARNING/CRITICAL.
     let out = status(
@@ -66,6 +72,7 @@ async fn reports_health_with_nagios_codes() {
         out.stdout
     );
     let xml = std::fs::read_to_string(&junit).unwrap();
+    support::assert_junit_valid(&xml);
     assert!(
         xml.contains("failures=\"2\"") && xml.contains("<failure message=\"WARNING expires in"),
         "{xml}"
@@ -81,6 +88,7 @@ async fn reports_health_with_nagios_codes() {
         out.stdout
     );
     assert!(out.stderr.contains("certkeeper CRITICAL"), "{}", out.stderr);
+    support::assert_junit_valid(&out.stdout);
     let out = status(&env, &["--critical-days", "5000", "--json"]).await;
     assert_eq!(out.code, 2, "{}", out.stdout);
     let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -156,6 +164,7 @@ async fn forced_command_key_only_prints_the_report() {
     );
     assert!(stdout.starts_with("<?xml"), "{stdout}");
     assert!(stdout.contains("name=\"web\""), "{stdout}");
+    support::assert_junit_valid(&stdout);
     assert!(
         !marker.exists(),
         "the forced command must replace what the client asked for"

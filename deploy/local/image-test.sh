@@ -27,20 +27,20 @@ fi
 cargo build --locked --quiet --example hostenv
 
 # The base image the Dockerfile names, made here: minbase without docs,
-# man pages, locales and perl (usrmerge's, on a system merged already), as
+# man pages and locales, /usr merged (usr-is-merged, not usrmerge and its perl), as
 # the official slim image is.
 base=docker.io/library/debian:bookworm-slim
 if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
   cache=${CERTKEEPER_TEST_CACHE:-/var/cache/certkeeper-test}
   mkdir -p "$cache"
-  slim="$cache/bookworm-slim-2.tar"
+  slim="$cache/bookworm-slim-3.tar"
   if [ ! -s "$slim" ]; then
     echo "image-test: building $base (mmdebstrap)"
     mmdebstrap --quiet --format=tar --variant=minbase \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
       --dpkgopt='path-exclude=/usr/share/info/*' \
-      --customize-hook='chroot "$1" dpkg --purge usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl perl-modules-5.36 libperl5.36 libgdbm-compat4 libgdbm6 >/dev/null' \
+      --include=usr-is-merged --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
       bookworm "$slim.tmp"
     mv "$slim.tmp" "$slim"
   fi

@@ -31,6 +31,12 @@ if ! command -v moto_server >/dev/null 2>&1 || ! python3 -c 'import moto, flask,
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'moto[server]>=5,<6'
   hash -r
 fi
+# The JUnit report is checked against the schema Jenkins' junit plugin reads.
+if ! python3 -c 'import xmlschema' >/dev/null 2>&1; then
+  echo "setup: installing xmlschema (pip)"
+  python3 -m pip install --quiet --disable-pip-version-check 'xmlschema>=3,<5' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'xmlschema>=3,<5'
+fi
 # pyenv installs console scripts behind shims that need a rehash.
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 

@@ -112,8 +112,9 @@ pub fn certificate(c: &CertStatus, t: &Thresholds, now: OffsetDateTime) -> CertH
     verdict(Level::Ok, format!("{days} days left"))
 }
 
-/// The verdict on the whole status: the worst of the run and every certificate.
-pub fn overall(status: &Status, t: &Thresholds, now: OffsetDateTime) -> (Level, Vec<String>) {
+/// The verdict on the run itself, certificates aside: too old, could not
+/// start, or ran on the last good config because the newest was rejected.
+pub fn run(status: &Status, t: &Thresholds, now: OffsetDateTime) -> (Level, Vec<String>) {
     let mut level = Level::Ok;
     let mut reasons = Vec::new();
     let age = now - status.finished_at;
@@ -132,6 +133,12 @@ pub fn overall(status: &Status, t: &Thresholds, now: OffsetDateTime) -> (Level, 
         level = level.max(Level::Warning);
         reasons.push(format!("config {}", status.config));
     }
+    (level, reasons)
+}
+
+/// The verdict on the whole status: the worst of the run and every certificate.
+pub fn overall(status: &Status, t: &Thresholds, now: OffsetDateTime) -> (Level, Vec<String>) {
+    let (mut level, mut reasons) = run(status, t, now);
     for c in &status.certificates {
         let h = certificate(c, t, now);
         if h.level != Level::Ok {

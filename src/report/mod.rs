@@ -25,38 +25,107 @@ impl Status {
     }
 }
 
-/// JUnit XML: one testcase per certificate, failing when not healthy, so
-/// Jenkins' JUnit view names the certificate that needs attention.
+/// JUnit XML as Jenkins' junit plugin reads it: one testcase per
+/// certificate, failing when not healthy, so the JUnit view names the
+/// certificate that needs attention, with its details in `system-out`; and
+/// one for the run itself (too old, could not start, config rejected).
+/// `timestamp` is when the run started (UTC), `time` how long it took.
 pub fn junit(status: &Status, t: &health::Thresholds, now: OffsetDateTime) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
     let mut cases = String::new();
     let mut failures = 0;
-    for c in &status.certificates {
-        let h = health::certificate(c, t, now);
+    let mut case = |classname: &str, name: &str, level: health::Level, reason: &str, out: &str| {
         cases.push_str(&format!(
-            "  <testcase classname=\"certkeeper.certificates\" name=\"{}\">\n",
-            esc(&c.name)
+            "  <testcase classname=\"{classname}\" name=\"{}\" time=\"0\">\n",
+            xml_escape(name)
         ));
-        if h.level != health::Level::Ok {
+        if level != health::Level::Ok {
             failures += 1;
             cases.push_str(&format!(
                 "    <failure message=\"{} {}\" type=\"{}\"/>\n",
-                h.level.label(),
-                esc(&h.reason),
-                h.level.label()
+                level.label(),
+                xml_escape(reason),
+                level.label()
             ));
         }
-        cases.push_str("  </testcase>\n");
+        cases.push_str(&format!(
+            "    <system-out>{}</system-out>\n  </testcase>\n",
+            xml_escape(out)
+        ));
+    };
+    let (level, reasons) = health::run(status, t, now);
+    let run_out = format!(
+        "started {}, finished {}, config commit {}, config {}",
+        rfc3339(status.started_at),
+        rfc3339(status.finished_at),
+        status.config_commit.as_deref().unwrap_or("none"),
+        if status.config.is_empty() {
+            "ok"
+        } else {
+            &status.config
+        },
+    );
+    case(
+        "certkeeper.run",
+        "last run",
+        level,
+        &reasons.join("; "),
+        &run_out,
+    );
+    for c in &status.certificates {
+        let h = health::certificate(c, t, now);
+        let out = format!(
+            "domains {}; not after {}; {}; last result {}; published {}; verified {}; config commit {}",
+            c.domains.join(", "),
+            c.not_after.map(rfc3339).unwrap_or_else(|| "none".into()),
+            h.reason,
+            format!("{:?}", c.state).to_lowercase(),
+            c.published,
+            c.verified
+                .map_or("not configured".into(), |v| v.to_string()),
+            c.config_commit.as_deref().unwrap_or("none"),
+        );
+        case("certkeeper.certificates", &c.name, h.level, &h.reason, &out);
     }
+    let tests = status.certificates.len() + 1;
+    let elapsed = (status.finished_at - status.started_at)
+        .as_seconds_f64()
+        .max(0.0);
+    let started = status.started_at.to_offset(time::UtcOffset::UTC);
+    let timestamp = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        started.year(),
+        u8::from(started.month()),
+        started.day(),
+        started.hour(),
+        started.minute(),
+        started.second()
+    );
     format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"certkeeper\" tests=\"{}\" failures=\"{failures}\">\n{cases}</testsuite>\n",
-        status.certificates.len()
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite name=\"certkeeper\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" time=\"{elapsed:.3}\" timestamp=\"{timestamp}\">\n{cases}</testsuite>\n"
     )
+}
+
+/// Escapes text for XML attributes and content; drops the characters XML
+/// 1.0 cannot carry at all (control characters other than tab and newlines).
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\t' | '\n' | '\r' => out.push(ch),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,5 +302,42 @@ mod tests {
         assert_eq!(status(vec![cert(CertState::Ok, false)]).exit_code(now), 1);
         let later = datetime!(2027-06-01 0:00 UTC);
         assert_eq!(status(vec![cert(CertState::Ok, true)]).exit_code(later), 1);
+    }
+
+    #[test]
+    fn junit_names_the_certificate_and_the_run() {
+        let t = health::Thresholds::default();
+        let mut bad = cert(CertState::Ok, true);
+        bad.name = "a<b>&\"c\"\u{7}".into();
+        bad.not_after = Some(datetime!(2026-01-03 0:00 UTC));
+        let mut s = status(vec![cert(CertState::Ok, true), bad]);
+        s.finished_at = datetime!(2026-01-01 0:01:30.5 UTC);
+        let now = datetime!(2026-01-01 1:00 UTC);
+        let xml = junit(&s, &t, now);
+        assert!(
+            xml.contains(
+                "tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"0\" time=\"90.500\" timestamp=\"2026-01-01T00:00:00\""
+            ),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("name=\"a&lt;b&gt;&amp;&quot;c&quot;\""),
+            "{xml}"
+        );
+        assert!(!xml.contains('\u{7}'), "{xml}");
+        assert!(
+            xml.contains("<failure message=\"CRITICAL expires in 1 days\" type=\"CRITICAL\"/>"),
+            "{xml}"
+        );
+        // Three days later the run itself is too old: its testcase fails.
+        let xml = junit(&s, &t, datetime!(2026-01-04 0:00 UTC));
+        let run = xml
+            .split("<testcase ")
+            .find(|c| c.contains("certkeeper.run"))
+            .unwrap();
+        assert!(
+            run.contains("<failure message=\"CRITICAL no run for 71 hours\""),
+            "{run}"
+        );
     }
 }

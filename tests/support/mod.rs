@@ -694,3 +694,27 @@ pub fn ssh_keygen(dir: &Path, name: &str) -> PathBuf {
     );
     path
 }
+
+/// Fails unless `xml` is a JUnit report Jenkins' junit plugin reads:
+/// valid against tests/support/junit.xsd with counts that match its
+/// testcases (tests/support/junit_check.py, with PyPI's xmlschema, which
+/// deploy/local/setup.sh installs).
+pub fn assert_junit_valid(xml: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let report = dir.path().join("report.xml");
+    std::fs::write(&report, xml).expect("write report");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/junit_check.py");
+    let out = Command::new("python3")
+        .arg(&script)
+        .arg(&report)
+        .output()
+        .expect(
+            "run python3 tests/support/junit_check.py (deploy/local/setup.sh installs xmlschema)",
+        );
+    assert!(
+        out.status.success(),
+        "not a JUnit report Jenkins reads:\n{}{}\n{xml}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
