@@ -9,6 +9,7 @@
 
 pub mod acme;
 pub mod alert;
+pub mod aws;
 pub mod backoff;
 pub mod config;
 pub mod convert;
@@ -30,6 +31,7 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod secrets;
 pub mod serve;
 pub mod settings;
 pub mod store;

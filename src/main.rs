@@ -766,7 +766,7 @@ fn inventory(config: &std::path::Path, json: bool) -> i32 {
     let store = certkeeper::store::Store::open(&settings.state_dir).ok();
     let (watched, errors) = match &settings.watch {
         Some(w) => runtime.block_on(async {
-            let secrets = run::Secrets::from_settings(&settings).await;
+            let secrets = certkeeper::secrets::Secrets::from_settings(&settings).await;
             let ctx = certkeeper::watch::sources::Context {
                 secrets: &secrets,
                 store: store.as_ref(),

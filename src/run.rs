@@ -2,16 +2,15 @@
 //! fetch the config, decide what is due, issue, store, publish, report.
 
 use crate::acme::Issuer;
+use crate::aws;
 use crate::config::{Certificate, Config};
-use crate::dns::rfc2136::Rfc2136;
-use crate::dns::route53::{Route53, Route53Options};
 use crate::dns::{Dns01, DnsProvider};
 use crate::plan::{self, Decision};
-use crate::publish::{self, Target, s3::S3};
+use crate::publish::{self, Target};
 use crate::report::{self, CertState, CertStatus, Status};
-use crate::secret::Secret;
+use crate::secrets::Secrets;
 use crate::settings::Settings;
-use crate::settings::{AwsIdentity, DnsProviderSettings, TargetSettings};
+use crate::settings::TargetSettings;
 use crate::store::{Meta, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,60 +44,6 @@ pub struct Services {
     pub coordinator: Option<Arc<crate::lease::Coordinator>>,
 }
 
-/// Resolves the settings' named secrets when a certificate needs one.
-pub struct Secrets {
-    sources: BTreeMap<String, crate::settings::SecretSource>,
-    ssm: aws_sdk_ssm::Client,
-}
-
-impl Secrets {
-    /// The settings' secrets, read with the default AWS identity (SSM).
-    pub async fn from_settings(settings: &Settings) -> Secrets {
-        let base = aws_base(settings, None).await;
-        Secrets {
-            sources: settings.secrets.clone(),
-            ssm: aws_sdk_ssm::Client::new(&base),
-        }
-    }
-
-    pub async fn get(&self, name: &str) -> Result<Secret, String> {
-        let source = self
-            .sources
-            .get(name)
-            .ok_or_else(|| format!("no secret {name:?} in the settings"))?;
-        let value = if let Some(path) = &source.file {
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("secret {name:?}: reading {}: {e}", path.display()))?
-                .trim_end_matches(['\n', '\r'])
-                .to_string()
-        } else if let Some(var) = &source.env {
-            std::env::var(var)
-                .map_err(|_| format!("secret {name:?}: environment variable {var} is not set"))?
-        } else if let Some(param) = &source.ssm {
-            let out = self
-                .ssm
-                .get_parameter()
-                .name(param)
-                .with_decryption(true)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!("secret {name:?}: SSM {param}: {}", publish::aws_message(&e))
-                })?;
-            out.parameter()
-                .and_then(|p| p.value())
-                .unwrap_or_default()
-                .to_string()
-        } else {
-            return Err(format!("secret {name:?} has no source"));
-        };
-        if value.is_empty() {
-            return Err(format!("secret {name:?} is empty"));
-        }
-        Ok(Secret::new(value))
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("DNS provider {name:?}: {source}")]
 pub struct ServiceError {
@@ -111,110 +56,32 @@ impl Services {
     /// gets its own AWS identity (profile or assumed role), separate from
     /// the one used for S3.
     pub async fn from_settings(settings: &Settings) -> Result<Services, ServiceError> {
-        let base = aws_base(settings, None).await;
+        let base = aws::base(settings, None).await;
         let mut dns: BTreeMap<String, Arc<dyn DnsProvider>> = BTreeMap::new();
         for (name, provider) in &settings.dns_providers {
-            let provider: Arc<dyn DnsProvider> = match provider {
-                DnsProviderSettings::Route53(r) => {
-                    let sdk = route53_identity(settings, r, &base).await;
-                    Arc::new(Route53::with_options(
-                        aws_sdk_route53::Client::new(&sdk),
-                        Route53Options {
-                            private_zone: r.private_zone,
-                            requests_per_second: r.requests_per_second,
-                        },
-                    ))
-                }
-                DnsProviderSettings::Rfc2136(r) => {
-                    Arc::new(Rfc2136::new(r).map_err(|source| ServiceError {
-                        name: name.clone(),
-                        source,
-                    })?)
-                }
-            };
-            dns.insert(name.clone(), provider);
+            let built = crate::dns::build(settings, provider, &base)
+                .await
+                .map_err(|source| ServiceError {
+                    name: name.clone(),
+                    source,
+                })?;
+            dns.insert(name.clone(), built);
         }
         let mut targets: BTreeMap<String, Arc<dyn Target>> = BTreeMap::new();
         for (name, target) in &settings.targets {
-            let target: Arc<dyn Target> = match target {
-                TargetSettings::S3(s3) => {
-                    let sdk = aws_identity(settings, &s3.aws, &base, "certkeeper-s3").await;
-                    // Path-style addressing works with every endpoint
-                    // override (an IP address has no virtual-host buckets).
-                    let config = aws_sdk_s3::config::Builder::from(&sdk)
-                        .force_path_style(settings.aws.endpoint_url.is_some())
-                        .build();
-                    Arc::new(S3::new(
-                        name,
-                        aws_sdk_s3::Client::from_conf(config),
-                        s3.clone(),
-                    ))
-                }
-                TargetSettings::Ssm(ssm) => {
-                    let sdk = aws_identity(settings, &ssm.aws, &base, "certkeeper-ssm").await;
-                    Arc::new(publish::ssm::Ssm::new(
-                        name,
-                        aws_sdk_ssm::Client::new(&sdk),
-                        ssm.clone(),
-                    ))
-                }
-                TargetSettings::Acm(acm) => {
-                    let sdk = aws_identity(settings, &acm.aws, &base, "certkeeper-acm").await;
-                    let mut regions = acm.regions.clone();
-                    if regions.is_empty() {
-                        regions.push(
-                            sdk.region()
-                                .map(|r| r.to_string())
-                                .unwrap_or_else(|| "us-east-1".into()),
-                        );
-                    }
-                    let clients = regions
-                        .into_iter()
-                        .map(|r| {
-                            let config = aws_sdk_acm::config::Builder::from(&sdk)
-                                .region(aws_config::Region::new(r.clone()))
-                                .build();
-                            (r, aws_sdk_acm::Client::from_conf(config))
-                        })
-                        .collect();
-                    Arc::new(publish::acm::Acm::new(name, clients))
-                }
-                TargetSettings::Iam(iam) => {
-                    let sdk = aws_identity(settings, &iam.aws, &base, "certkeeper-iam").await;
-                    Arc::new(publish::iam::Iam::new(
-                        name,
-                        aws_sdk_iam::Client::new(&sdk),
-                        iam.clone(),
-                    ))
-                }
-                TargetSettings::Ecs(ecs) => {
-                    let sdk = aws_identity(settings, &ecs.aws, &base, "certkeeper-ecs").await;
-                    Arc::new(publish::ecs::Ecs::new(
-                        name,
-                        aws_sdk_ecs::Client::new(&sdk),
-                        ecs.clone(),
-                    ))
-                }
-                TargetSettings::Files(files) => {
-                    Arc::new(publish::files::Files::new(name, files.clone()))
-                }
-            };
-            targets.insert(name.clone(), target);
+            targets.insert(
+                name.clone(),
+                publish::build(name, settings, target, &base).await,
+            );
         }
-        let secrets = Arc::new(Secrets {
-            sources: settings.secrets.clone(),
-            ssm: aws_sdk_ssm::Client::new(&base),
-        });
+        let secrets = Arc::new(Secrets::new(settings, &base));
         let mut coordinator = None;
         if let Some(replicas) = &settings.replicas
             && let Some(TargetSettings::S3(s3)) = settings.targets.get(&replicas.target)
         {
-            let sdk = aws_identity(settings, &s3.aws, &base, "certkeeper-s3").await;
-            let config = aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(settings.aws.endpoint_url.is_some())
-                .build();
+            let sdk = aws::identity(settings, &s3.aws, &base, "certkeeper-s3").await;
             coordinator = Some(Arc::new(crate::lease::Coordinator::new(
-                aws_sdk_s3::Client::from_conf(config),
+                aws::s3_client(settings, &sdk),
                 s3,
                 replicas,
             )));
@@ -231,77 +98,6 @@ impl Services {
     fn dns_calls(&self) -> u64 {
         self.dns.values().map(|p| p.api_calls()).sum()
     }
-}
-
-pub(crate) async fn aws_base(settings: &Settings, profile: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = &settings.aws.region {
-        loader = loader.region(aws_config::Region::new(region.clone()));
-    }
-    if let Some(endpoint) = &settings.aws.endpoint_url {
-        loader = loader.endpoint_url(endpoint);
-    }
-    if let Some(profile) = profile {
-        loader = loader.profile_name(profile);
-    }
-    // Per attempt, and for the whole call with the SDK's retries (3
-    // attempts and their back-off), so no AWS call can hang a run.
-    let attempt = settings.aws.request_timeout;
-    loader = loader.timeout_config(
-        aws_config::timeout::TimeoutConfig::builder()
-            .connect_timeout(attempt.min(std::time::Duration::from_secs(10)))
-            .operation_attempt_timeout(attempt)
-            .operation_timeout(attempt * 4)
-            .build(),
-    );
-    loader.load().await
-}
-
-async fn route53_identity(
-    settings: &Settings,
-    r: &crate::settings::Route53Settings,
-    base: &aws_config::SdkConfig,
-) -> aws_config::SdkConfig {
-    let identity = AwsIdentity {
-        profile: r.profile.clone(),
-        role_arn: r.role_arn.clone(),
-        external_id: r.external_id.clone(),
-        region: None,
-    };
-    aws_identity(settings, &identity, base, "certkeeper-dns").await
-}
-
-/// The SDK config for one identity: its profile, region and assumed role
-/// on top of the defaults.
-pub(crate) async fn aws_identity(
-    settings: &Settings,
-    identity: &AwsIdentity,
-    base: &aws_config::SdkConfig,
-    session: &str,
-) -> aws_config::SdkConfig {
-    let mut sdk = match &identity.profile {
-        Some(profile) => aws_base(settings, Some(profile)).await,
-        None => base.clone(),
-    };
-    if let Some(region) = &identity.region {
-        sdk = sdk
-            .into_builder()
-            .region(aws_config::Region::new(region.clone()))
-            .build();
-    }
-    let Some(role) = &identity.role_arn else {
-        return sdk;
-    };
-    let mut assume = aws_config::sts::AssumeRoleProvider::builder(role).session_name(session);
-    if let Some(id) = &identity.external_id {
-        assume = assume.external_id(id);
-    }
-    let provider = assume.configure(&sdk).build().await;
-    sdk.into_builder()
-        .credentials_provider(aws_sdk_route53::config::SharedCredentialsProvider::new(
-            provider,
-        ))
-        .build()
 }
 
 /// Runs one renewal over every certificate of the config repo.

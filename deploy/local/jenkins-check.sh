@@ -3,7 +3,7 @@
 # Jenkins ruleset; no Jenkins can be installed here). Fails on any warning.
 # Installs node/npm and a Java runtime (apt) when missing, and
 # npm-groovy-lint into $CERTKEEPER_TEST_CACHE (/var/cache/certkeeper-test).
-# The JUnit report's side of Jenkins is checked by tests/status.rs against
+# The JUnit report's side of Jenkins is checked by tests/e2e/status.rs against
 # tests/support/junit.xsd.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

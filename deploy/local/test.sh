@@ -12,7 +12,7 @@ bash deploy/local/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo test --locked --all-targets "$@"
 # Jenkins' side: the Jenkinsfile linted (the JUnit report is checked
-# against the junit plugin's schema by tests/status.rs).
+# against the junit plugin's schema by tests/e2e/status.rs).
 if [ "$(id -u)" = 0 ] || { command -v npm >/dev/null && command -v java >/dev/null; }; then
   bash deploy/local/jenkins-check.sh
 else

@@ -497,3 +497,32 @@ async fn preflight_visible(
         .map_err(|e| e.to_string())?;
     Ok(servers)
 }
+
+/// The registry: one provider from its settings. A new provider is its
+/// module above, its settings arm, and one arm here.
+pub async fn build(
+    settings: &crate::settings::Settings,
+    provider: &crate::settings::DnsProviderSettings,
+    base: &aws_config::SdkConfig,
+) -> Result<std::sync::Arc<dyn DnsProvider>, DnsError> {
+    use crate::settings::DnsProviderSettings;
+    Ok(match provider {
+        DnsProviderSettings::Route53(r) => {
+            let identity = crate::settings::AwsIdentity {
+                profile: r.profile.clone(),
+                role_arn: r.role_arn.clone(),
+                external_id: r.external_id.clone(),
+                region: None,
+            };
+            let sdk = crate::aws::identity(settings, &identity, base, "certkeeper-dns").await;
+            std::sync::Arc::new(route53::Route53::with_options(
+                aws_sdk_route53::Client::new(&sdk),
+                route53::Route53Options {
+                    private_zone: r.private_zone,
+                    requests_per_second: r.requests_per_second,
+                },
+            ))
+        }
+        DnsProviderSettings::Rfc2136(r) => std::sync::Arc::new(rfc2136::Rfc2136::new(r)?),
+    })
+}

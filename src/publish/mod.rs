@@ -225,3 +225,73 @@ fn read_record(store: &Store, name: &str) -> Record {
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default()
 }
+
+/// The registry: one target from its settings, with its own AWS identity
+/// where it calls AWS. A new target is its module above, its settings arm,
+/// and one arm here.
+pub async fn build(
+    name: &str,
+    settings: &crate::settings::Settings,
+    target: &crate::settings::TargetSettings,
+    base: &aws_config::SdkConfig,
+) -> std::sync::Arc<dyn Target> {
+    use crate::aws;
+    use crate::settings::TargetSettings;
+    use std::sync::Arc;
+    match target {
+        TargetSettings::S3(s3) => {
+            let sdk = aws::identity(settings, &s3.aws, base, "certkeeper-s3").await;
+            Arc::new(s3::S3::new(
+                name,
+                aws::s3_client(settings, &sdk),
+                s3.clone(),
+            ))
+        }
+        TargetSettings::Ssm(ssm) => {
+            let sdk = aws::identity(settings, &ssm.aws, base, "certkeeper-ssm").await;
+            Arc::new(ssm::Ssm::new(
+                name,
+                aws_sdk_ssm::Client::new(&sdk),
+                ssm.clone(),
+            ))
+        }
+        TargetSettings::Acm(acm) => {
+            let sdk = aws::identity(settings, &acm.aws, base, "certkeeper-acm").await;
+            let mut regions = acm.regions.clone();
+            if regions.is_empty() {
+                regions.push(
+                    sdk.region()
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|| "us-east-1".into()),
+                );
+            }
+            let clients = regions
+                .into_iter()
+                .map(|r| {
+                    let config = aws_sdk_acm::config::Builder::from(&sdk)
+                        .region(aws_config::Region::new(r.clone()))
+                        .build();
+                    (r, aws_sdk_acm::Client::from_conf(config))
+                })
+                .collect();
+            Arc::new(acm::Acm::new(name, clients))
+        }
+        TargetSettings::Iam(iam) => {
+            let sdk = aws::identity(settings, &iam.aws, base, "certkeeper-iam").await;
+            Arc::new(iam::Iam::new(
+                name,
+                aws_sdk_iam::Client::new(&sdk),
+                iam.clone(),
+            ))
+        }
+        TargetSettings::Ecs(ecs) => {
+            let sdk = aws::identity(settings, &ecs.aws, base, "certkeeper-ecs").await;
+            Arc::new(ecs::Ecs::new(
+                name,
+                aws_sdk_ecs::Client::new(&sdk),
+                ecs.clone(),
+            ))
+        }
+        TargetSettings::Files(files) => Arc::new(files::Files::new(name, files.clone())),
+    }
+}

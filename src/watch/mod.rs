@@ -9,7 +9,7 @@ pub mod sources;
 
 use crate::alert::{self, Alert, Channel, Sent};
 use crate::report::{CertState, Status};
-use crate::run::Secrets;
+use crate::secrets::Secrets;
 use crate::settings::{ChannelSettings, Settings, WatchSettings};
 use crate::store::Store;
 use serde::Serialize;

@@ -15,7 +15,7 @@ fn is_pkcs12(name: &str) -> bool {
 
 /// What a scan needs besides the settings.
 pub struct Context<'a> {
-    pub secrets: &'a crate::run::Secrets,
+    pub secrets: &'a crate::secrets::Secrets,
     /// For the S3 ETag cache; none: everything is downloaded.
     pub store: Option<&'a crate::store::Store>,
 }
@@ -188,13 +188,9 @@ pub async fn scan(
                 .and_then(|s| s.read_state(CACHE).ok().flatten())
                 .and_then(|b| serde_json::from_slice(&b).ok())
                 .unwrap_or_default();
-            let base = crate::run::aws_base(settings, None).await;
-            let sdk = crate::run::aws_identity(settings, aws, &base, "certkeeper-watch").await;
-            let client = aws_sdk_s3::Client::from_conf(
-                aws_sdk_s3::config::Builder::from(&sdk)
-                    .force_path_style(settings.aws.endpoint_url.is_some())
-                    .build(),
-            );
+            let base = crate::aws::base(settings, None).await;
+            let sdk = crate::aws::identity(settings, aws, &base, "certkeeper-watch").await;
+            let client = crate::aws::s3_client(settings, &sdk);
             let mut pages = client
                 .list_objects_v2()
                 .bucket(bucket)
@@ -293,8 +289,8 @@ pub async fn scan(
             labels,
             aws,
         } => {
-            let base = crate::run::aws_base(settings, None).await;
-            let sdk = crate::run::aws_identity(settings, aws, &base, "certkeeper-watch").await;
+            let base = crate::aws::base(settings, None).await;
+            let sdk = crate::aws::identity(settings, aws, &base, "certkeeper-watch").await;
             let client = aws_sdk_ssm::Client::new(&sdk);
             let mut pages = client
                 .get_parameters_by_path()

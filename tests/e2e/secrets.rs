@@ -7,7 +7,7 @@
 //! other state file that is not a key file, and what the daemon serves on
 //! /status, /metrics and /healthz. Zero hits.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! others, never touches its previous live files or S3 objects, and leaves no
 //! TXT record behind; a failed publish is retried on the next run.
 
-mod support;
+use crate::support;
 
 use support::{LocalEnv, PebbleOptions};
 

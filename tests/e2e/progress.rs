@@ -1,7 +1,7 @@
 //! The live progress line of `run --once`: shown on a terminal with text
 //! logs, never in JSON log mode or when stderr is not a terminal.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use support::{LocalEnv, PebbleOptions};

@@ -1,6 +1,6 @@
 //! The RFC 2136 provider against a real BIND9 with TSIG.
 
-mod support;
+use crate::support;
 
 use certkeeper::dns::propagation::query_txt;
 use certkeeper::dns::rfc2136::Rfc2136;

@@ -1,6 +1,6 @@
 //! `certkeeper status`: table, JSON, JUnit and Nagios exit codes.
 
-mod support;
+use crate::support;
 
 use support::{LocalEnv, PebbleOptions};
 

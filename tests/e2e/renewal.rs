@@ -1,7 +1,7 @@
 //! The renewal engine: named issuers with EAB and fallbacks, profiles,
 //! `renew --force`, revocation, account key rollover, key reuse.
 
-mod support;
+use crate::support;
 
 use support::{LocalEnv, PebbleOptions};
 

@@ -1,7 +1,7 @@
 //! The core slice end to end: git config -> ACME DNS-01 via Route53 ->
 //! local store -> S3, against real Pebble, moto and the Route53-backed DNS.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use support::{LocalEnv, PebbleOptions};

@@ -3,7 +3,7 @@
 //! its window and reports `verified`, or `mismatch: … serves serial X,
 //! expected Y` when the server never switches.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 use support::tls::TlsServer;

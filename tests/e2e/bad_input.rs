@@ -1,7 +1,7 @@
 //! Bad input gets one clear error naming file, line and field, exit code 2,
 //! and nothing already live is touched.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use support::{ConfigRepo, LocalEnv, PebbleOptions};

@@ -4,7 +4,7 @@
 //! or a recovery, never a panic and never a silent re-issue.
 //! (A corrupt lease object is in tests/replicas.rs.)
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use support::{LocalEnv, PebbleOptions, RunOutput, cert_status};

@@ -1,7 +1,7 @@
 //! `certkeeper dns test <domain>`: write, check and remove a probe value,
 //! and say in plain words what failed.
 
-mod support;
+use crate::support;
 
 use support::{LocalEnv, PebbleOptions};
 

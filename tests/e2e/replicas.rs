@@ -3,7 +3,7 @@
 //! holder's certificate (its TXT records removed), and bootstrap of a new
 //! replica from the bucket instead of re-issuing.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};

@@ -2,7 +2,7 @@
 //! reported and retried), PKCS#12 bundles checked with `openssl pkcs12` and
 //! `keytool`, and the fingerprints file checked against `openssl x509`.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;

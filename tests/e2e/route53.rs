@@ -1,7 +1,7 @@
 //! The Route53 provider against moto: values are merged into what is there,
 //! and cleanup removes only what certkeeper added.
 
-mod support;
+use crate::support;
 
 use certkeeper::dns::route53::Route53;
 use certkeeper::dns::{DnsProvider, TxtRecord, ZoneHint};

@@ -4,7 +4,7 @@
 //! name with the old one deleted, a new ECS deployment), and a failing
 //! target retried on the next run without undoing the others.
 
-mod support;
+use crate::support;
 
 use support::{LocalEnv, PebbleOptions, cert_status};
 

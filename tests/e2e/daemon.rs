@@ -3,7 +3,7 @@
 //! SIGTERM lets the order in flight finish within the grace period, cleans
 //! up and exits 0.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixDatagram;

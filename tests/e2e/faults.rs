@@ -5,7 +5,7 @@
 //! is left behind once the endpoint is back, and the next run completes
 //! what the fault interrupted. RELIABILITY.md records the results.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};

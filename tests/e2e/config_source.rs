@@ -1,7 +1,7 @@
 //! The config source: ssh with pinned host keys (real sshd), SSH-signed
 //! commits, the zone allowlist, last-good fallback, and `config check`.
 
-mod support;
+use crate::support;
 
 use certkeeper::config::signature::{AllowedSigners, SignatureError};
 use certkeeper::config::source::GitSource;

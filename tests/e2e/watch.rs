@@ -2,7 +2,7 @@
 //! Slack webhook and a signed JSON webhook (local receivers), once a day,
 //! stopping when a renewed certificate appears; `inventory`.
 
-mod support;
+use crate::support;
 
 use hmac::{KeyInit, Mac};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! SIGTERM in the middle of an order: the TXT values already written are
 //! removed, the status file is written, nothing half-done is left live.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@
 //! with keytool, the reminder with the command for the next one; then
 //! `convert` and `fingerprint` against openssl.
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

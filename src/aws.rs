@@ -1,0 +1,75 @@
+//! AWS clients as every part of certkeeper builds them: the settings'
+//! region and endpoint override, request timeouts, and per-target
+//! identities (a profile, a region, an assumed role).
+
+use crate::settings::{AwsIdentity, Settings};
+
+/// The SDK config of the default identity (or of `profile`): the settings'
+/// region and endpoint override, and request timeouts so no AWS call can
+/// hang a run.
+pub async fn base(settings: &Settings, profile: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &settings.aws.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &settings.aws.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    // Per attempt, and for the whole call with the SDK's retries (3
+    // attempts and their back-off), so no AWS call can hang a run.
+    let attempt = settings.aws.request_timeout;
+    loader = loader.timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(attempt.min(std::time::Duration::from_secs(10)))
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(attempt * 4)
+            .build(),
+    );
+    loader.load().await
+}
+
+/// The SDK config for one identity: its profile, region and assumed role
+/// on top of the defaults.
+pub async fn identity(
+    settings: &Settings,
+    identity: &AwsIdentity,
+    base: &aws_config::SdkConfig,
+    session: &str,
+) -> aws_config::SdkConfig {
+    let mut sdk = match &identity.profile {
+        Some(profile) => self::base(settings, Some(profile)).await,
+        None => base.clone(),
+    };
+    if let Some(region) = &identity.region {
+        sdk = sdk
+            .into_builder()
+            .region(aws_config::Region::new(region.clone()))
+            .build();
+    }
+    let Some(role) = &identity.role_arn else {
+        return sdk;
+    };
+    let mut assume = aws_config::sts::AssumeRoleProvider::builder(role).session_name(session);
+    if let Some(id) = &identity.external_id {
+        assume = assume.external_id(id);
+    }
+    let provider = assume.configure(&sdk).build().await;
+    sdk.into_builder()
+        .credentials_provider(aws_sdk_route53::config::SharedCredentialsProvider::new(
+            provider,
+        ))
+        .build()
+}
+
+/// An S3 client for `sdk`. Path-style addressing when an endpoint override
+/// is set: it works with every endpoint (an IP address has no virtual-host
+/// buckets).
+pub fn s3_client(settings: &Settings, sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(settings.aws.endpoint_url.is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
