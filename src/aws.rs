@@ -73,3 +73,16 @@ pub fn s3_client(settings: &Settings, sdk: &aws_config::SdkConfig) -> aws_sdk_s3
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
+
+/// Turns an AWS SDK error into the code and message AWS sent, or the whole
+/// error chain when there is none (connection errors).
+pub fn message<E>(e: &E) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.to_string(),
+        _ => aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+    }
+}

@@ -8,19 +8,16 @@
 //! is pending; `csr/<name>/last-request.json` after its import, so the
 //! reminder before expiry can give the exact command for the next one.
 
-use crate::config::KeyType;
 use crate::convert::{self, ConvertError};
+use crate::pki::KeyType;
 use crate::secret::Secret;
 use crate::store::{Issued, Meta, Store, StoreError};
 use ::time::OffsetDateTime;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::Path;
 use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest, X509Name};
 
-/// The `issuer` of certificates signed outside ACME, in the config and in
-/// meta.json.
-pub const EXTERNAL: &str = "external";
+pub use crate::config::EXTERNAL;
 
 const PENDING_KEY: &str = "privkey.pem";
 const PENDING_CSR: &str = "csr.pem";
@@ -81,34 +78,7 @@ impl Request {
     }
 }
 
-/// Renders the CN and SAN templates with `vars` and checks each name with
-/// the config's hostname rules.
-pub fn render_names(
-    cn_template: &str,
-    san_templates: &[String],
-    vars: &BTreeMap<String, String>,
-) -> Result<(String, Vec<String>), String> {
-    let one = |field: &str, template: &str| -> Result<String, String> {
-        let text = crate::publish::render(template, vars).map_err(|e| format!("{field}: {e}"))?;
-        crate::config::domain::normalize(&text).map_err(|e| format!("{field}: {e}"))
-    };
-    // The CN keeps the case it was written in (MESH mailbox ids are upper
-    // case in the CA's records); it is checked in its canonical form.
-    one("cn", cn_template)?;
-    let cn = crate::publish::render(cn_template, vars)
-        .map_err(|e| format!("cn: {e}"))?
-        .trim()
-        .trim_end_matches('.')
-        .to_string();
-    let mut sans = Vec::new();
-    for (i, t) in san_templates.iter().enumerate() {
-        let san = one(&format!("san[{i}]"), t)?;
-        if !sans.contains(&san) {
-            sans.push(san);
-        }
-    }
-    Ok((cn, sans))
-}
+pub use crate::config::domain::render_names;
 
 fn dir(name: &str) -> String {
     format!("csr/{name}")
@@ -162,8 +132,8 @@ pub fn new_request(store: &Store, request: &Request, replace: bool) -> Result<Ne
             _ => {}
         }
     }
-    let key = crate::acme::generate_key(request.key_type)
-        .map_err(|e| CsrError::Invalid(e.to_string()))?;
+    let key =
+        crate::pki::generate_key(request.key_type).map_err(|e| CsrError::Invalid(e.to_string()))?;
     let mut params = rcgen::CertificateParams::new(request.sans.clone())
         .map_err(|e| CsrError::Invalid(format!("CSR: {e}")))?;
     let mut dn = rcgen::DistinguishedName::new();
@@ -396,10 +366,11 @@ mod tests {
 
     #[test]
     fn names_render_and_are_checked() {
-        let vars: BTreeMap<String, String> = [("identifier", "RRR01HC"), ("ods", "RRR01")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: std::collections::BTreeMap<String, String> =
+            [("identifier", "RRR01HC"), ("ods", "RRR01")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let (cn, sans) = render_names("{identifier}.{ods}.mesh-client.nhs.uk", &[], &vars).unwrap();
         assert_eq!(cn, "RRR01HC.RRR01.mesh-client.nhs.uk");
         assert!(sans.is_empty());

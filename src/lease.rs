@@ -207,7 +207,7 @@ impl Coordinator {
                 }))
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-            Err(e) => Err(self.s3_error(key, crate::publish::aws_message(&e))),
+            Err(e) => Err(self.s3_error(key, crate::aws::message(&e))),
         }
     }
 
@@ -241,7 +241,7 @@ impl Coordinator {
             {
                 Ok(None)
             }
-            Err(e) => Err(self.s3_error(key, crate::publish::aws_message(&e))),
+            Err(e) => Err(self.s3_error(key, crate::aws::message(&e))),
         }
     }
 
@@ -433,7 +433,7 @@ impl Coordinator {
                     Err(e) => {
                         self.can_list
                             .store(false, std::sync::atomic::Ordering::SeqCst);
-                        tracing::warn!(event = "replica.survey.failed", bucket = %self.bucket, prefix = %prefix, error = %crate::publish::aws_message(&e), hint = "allow s3:ListBucket on the bucket (see `certkeeper iam-policy`); until then every certificate costs a few more requests");
+                        tracing::warn!(event = "replica.survey.failed", bucket = %self.bucket, prefix = %prefix, error = %crate::aws::message(&e), hint = "allow s3:ListBucket on the bucket (see `certkeeper iam-policy`); until then every certificate costs a few more requests");
                         return None;
                     }
                 };
@@ -566,7 +566,7 @@ impl Coordinator {
                     .and_then(|g| g.parse().ok()),
             )),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(self.s3_error(&key, crate::publish::aws_message(&e))),
+            Err(e) => Err(self.s3_error(&key, crate::aws::message(&e))),
         }
     }
 

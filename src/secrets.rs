@@ -48,10 +48,7 @@ impl Secrets {
                 .send()
                 .await
                 .map_err(|e| {
-                    format!(
-                        "secret {name:?}: SSM {param}: {}",
-                        crate::publish::aws_message(&e)
-                    )
+                    format!("secret {name:?}: SSM {param}: {}", crate::aws::message(&e))
                 })?;
             out.parameter()
                 .and_then(|p| p.value())

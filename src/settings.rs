@@ -1088,7 +1088,7 @@ impl Settings {
                 TargetSettings::Ssm(ssm) => ssm
                     .parameters
                     .keys()
-                    .find(|k| crate::publish::ssm_file(k).is_none())
+                    .find(|k| ssm_file(k).is_none())
                     .map(|k| {
                         (
                             "parameters",
@@ -1211,6 +1211,20 @@ impl RepoSettings {
     pub fn is_local(&self) -> bool {
         is_local_path(&self.url) || self.url.starts_with("file://")
     }
+}
+
+/// The live-set file an SSM `parameters` key stands for.
+pub fn ssm_file(key: &str) -> Option<&'static str> {
+    use crate::store::*;
+    Some(match key {
+        "cert" => CERT,
+        "chain" => CHAIN,
+        "fullchain" => FULLCHAIN,
+        "key" => PRIVKEY,
+        "pkcs12" => P12,
+        "fingerprints" => FINGERPRINTS,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! rename. A crash at any moment leaves either the old or the new set live,
 //! never a mix and never a half-written file. Keys are 0600, directories 0700.
 
-use crate::config::KeyType;
+use crate::pki::KeyType;
 use crate::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};

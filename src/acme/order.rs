@@ -1,8 +1,9 @@
 //! One ACME order, from new-order to the certificate chain, DNS-01 only.
 
 use super::{AcmeError, Issuer, MAX_ATTEMPTS, backoff, describe, retryable};
-use crate::config::{CertificateSpec, KeyType, domain::challenge_name};
+use crate::config::{CertificateSpec, domain::challenge_name};
 use crate::dns::{Dns01, Placement, TxtRecord, ZoneHint};
+use crate::pki::KeyType;
 use crate::secret::Secret;
 use crate::store::Issued;
 use instant_acme::{
@@ -416,15 +417,7 @@ async fn finalize_if_ready(
 }
 
 pub fn generate_key(key_type: KeyType) -> Result<rcgen::KeyPair, AcmeError> {
-    use rcgen::{KeyPair, RsaKeySize};
-    let result = match key_type {
-        KeyType::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-        KeyType::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-        KeyType::Rsa2048 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048),
-        KeyType::Rsa3072 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_3072),
-        KeyType::Rsa4096 => KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096),
-    };
-    result.map_err(|e| AcmeError::Key(e.to_string()))
+    crate::pki::generate_key(key_type).map_err(|e| AcmeError::Key(e.to_string()))
 }
 
 fn csr(spec: &CertificateSpec, key: &rcgen::KeyPair) -> Result<Vec<u8>, AcmeError> {

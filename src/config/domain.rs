@@ -1,5 +1,7 @@
 //! Hostname rules for certificate domains (RFC 1123 labels, wildcards).
 
+use std::collections::BTreeMap;
+
 /// Turns a domain as written into its canonical form (lower case, no
 /// trailing dot, internationalised labels in punycode) and checks it.
 pub fn normalize(domain: &str) -> Result<String, String> {
@@ -88,6 +90,40 @@ pub fn validate(domain: &str) -> Result<(), String> {
 pub fn challenge_name(domain: &str) -> String {
     let base = domain.strip_prefix("*.").unwrap_or(domain);
     format!("_acme-challenge.{}", base.trim_end_matches('.'))
+}
+
+/// Renders the CN and SAN templates with `vars` and checks each name with
+/// the config's hostname rules.
+pub fn render_names(
+    cn_template: &str,
+    san_templates: &[String],
+    vars: &BTreeMap<String, String>,
+) -> Result<(String, Vec<String>), String> {
+    let one = |field: &str, template: &str| -> Result<String, String> {
+        let text = crate::template::render(template, vars).map_err(|e| format!("{field}: {e}"))?;
+        normalize(&text).map_err(|e| format!("{field}: {e}"))
+    };
+    // The CN keeps the case it was written in (MESH mailbox ids are upper
+    // case in the CA's records); it is checked in its canonical form.
+    one("cn", cn_template)?;
+    let cn = crate::template::render(cn_template, vars)
+        .map_err(|e| format!("cn: {e}"))?
+        .trim()
+        .trim_end_matches('.')
+        .to_string();
+    let mut sans = Vec::new();
+    for (i, t) in san_templates.iter().enumerate() {
+        let san = one(&format!("san[{i}]"), t)?;
+        if !sans.contains(&san) {
+            sans.push(san);
+        }
+    }
+    Ok((cn, sans))
+}
+
+/// Lower case, no trailing dot: how names are compared everywhere.
+pub fn normalize_name(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 #[cfg(test)]

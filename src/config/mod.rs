@@ -9,9 +9,8 @@ pub mod signature;
 pub mod source;
 
 use crate::yaml::{self, Located};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,7 +92,7 @@ impl CertificateSpec {
     /// Signed by a CA without ACME: made with `csr new`, brought in with
     /// `csr import`, never renewed here.
     pub fn is_external(&self) -> bool {
-        self.issuer.as_deref() == Some(crate::csr::EXTERNAL)
+        self.issuer.as_deref() == Some(EXTERNAL)
     }
 }
 
@@ -197,35 +196,14 @@ impl Default for DnsSpec {
     }
 }
 
+pub use crate::pki::KeyType;
+
+/// The `issuer` of certificates signed outside ACME, in the config and in
+/// meta.json.
+pub const EXTERNAL: &str = "external";
+
 fn default_provider() -> String {
     crate::settings::DEFAULT_DNS_PROVIDER.to_string()
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-pub enum KeyType {
-    #[default]
-    #[serde(rename = "ecdsa-p256")]
-    EcdsaP256,
-    #[serde(rename = "ecdsa-p384")]
-    EcdsaP384,
-    #[serde(rename = "rsa-2048")]
-    Rsa2048,
-    #[serde(rename = "rsa-3072")]
-    Rsa3072,
-    #[serde(rename = "rsa-4096")]
-    Rsa4096,
-}
-
-impl fmt::Display for KeyType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KeyType::EcdsaP256 => "ecdsa-p256",
-            KeyType::EcdsaP384 => "ecdsa-p384",
-            KeyType::Rsa2048 => "rsa-2048",
-            KeyType::Rsa3072 => "rsa-3072",
-            KeyType::Rsa4096 => "rsa-4096",
-        })
-    }
 }
 
 /// How early to renew: a fixed time before expiry, or a share of the lifetime.
@@ -488,10 +466,7 @@ impl Config {
     /// Refuses certificates with a domain outside `zones` (the settings'
     /// allowlist, which the repo cannot widen).
     pub fn check_allowed_zones(&self, zones: &[String]) -> Vec<Located> {
-        let zones: Vec<String> = zones
-            .iter()
-            .map(|z| crate::dns::normalize_name(z))
-            .collect();
+        let zones: Vec<String> = zones.iter().map(|z| domain::normalize_name(z)).collect();
         let mut errors = Vec::new();
         // External certificates are not issued through our DNS.
         for cert in self.certificates.iter().filter(|c| !c.spec.is_external()) {
@@ -671,7 +646,7 @@ fn validate_spec(spec: &mut CertificateSpec, idx: usize, err: &mut impl FnMut(St
             format!("certificates[{idx}].csr"),
             format!(
                 "`csr` is only for certificates with `issuer: {}` (ACME certificates make their own)",
-                crate::csr::EXTERNAL
+                EXTERNAL
             ),
         ),
         (Some(csr), true) => {
@@ -681,7 +656,7 @@ fn validate_spec(spec: &mut CertificateSpec, idx: usize, err: &mut impl FnMut(St
                     "an external certificate with `csr` takes its names from `csr.cn` and `csr.sans`; remove `domains`".into(),
                 );
             }
-            match crate::csr::render_names(&csr.cn, &csr.sans, &spec.vars) {
+            match domain::render_names(&csr.cn, &csr.sans, &spec.vars) {
                 Ok((cn, sans)) => {
                     let cn = cn.to_ascii_lowercase();
                     spec.domains = vec![cn.clone()];

@@ -90,10 +90,7 @@ pub trait DnsProvider: Send + Sync {
     }
 }
 
-/// Lower case, no trailing dot: how names are compared everywhere.
-pub fn normalize_name(name: &str) -> String {
-    name.trim_end_matches('.').to_ascii_lowercase()
-}
+pub use crate::config::domain::normalize_name;
 
 /// The generic DNS-01 steps around the providers: follow a CNAME on the
 /// challenge name to wherever it is delegated, write through the provider

@@ -78,7 +78,7 @@ impl Item<'_> {
         for (k, v) in extra {
             vars.insert((*k).to_string(), (*v).to_string());
         }
-        render(template, &vars)
+        render(template, &vars).map_err(|e| e.to_string())
     }
 }
 
@@ -87,30 +87,7 @@ fn today() -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
-/// Replaces `{var}`; an unknown variable is an error, not an empty string,
-/// so a typo never publishes to a wrong path.
-pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 1..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| format!("unclosed '{{' in template {template:?}"))?;
-        let key = &after[..end];
-        let value = vars.get(key).ok_or_else(|| {
-            format!(
-                "template {template:?} uses {{{key}}}, which is not defined (known: {})",
-                vars.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })?;
-        out.push_str(value);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
+pub use crate::template::render;
 
 /// Whether a PEM an AWS service returned is `ours` (services trim or add
 /// a final newline).
@@ -118,19 +95,7 @@ pub fn same_pem(theirs: &str, ours: &[u8]) -> bool {
     theirs.trim() == String::from_utf8_lossy(ours).trim()
 }
 
-/// The live-set file an SSM `parameters` key stands for.
-pub fn ssm_file(key: &str) -> Option<&'static str> {
-    use crate::store::*;
-    Some(match key {
-        "cert" => CERT,
-        "chain" => CHAIN,
-        "fullchain" => FULLCHAIN,
-        "key" => PRIVKEY,
-        "pkcs12" => P12,
-        "fingerprints" => FINGERPRINTS,
-        _ => return None,
-    })
-}
+pub use crate::settings::ssm_file;
 
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -152,18 +117,7 @@ pub trait Target: Send + Sync {
 /// A live certificate and its template variables.
 pub type Published = (Meta, BTreeMap<String, String>);
 
-/// Turns an AWS SDK error into the code and message AWS sent, or the whole
-/// error chain when there is none (connection errors).
-pub fn aws_message<E>(e: &E) -> String
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
-{
-    match (e.code(), e.message()) {
-        (Some(code), Some(msg)) => format!("{code}: {msg}"),
-        (Some(code), None) => code.to_string(),
-        _ => aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-    }
-}
+pub use crate::aws::message as aws_message;
 
 /// Per certificate: target name -> fingerprint of the set it holds.
 #[derive(Debug, Default, Serialize, Deserialize)]

@@ -81,7 +81,7 @@ fn level(days: i64, expired: bool, watch: &WatchSettings) -> Option<&'static str
 }
 
 fn render(template: &str, vars: &BTreeMap<String, String>) -> String {
-    crate::publish::render(template, vars).unwrap_or_else(|e| format!("{template} ({e})"))
+    crate::template::render(template, vars).unwrap_or_else(|e| format!("{template} ({e})"))
 }
 
 fn vars(

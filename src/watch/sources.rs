@@ -109,7 +109,7 @@ fn name_for(template: &str, key: &str) -> String {
     vars.insert("stem".to_string(), stem.to_string());
     vars.insert("dir".to_string(), dir.to_string());
     vars.insert("file".to_string(), file.to_string());
-    crate::publish::render(template, &vars).unwrap_or_else(|_| stem.to_string())
+    crate::template::render(template, &vars).unwrap_or_else(|_| stem.to_string())
 }
 
 fn watched(
@@ -199,12 +199,8 @@ pub async fn scan(
                 .send();
             let mut keys = Vec::new();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| {
-                    format!(
-                        "s3://{bucket}/{prefix}: {}",
-                        crate::publish::aws_message(&e)
-                    )
-                })?;
+                let page = page
+                    .map_err(|e| format!("s3://{bucket}/{prefix}: {}", crate::aws::message(&e)))?;
                 keys.extend(
                     page.contents()
                         .iter()
@@ -249,7 +245,7 @@ pub async fn scan(
                             .await
                             .map(|b| b.into_bytes().to_vec())
                             .map_err(|e| e.to_string()),
-                        Err(e) => Err(crate::publish::aws_message(&e)),
+                        Err(e) => Err(crate::aws::message(&e)),
                     };
                     (key, etag, bytes)
                 });
@@ -300,8 +296,7 @@ pub async fn scan(
                 .into_paginator()
                 .send();
             while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| format!("ssm:{path}: {}", crate::publish::aws_message(&e)))?;
+                let page = page.map_err(|e| format!("ssm:{path}: {}", crate::aws::message(&e)))?;
                 for p in page.parameters() {
                     let (Some(pname), Some(value)) = (p.name(), p.value()) else {
                         continue;
