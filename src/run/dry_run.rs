@@ -1,0 +1,93 @@
+//! `renew --dry-run`: one order against the staging CA, nothing kept.
+
+use super::*;
+
+/// What a dry run got from the staging CA; nothing of it is kept.
+#[derive(Debug)]
+pub struct DryRun {
+    pub directory_url: String,
+    pub serial: String,
+    pub not_after: OffsetDateTime,
+    pub sans: Vec<String>,
+}
+
+/// Runs the whole order for certificate `name` against its issuer's staging
+/// directory — DNS challenges included — and stores and publishes nothing.
+pub async fn dry_run(
+    settings: &Settings,
+    services: &Services,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<DryRun, String> {
+    let store = Store::open(&settings.state_dir).map_err(|e| e.to_string())?;
+    let provider_zones = provider_zones(settings, services).await;
+    let (gate_settings, gate_store) = (settings.clone(), store.clone());
+    let accepted = tokio::task::spawn_blocking(move || {
+        crate::config::gate::accept(&gate_settings, &gate_store, provider_zones.as_deref())
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let cert = accepted
+        .config
+        .certificates
+        .iter()
+        .find(|c| c.name() == name)
+        .ok_or_else(|| format!("no certificate named {name:?} in the config repo"))?;
+    if cert.spec.is_external() {
+        return Err(format!(
+            "{name:?} has `issuer: {}`: there is no ACME order to try; see `certkeeper csr new`",
+            crate::csr::EXTERNAL
+        ));
+    }
+    let issuer_name = settings.issuers_for(&cert.spec).remove(0);
+    let mut acme = settings
+        .issuers
+        .get(&issuer_name)
+        .cloned()
+        .ok_or_else(|| format!("unknown issuer {issuer_name:?}"))?;
+    acme.directory_url = acme.staging_directory_url.clone().ok_or_else(|| {
+        format!("issuer {issuer_name:?} has no staging_directory_url for --dry-run")
+    })?;
+    let issuer = Issuer::load_or_create(&format!("{issuer_name}-staging"), &acme, &store)
+        .await
+        .map_err(|e| e.to_string())?;
+    let dns = Dns01::new(services.dns.clone(), &settings.dns);
+    let profile = effective_profile(settings, &cert.spec);
+    let issued = issuer
+        .issue(&cert.spec, profile, None, None, &dns, cancel)
+        .await
+        .map_err(|e| e.to_string())?;
+    let der = crate::x509::pem_chain(&issued.cert_pem).map_err(|e| e.to_string())?;
+    let info = crate::x509::leaf_info(&der[0]).map_err(|e| e.to_string())?;
+    tracing::info!(event = "cert.dry_run", cert = name, serial = %info.serial, directory = %acme.directory_url);
+    Ok(DryRun {
+        directory_url: acme.directory_url,
+        serial: info.serial,
+        not_after: info.not_after,
+        sans: info.dns_names,
+    })
+}
+
+/// The default zone allowlist: every zone the DNS providers hold.
+pub(super) async fn provider_zones(
+    settings: &Settings,
+    services: &Services,
+) -> Option<Vec<String>> {
+    if settings.allowed_zones.is_some() {
+        return None;
+    }
+    let mut zones = Vec::new();
+    for (name, provider) in &services.dns {
+        match provider.zones().await {
+            Ok(z) => zones.extend(z),
+            Err(e) => {
+                // Issuance needs a zone at the provider anyway, so nothing
+                // outside them can be issued; only the early check is skipped.
+                tracing::warn!(event = "dns.zones.unavailable", provider = %name, error = %e);
+                return None;
+            }
+        }
+    }
+    Some(zones)
+}

@@ -1,0 +1,228 @@
+//! Finishing a certificate: derived files, publish to every target,
+//! verify the endpoints, the status line; and the targets' end of run.
+
+use super::*;
+
+/// Lets each target finish the run (the S3 manifest) with every live
+/// certificate it publishes; a failure marks those certificates unpublished,
+/// so the next run tries again.
+pub(super) async fn finish_targets(
+    settings: &Settings,
+    services: &Services,
+    store: &Store,
+    config: &Config,
+    certificates: &mut [CertStatus],
+) {
+    for (name, target) in &services.targets {
+        let mut certs = Vec::new();
+        for cert in &config.certificates {
+            if !settings.targets_for(&cert.spec).contains(name) {
+                continue;
+            }
+            if let Ok(Some(meta)) = store.live_meta(cert.name()) {
+                certs.push((meta, cert.spec.vars.clone()));
+            }
+        }
+        if let Err(e) = target.finish_run(&certs, store).await {
+            tracing::error!(event = "publish.finish.failed", target = %name, error = %e);
+            for status in certificates.iter_mut() {
+                if certs.iter().any(|(m, _)| m.name == status.name) {
+                    status.published = false;
+                    status.last_error.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Publishes whatever is live for `cert`, checks the endpoints, and builds
+/// its status line.
+pub(super) async fn finish_cert(
+    task: &CertTask,
+    cert: &Certificate,
+    attempt: Option<Attempt>,
+) -> CertStatus {
+    let store = &task.store;
+    let now = OffsetDateTime::now_utc();
+    let meta = store.live_meta(cert.name()).ok().flatten();
+    let mut last_error = match &attempt {
+        Some(Err(e)) => Some(e.clone()),
+        _ => None,
+    };
+    let mut published = true;
+    let mut targets = Vec::new();
+    let mut verified = None;
+    let mut verification = None;
+    // Still ours? A replica paused past its lease must not publish.
+    let held = task.lease.lock().expect("lease lock").clone();
+    if let (Some(c), Some(lease)) = (&task.coordinator, held)
+        && let Err(e) = c.renew(&lease).await
+        && matches!(e, crate::lease::LeaseError::Lost { .. })
+    {
+        tracing::error!(event = "lease.lost", cert = %cert.name(), error = %e);
+        task.lease_lost
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    let lost = task.lease_lost.load(std::sync::atomic::Ordering::SeqCst);
+    if lost {
+        published = false;
+        last_error.get_or_insert_with(|| {
+            "not published: another replica took over this certificate's lease".into()
+        });
+    }
+    if let Some(meta) = meta.as_ref().filter(|_| !lost) {
+        let formats = derive_formats(task, cert).await;
+        if let Err(e) = &formats {
+            tracing::error!(event = "format.failed", cert = %cert.name(), error = %e);
+            published = false;
+            last_error.get_or_insert(e.clone());
+        }
+        // Targets run in order; one failing does not stop or undo the
+        // others, and it is retried on the next run.
+        for target in &task.targets {
+            let result = match &formats {
+                Err(_) => Err("not published: the derived files failed".to_string()),
+                Ok(()) => publish_to(store, target.as_ref(), meta, &cert.spec.vars).await,
+            };
+            if let Err(e) = &result {
+                published = false;
+                last_error.get_or_insert(e.clone());
+            }
+            targets.push(report::TargetStatus {
+                name: target.name().to_string(),
+                result: match result {
+                    Ok(()) => "published".into(),
+                    Err(e) => format!("failed: {e}"),
+                },
+            });
+        }
+        if let Some(spec) = &cert.spec.verify {
+            let result = verify_live(task, spec, meta).await;
+            verified = Some(result.is_ok());
+            match result {
+                Ok(()) => verification = Some("verified".to_string()),
+                Err(e) => {
+                    last_error.get_or_insert(format!("verification: {e}"));
+                    verification = Some(e);
+                }
+            }
+        }
+    }
+    let state = match (&attempt, &last_error) {
+        (_, Some(_)) => CertState::Failed,
+        (Some(Ok(true)), None) => CertState::Renewed,
+        _ => CertState::Ok,
+    };
+    CertStatus {
+        name: cert.name().to_string(),
+        domains: cert.spec.domains.clone(),
+        state,
+        not_after: meta.as_ref().map(|m| m.not_after),
+        days_left: meta.as_ref().map(|m| report::days_left(m.not_after, now)),
+        issued_at: meta.as_ref().map(|m| m.issued_at),
+        serial: meta.as_ref().map(|m| m.serial.clone()),
+        config_commit: meta.as_ref().map(|m| m.config_commit.clone()),
+        last_error,
+        published: published && meta.is_some(),
+        retry_after: None,
+        targets,
+        verified,
+        verification,
+        renew_command: None,
+    }
+}
+
+/// PKCS#12 and fingerprints files, as the certificate asks.
+pub(super) async fn derive_formats(task: &CertTask, cert: &Certificate) -> Result<(), String> {
+    let password = match &cert.spec.pkcs12 {
+        Some(p12) => Some(task.secrets.get(&p12.password).await?),
+        None => None,
+    };
+    crate::formats::ensure(
+        &task.store,
+        cert.name(),
+        cert.spec.pkcs12.as_ref(),
+        password.as_ref(),
+        cert.spec.fingerprints,
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Checks the endpoints once a live certificate was published. A
+/// certificate already seen served is not checked again until it changes.
+pub(super) async fn verify_live(
+    task: &CertTask,
+    spec: &crate::config::VerifySpec,
+    meta: &Meta,
+) -> Result<(), String> {
+    let record = format!("verified/{}.json", meta.name);
+    let endpoints: Vec<&str> = spec.endpoints.iter().map(|e| e.address()).collect();
+    let fingerprint = crate::x509::sha256_hex(format!("{}|{endpoints:?}", meta.sha256).as_bytes());
+    if task
+        .store
+        .read_state(&record)
+        .ok()
+        .flatten()
+        .is_some_and(|b| b == fingerprint.as_bytes())
+    {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let result = crate::verify::verify(spec, &meta.sha256, &meta.serial, &task.cancel).await;
+    match &result {
+        Ok(()) => {
+            tracing::info!(event = "verify.ok", cert = %meta.name, serial = %meta.serial, endpoints = %endpoints.join(","), duration_ms = started.elapsed().as_millis() as u64);
+            let _ = task.store.write_state(&record, fingerprint.as_bytes());
+        }
+        Err(e) => {
+            tracing::error!(event = "verify.mismatch", cert = %meta.name, serial = %meta.serial, endpoints = %endpoints.join(","), error = %e);
+        }
+    }
+    result
+}
+
+pub(super) async fn publish_to(
+    store: &Store,
+    target: &dyn Target,
+    meta: &Meta,
+    vars: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let files = store.live_files(&meta.name).map_err(|e| e.to_string())?;
+    let fingerprint = publish::set_fingerprint(&files);
+    if publish::is_published(store, &meta.name, target.name(), &fingerprint) {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let item = publish::Item::new(meta, &files, vars, store);
+    match target.publish(&item).await {
+        Ok(outcome) => {
+            tracing::info!(
+                event = "publish.done",
+                target = target.name(),
+                cert = %meta.name,
+                uploaded = outcome.uploaded,
+                unchanged = outcome.unchanged,
+                duration_ms = started.elapsed().as_millis() as u64,
+            );
+            crate::metrics::inc(
+                "certkeeper_publish_total",
+                &[("target", target.name()), ("result", "success")],
+            );
+            publish::mark_published(store, &meta.name, target.name(), &fingerprint)
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => {
+            crate::metrics::inc(
+                "certkeeper_publish_total",
+                &[("target", target.name()), ("result", "failure")],
+            );
+            tracing::error!(
+                event = "publish.failed",
+                target = target.name(),
+                cert = %meta.name,
+                error = %e,
+            );
+            Err(e.to_string())
+        }
+    }
+}
