@@ -1,0 +1,94 @@
+//! The commands: one file each; `main.rs` parses the arguments and
+//! dispatches here. The helpers below are what every command shares:
+//! a runtime, loading the settings, logging, the shutdown signal.
+
+use certkeeper::settings::{LogFormat, Settings};
+use certkeeper::{exit, logging, run};
+use tokio_util::sync::CancellationToken;
+
+pub mod config;
+pub mod dns;
+pub mod external;
+pub mod generate;
+pub mod iam_policy;
+pub mod inventory;
+pub mod run_cmd;
+pub mod status;
+
+pub(crate) use crate::{IamPolicyArgs, OutputFormat};
+
+/// A command that needs no settings: its error on stderr, exit 1.
+pub(crate) fn plain(result: Result<(), String>) -> i32 {
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            exit::RENEWAL_FAILED
+        }
+    }
+}
+
+/// The async runtime every command runs on; `None` (after saying why) if
+/// the system refuses threads.
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("certkeeper: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+/// Loads the settings, sets up text logging and runs one async command;
+/// errors print to stderr with exit code 1 (2 for bad settings).
+pub(crate) fn with_settings<F, Fut>(config: &std::path::Path, f: F) -> i32
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    with_settings_logging(config, logging::init, f)
+}
+
+/// `with_settings`, logging with `init` (stderr for commands whose stdout
+/// is their product).
+pub(crate) fn with_settings_logging<F, Fut>(
+    config: &std::path::Path,
+    init: fn(LogFormat),
+    f: F,
+) -> i32
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let settings = match Settings::load(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            return exit::CONFIG_ERROR;
+        }
+    };
+    init(settings.log_format);
+    let Some(runtime) = runtime() else {
+        return exit::RENEWAL_FAILED;
+    };
+    match runtime.block_on(f(settings)) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("certkeeper: {e}");
+            exit::RENEWAL_FAILED
+        }
+    }
+}
+
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
