@@ -10,9 +10,9 @@
 use crate::notify;
 use crate::run::{self, Progress, RunOptions, Services};
 use crate::settings::{Settings, SettingsError};
+use crate::shutdown::{Asked, Signals, Stopping};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,29 +37,6 @@ enum Wake {
     Shutdown,
 }
 
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn new() -> Signals {
-        Signals {
-            term: signal(SignalKind::terminate()).expect("SIGTERM handler"),
-            int: signal(SignalKind::interrupt()).expect("SIGINT handler"),
-            hup: signal(SignalKind::hangup()).expect("SIGHUP handler"),
-        }
-    }
-
-    async fn shutdown(&mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
-}
-
 pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonError> {
     let mut schedule = settings.schedule.build()?;
     // Built per run and dropped after it (with their connection pools), so
@@ -69,7 +46,7 @@ pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonErro
     let http_stop = CancellationToken::new();
     let mut http_addr = None;
     start_http(&settings, &http_stop, &mut http_addr).await?;
-    let mut signals = Signals::new();
+    let mut signals = Signals::with_reload();
     let _watchdog = notify::watchdog_interval().map(|every| {
         tokio::spawn(async move {
             loop {
@@ -98,9 +75,10 @@ pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonErro
         let wait = (next - now).to_std().unwrap_or_default();
         let wake = tokio::select! {
             _ = tokio::time::sleep(wait) => Wake::Scheduled,
-            _ = signals.hup.recv() => Wake::Reload,
-            _ = signals.term.recv() => Wake::Shutdown,
-            _ = signals.int.recv() => Wake::Shutdown,
+            asked = signals.next() => match asked {
+                Asked::Reload => Wake::Reload,
+                Asked::Shutdown => Wake::Shutdown,
+            },
         };
         match wake {
             Wake::Shutdown => break,
@@ -185,16 +163,18 @@ async fn reload(config: &Path) -> Result<(Settings, crate::schedule::Schedule), 
 /// One renewal run; `true` when a shutdown signal came during it.
 async fn one_run(settings: &Settings, services: &Services, signals: &mut Signals) -> bool {
     let progress = Arc::new(Progress::default());
+    let stopping = Stopping::default();
     let options = RunOptions {
-        stop: CancellationToken::new(),
+        stop: stopping.stop.clone(),
         progress: Some(progress.clone()),
         ..Default::default()
     };
-    let abort = CancellationToken::new();
     let started = std::time::Instant::now();
-    let run = run::run_once(settings, services, &options, &abort);
+    let run = run::run_once(settings, services, &options, &stopping.abort);
     tokio::pin!(run);
-    let mut shutting_down = false;
+    let watch = stopping.watch(signals, settings.shutdown_grace);
+    tokio::pin!(watch);
+    let mut watching = true;
     let mut ticker = tokio::time::interval(std::time::Duration::from_secs(2));
     let result = loop {
         tokio::select! {
@@ -202,24 +182,8 @@ async fn one_run(settings: &Settings, services: &Services, signals: &mut Signals
             _ = ticker.tick() => {
                 notify::status(&format!("renewing: {}", progress.line()));
             }
-            _ = signals.shutdown() => {
-                if shutting_down {
-                    tracing::warn!(event = "run.cancelling", reason = "second signal");
-                    abort.cancel();
-                } else {
-                    shutting_down = true;
-                    let grace = settings.shutdown_grace;
-                    tracing::warn!(event = "run.stopping", grace = %crate::duration::format(grace), reason = "signal");
-                    notify::status(&format!("stopping: no new orders, {} grace for those in flight", crate::duration::format(grace)));
-                    options.stop.cancel();
-                    let abort = abort.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(grace).await;
-                        tracing::warn!(event = "run.cancelling", reason = "grace period over");
-                        abort.cancel();
-                    });
-                }
-            }
+            // Done once the run is aborted; the run itself ends soon after.
+            _ = &mut watch, if watching => watching = false,
         }
     };
     match result {
@@ -248,7 +212,7 @@ async fn one_run(settings: &Settings, services: &Services, signals: &mut Signals
             }
         }
     }
-    shutting_down
+    stopping.stopping()
 }
 
 /// Hands the run's freed heap back to the OS: between runs the daemon

@@ -35,6 +35,7 @@ pub mod secret;
 pub mod secrets;
 pub mod serve;
 pub mod settings;
+pub mod shutdown;
 pub mod store;
 pub mod template;
 pub mod verify;

@@ -1,6 +1,7 @@
 //! The commands: one file each; `main.rs` parses the arguments and
 //! dispatches here. The helpers below are what every command shares:
-//! a runtime, loading the settings, logging, the shutdown signal.
+//! a runtime, loading the settings, logging. Shutdown is
+//! `certkeeper::shutdown`, shared with the daemon.
 
 use certkeeper::settings::{LogFormat, Settings};
 use certkeeper::{exit, logging, run};
@@ -81,14 +82,5 @@ where
             eprintln!("certkeeper: {e}");
             exit::RENEWAL_FAILED
         }
-    }
-}
-
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
     }
 }

@@ -36,20 +36,18 @@ pub(crate) fn run_command(
     }
     let mut options = options;
     runtime.block_on(async {
-        // First signal: no new orders, `shutdown_grace` for those in
-        // flight; second signal or the end of the grace: cancel them.
-        let cancel = CancellationToken::new();
-        let (abort, stop, grace) = (cancel.clone(), options.stop.clone(), settings.shutdown_grace);
+        // The one shutdown path (certkeeper::shutdown): first signal, no
+        // new orders and `shutdown_grace` for those in flight; second
+        // signal or the end of the grace, cancel them.
+        let stopping = certkeeper::shutdown::Stopping {
+            stop: options.stop.clone(),
+            abort: CancellationToken::new(),
+        };
+        let cancel = stopping.abort.clone();
+        let grace = settings.shutdown_grace;
         tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::warn!(event = "run.stopping", grace = %certkeeper::duration::format(grace), reason = "signal");
-            stop.cancel();
-            tokio::select! {
-                _ = tokio::time::sleep(grace) => {}
-                _ = shutdown_signal() => {}
-            }
-            tracing::warn!(event = "run.cancelling", reason = "signal");
-            abort.cancel();
+            let mut signals = certkeeper::shutdown::Signals::new();
+            stopping.watch(&mut signals, grace).await;
         });
         let progress_done = CancellationToken::new();
         let mut progress_task = None;
