@@ -169,7 +169,7 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
         let used = config
             .certificates
             .iter()
-            .any(|c| settings.targets_for(&c.spec).contains(name));
+            .any(|c| crate::config::resolve::targets_for(settings, &c.spec).contains(name));
         if !used {
             continue;
         }

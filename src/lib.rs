@@ -23,6 +23,7 @@ pub mod lease;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
+pub mod names;
 pub mod notify;
 pub mod pki;
 pub mod plan;

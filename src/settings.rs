@@ -499,7 +499,7 @@ pub enum TsigAlgorithm {
 }
 
 /// The provider name used when the settings define none.
-pub const DEFAULT_DNS_PROVIDER: &str = "route53";
+pub use crate::names::DEFAULT_DNS_PROVIDER;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -1170,14 +1170,6 @@ impl Settings {
         self.targets.keys().cloned().collect()
     }
 
-    /// Target names of a certificate, in the order they run.
-    pub fn targets_for(&self, spec: &crate::config::CertificateSpec) -> Vec<String> {
-        spec.targets
-            .clone()
-            .or_else(|| self.default_targets.clone())
-            .unwrap_or_default()
-    }
-
     /// The issuer a certificate uses when it names none.
     pub fn default_issuer(&self) -> Option<&str> {
         if self.issuers.contains_key(DEFAULT_ISSUER) {
@@ -1187,22 +1179,6 @@ impl Settings {
         } else {
             None
         }
-    }
-
-    /// Issuer names to try for a certificate, in order.
-    pub fn issuers_for(&self, spec: &crate::config::CertificateSpec) -> Vec<String> {
-        let first = spec
-            .issuer
-            .as_deref()
-            .or(self.default_issuer())
-            .unwrap_or(DEFAULT_ISSUER);
-        let mut out = vec![first.to_string()];
-        for f in &spec.fallback_issuers {
-            if !out.contains(f) {
-                out.push(f.clone());
-            }
-        }
-        out
     }
 }
 

@@ -25,8 +25,16 @@ pub(crate) fn config_check(
     if let Some(settings) = &settings {
         let providers: Vec<String> = settings.dns_providers.keys().cloned().collect();
         report.errors.extend(config.check_providers(&providers));
-        report.errors.extend(config.check_issuers(settings));
-        report.errors.extend(config.check_targets(settings));
+        report
+            .errors
+            .extend(certkeeper::config::resolve::check_issuers(
+                &config, settings,
+            ));
+        report
+            .errors
+            .extend(certkeeper::config::resolve::check_targets(
+                &config, settings,
+            ));
         if let Some(zones) = &settings.allowed_zones {
             report.errors.extend(config.check_allowed_zones(zones));
         }

@@ -164,8 +164,8 @@ fn check(
     }
     let providers: Vec<String> = settings.dns_providers.keys().cloned().collect();
     let mut errors = config.check_providers(&providers);
-    errors.extend(config.check_issuers(settings));
-    errors.extend(config.check_targets(settings));
+    errors.extend(super::resolve::check_issuers(&config, settings));
+    errors.extend(super::resolve::check_targets(&config, settings));
     if let Some(zones) = settings.allowed_zones.as_deref().or(provider_zones) {
         errors.extend(config.check_allowed_zones(zones));
     }

@@ -5,6 +5,7 @@
 
 pub mod domain;
 pub mod gate;
+pub mod resolve;
 pub mod signature;
 pub mod source;
 
@@ -203,7 +204,7 @@ pub use crate::pki::KeyType;
 pub const EXTERNAL: &str = "external";
 
 fn default_provider() -> String {
-    crate::settings::DEFAULT_DNS_PROVIDER.to_string()
+    crate::names::DEFAULT_DNS_PROVIDER.to_string()
 }
 
 /// How early to renew: a fixed time before expiry, or a share of the lifetime.
@@ -361,85 +362,6 @@ impl Config {
             },
             report,
         )
-    }
-
-    /// Refuses certificates naming an issuer the settings do not define.
-    pub fn check_issuers(&self, settings: &crate::settings::Settings) -> Vec<Located> {
-        let mut errors = Vec::new();
-        for c in &self.certificates {
-            let known: Vec<&String> = settings.issuers.keys().collect();
-            if c.spec.is_external() {
-                continue;
-            }
-            let named = c.spec.issuer.iter().chain(&c.spec.fallback_issuers);
-            for name in named {
-                if !settings.issuers.contains_key(name) {
-                    errors.push(Located {
-                        file: c.file.clone(),
-                        line: c.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
-                        column: None,
-                        field: format!("certificates[{}].issuer", c.index),
-                        message: format!("unknown issuer {name:?} (the settings define {known:?})"),
-                    });
-                }
-            }
-            if c.spec.issuer.is_none() && settings.default_issuer().is_none() {
-                errors.push(Located {
-                    file: c.file.clone(),
-                    line: c.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
-                    column: None,
-                    field: format!("certificates[{}].issuer", c.index),
-                    message: format!("no issuer given and the settings define several: {known:?}"),
-                });
-            }
-        }
-        errors
-    }
-
-    /// Refuses certificates naming a publish target or a PKCS#12 password
-    /// secret the settings do not define.
-    pub fn check_targets(&self, settings: &crate::settings::Settings) -> Vec<Located> {
-        let known = settings.target_names();
-        let mut errors = Vec::new();
-        let located = |c: &Certificate,
-                       (line, column): (usize, usize),
-                       field: String,
-                       message: String| Located {
-            file: c.file.clone(),
-            line: (line > 0).then_some(line),
-            column: (column > 0).then_some(column),
-            field,
-            message,
-        };
-        for c in &self.certificates {
-            for (t, target) in c.spec.targets.iter().flatten().enumerate() {
-                if !known.contains(target) {
-                    errors.push(located(
-                        c,
-                        c.target_positions.get(t).copied().unwrap_or((0, 0)),
-                        format!("certificates[{}].targets[{t}]", c.index),
-                        format!(
-                            "unknown publish target {target:?} (the settings define {known:?})"
-                        ),
-                    ));
-                }
-            }
-            if let Some(p12) = &c.spec.pkcs12
-                && !settings.secrets.contains_key(&p12.password)
-            {
-                let names: Vec<&String> = settings.secrets.keys().collect();
-                errors.push(located(
-                    c,
-                    c.secret_position,
-                    format!("certificates[{}].pkcs12.password", c.index),
-                    format!(
-                        "unknown secret {:?} (the settings' `secrets:` define {names:?})",
-                        p12.password
-                    ),
-                ));
-            }
-        }
-        errors
     }
 
     /// Refuses certificates naming a DNS provider the settings do not define.

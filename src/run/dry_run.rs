@@ -40,7 +40,7 @@ pub async fn dry_run(
             crate::csr::EXTERNAL
         ));
     }
-    let issuer_name = settings.issuers_for(&cert.spec).remove(0);
+    let issuer_name = resolve::issuers_for(settings, &cert.spec).remove(0);
     let mut acme = settings
         .issuers
         .get(&issuer_name)
@@ -53,7 +53,7 @@ pub async fn dry_run(
         .await
         .map_err(|e| e.to_string())?;
     let dns = Dns01::new(services.dns.clone(), &settings.dns);
-    let profile = effective_profile(settings, &cert.spec);
+    let profile = resolve::effective_profile(settings, &cert.spec);
     let issued = issuer
         .issue(&cert.spec, profile, None, None, &dns, cancel)
         .await

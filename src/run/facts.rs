@@ -29,14 +29,14 @@ pub(super) fn plan_all(
         .certificates
         .iter()
         .map(|cert| {
-            let chain = settings.issuers_for(&cert.spec);
+            let chain = resolve::issuers_for(settings, &cert.spec);
             let urls: Vec<String> = chain
                 .iter()
                 .filter_map(|n| settings.issuers.get(n).map(|i| i.directory_url.clone()))
                 .collect();
             let wanted = plan::Wanted {
                 issuers: &urls,
-                profile: effective_profile(settings, &cert.spec),
+                profile: resolve::effective_profile(settings, &cert.spec),
             };
             if cert.spec.is_external() {
                 return (cert.clone(), external_plan(store, cert, now));
@@ -119,15 +119,4 @@ pub(super) fn external_plan(store: &Store, cert: &Certificate, now: OffsetDateTi
         ),
     }
     CertPlan::External { due }
-}
-
-/// The profile a certificate asks for: its own, else its first issuer's.
-pub(super) fn effective_profile<'a>(
-    settings: &'a Settings,
-    spec: &'a crate::config::CertificateSpec,
-) -> Option<&'a str> {
-    spec.profile.as_deref().or_else(|| {
-        let first = settings.issuers_for(spec).into_iter().next()?;
-        settings.issuers.get(&first)?.profile.as_deref()
-    })
 }

@@ -16,7 +16,7 @@ pub(super) async fn finish_targets(
     for (name, target) in &services.targets {
         let mut certs = Vec::new();
         for cert in &config.certificates {
-            if !settings.targets_for(&cert.spec).contains(name) {
+            if !resolve::targets_for(settings, &cert.spec).contains(name) {
                 continue;
             }
             if let Ok(Some(meta)) = store.live_meta(cert.name()) {

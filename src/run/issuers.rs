@@ -14,7 +14,7 @@ pub(super) async fn load_issuers(
 ) {
     for (cert, plan) in plans {
         if matches!(plan, CertPlan::Renew) {
-            for name in settings.issuers_for(&cert.spec) {
+            for name in resolve::issuers_for(settings, &cert.spec) {
                 issuer(settings, store, &name, out).await;
             }
         }

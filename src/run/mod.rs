@@ -13,7 +13,7 @@
 
 use crate::acme::Issuer;
 use crate::aws;
-use crate::config::{Certificate, Config};
+use crate::config::{Certificate, Config, resolve};
 use crate::dns::{Dns01, DnsProvider};
 use crate::plan::{self, Decision};
 use crate::publish::{self, Target};
@@ -165,10 +165,9 @@ pub async fn run_once(
         store: store.clone(),
         dns: dns.clone(),
         issuers: issuers.clone(),
-        chain: settings.issuers_for(&cert.spec),
-        profile: effective_profile(settings, &cert.spec).map(str::to_string),
-        targets: settings
-            .targets_for(&cert.spec)
+        chain: resolve::issuers_for(settings, &cert.spec),
+        profile: resolve::effective_profile(settings, &cert.spec).map(str::to_string),
+        targets: resolve::targets_for(settings, &cert.spec)
             .iter()
             .filter_map(|t| services.targets.get(t).cloned())
             .collect(),
