@@ -185,23 +185,27 @@ pub async fn run_once(
         let progress = options.progress.clone();
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await.expect("semaphore never closed");
-            let status = ctx.process(&cert, plan).await;
+            let processed = ctx.process(&cert, plan).await;
             if let Some(p) = &progress {
                 use std::sync::atomic::Ordering::Relaxed;
                 p.done.fetch_add(1, Relaxed);
-                match status.state {
+                match processed.status.state {
                     CertState::Renewed => p.renewed.fetch_add(1, Relaxed),
                     CertState::Failed => p.failed.fetch_add(1, Relaxed),
                     _ => 0,
                 };
             }
-            (index, status)
+            (index, processed)
         });
     }
     let mut certificates: Vec<Option<CertStatus>> = vec![None; config.certificates.len()];
+    let mut held_elsewhere = vec![false; config.certificates.len()];
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((index, status)) => certificates[index] = Some(status),
+            Ok((index, processed)) => {
+                certificates[index] = Some(processed.status);
+                held_elsewhere[index] = processed.held_elsewhere;
+            }
             Err(e) => tracing::error!(event = "cert.task.panicked", error = %e),
         }
     }
@@ -217,6 +221,7 @@ pub async fn run_once(
             replicas.lease_ttl,
             config,
             &mut certificates,
+            &held_elsewhere,
             &make_task,
             cancel,
         )

@@ -13,17 +13,12 @@ pub(super) async fn await_elsewhere(
     lease_ttl: std::time::Duration,
     config: &Config,
     certificates: &mut [CertStatus],
+    held_elsewhere: &[bool],
     make_task: &dyn Fn(&Certificate) -> CertTask,
     cancel: &CancellationToken,
 ) {
     let mut waiting: Vec<usize> = (0..certificates.len())
-        .filter(|i| {
-            certificates[*i].not_after.is_none()
-                && certificates[*i]
-                    .last_error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(ELSEWHERE))
-        })
+        .filter(|i| certificates[*i].not_after.is_none() && held_elsewhere[*i])
         .collect();
     let deadline = tokio::time::Instant::now() + lease_ttl * 2;
     while !waiting.is_empty() && tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
@@ -39,7 +34,7 @@ pub(super) async fn await_elsewhere(
             };
             match pulled {
                 Ok(Some(_)) => {
-                    certificates[i] = make_task(cert).process(cert, CertPlan::Keep).await;
+                    certificates[i] = make_task(cert).process(cert, CertPlan::Keep).await.status;
                 }
                 _ => still.push(i),
             }
@@ -50,9 +45,6 @@ pub(super) async fn await_elsewhere(
         }
     }
 }
-
-/// How a certificate another replica is issuing is reported.
-pub(super) const ELSEWHERE: &str = "being renewed by replica";
 
 /// Brings every certificate's local set up to the bucket's (replicas): a
 /// new replica starts from what the others issued instead of re-issuing.

@@ -48,12 +48,21 @@ pub(super) struct CertTask {
     pub(super) lease: std::sync::Mutex<Option<Arc<crate::lease::Lease>>>,
 }
 
+/// One certificate handled: its status line, and whether another replica
+/// holds it (the run then waits for that replica's publish).
+pub(super) struct Processed {
+    pub(super) status: CertStatus,
+    pub(super) held_elsewhere: bool,
+}
+
 /// What the lease says about renewing a due certificate now.
 pub(super) enum LeaseStep {
     /// No replicas: go ahead without a lease.
     Alone,
     Proceed(Arc<crate::lease::Lease>),
-    /// Not here: another replica holds it, or just renewed it.
+    /// Not here: another replica holds the lease and is renewing it.
+    Held(String),
+    /// Not here: another replica just renewed it (pulled from the bucket).
     Skip(String),
     Failed(String),
 }
@@ -67,8 +76,8 @@ impl CertTask {
         let lease = match c.acquire(name).await {
             Ok(crate::lease::Acquired::Taken(lease)) => lease,
             Ok(crate::lease::Acquired::Held { holder, until }) => {
-                return LeaseStep::Skip(format!(
-                    "{ELSEWHERE} {holder} (lease until {})",
+                return LeaseStep::Held(format!(
+                    "being renewed by replica {holder} (lease until {})",
                     rfc3339(until)
                 ));
             }
@@ -126,10 +135,11 @@ impl CertTask {
         }))
     }
 
-    pub(super) async fn process(&self, cert: &Certificate, plan: CertPlan) -> CertStatus {
+    pub(super) async fn process(&self, cert: &Certificate, plan: CertPlan) -> Processed {
         let external = matches!(plan, CertPlan::External { .. });
         let mut lease = None;
         let mut elsewhere = None;
+        let mut held = false;
         let plan = match plan {
             CertPlan::Renew if !self.cancel.is_cancelled() && !self.stop.is_cancelled() => {
                 match self.take_lease(cert).await {
@@ -138,6 +148,12 @@ impl CertTask {
                         *self.lease.lock().expect("lease lock") = Some(l.clone());
                         lease = Some(l);
                         CertPlan::Renew
+                    }
+                    LeaseStep::Held(why) => {
+                        tracing::info!(event = "cert.lease.skipped", cert = cert.name(), reason = %why);
+                        elsewhere = Some(why);
+                        held = true;
+                        CertPlan::Keep
                     }
                     LeaseStep::Skip(why) => {
                         tracing::info!(event = "cert.lease.skipped", cert = cert.name(), reason = %why);
@@ -152,8 +168,10 @@ impl CertTask {
         let keep_alive = lease.as_ref().and_then(|l| self.keep_alive(l));
         let generation = lease.as_ref().map(|l| l.generation);
         let mut status = self.process_planned(cert, plan, generation, external).await;
+        // Not here yet because another replica is making it: say where,
+        // and let the run wait for its publish.
+        let held_elsewhere = held && status.not_after.is_none() && status.last_error.is_none();
         if status.not_after.is_none() && status.last_error.is_none() {
-            // Not here yet: say where it is being made.
             status.last_error = elsewhere;
         }
         if let Some(k) = keep_alive {
@@ -166,7 +184,10 @@ impl CertTask {
                 c.release(l).await;
             }
         }
-        status
+        Processed {
+            status,
+            held_elsewhere,
+        }
     }
 
     async fn process_planned(
