@@ -215,13 +215,18 @@ pub async fn run_once(
         .map(|(status, cert)| status.unwrap_or_else(|| panicked_status(cert)))
         .collect();
     if let (Some(c), Some(replicas)) = (&services.coordinator, &settings.replicas) {
+        let waiting = config
+            .certificates
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| held_elsewhere[*i] && certificates[*i].not_after.is_none())
+            .collect();
         await_elsewhere(
             c,
             &store,
             replicas.lease_ttl,
-            config,
             &mut certificates,
-            &held_elsewhere,
+            waiting,
             &make_task,
             cancel,
         )

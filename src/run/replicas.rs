@@ -4,30 +4,25 @@
 use super::*;
 
 /// Certificates this replica has no copy of because another one was
-/// issuing them: wait (up to twice the lease) for their holders to publish,
+/// issuing them (`waiting`: their index and certificate): wait (up to twice the lease) for their holders to publish,
 /// take them from the bucket and publish them here too, so that replicas
 /// started together all end their first run complete.
 pub(super) async fn await_elsewhere(
     c: &Arc<crate::lease::Coordinator>,
     store: &Store,
     lease_ttl: std::time::Duration,
-    config: &Config,
     certificates: &mut [CertStatus],
-    held_elsewhere: &[bool],
+    mut waiting: Vec<(usize, &Certificate)>,
     make_task: &dyn Fn(&Certificate) -> CertTask,
     cancel: &CancellationToken,
 ) {
-    let mut waiting: Vec<usize> = (0..certificates.len())
-        .filter(|i| certificates[*i].not_after.is_none() && held_elsewhere[*i])
-        .collect();
     let deadline = tokio::time::Instant::now() + lease_ttl * 2;
     while !waiting.is_empty() && tokio::time::Instant::now() < deadline && !cancel.is_cancelled() {
         // One listing a round shows which holders have published; without
         // s3:ListBucket, a GET per certificate still waiting.
         let listing = c.listing().await;
         let mut still = Vec::new();
-        for i in waiting {
-            let cert = &config.certificates[i];
+        for (i, cert) in waiting {
             let pulled = match &listing {
                 Some(listing) => c.pull_surveyed(store, cert.name(), listing).await,
                 None => c.pull(store, cert.name()).await,
@@ -36,7 +31,7 @@ pub(super) async fn await_elsewhere(
                 Ok(Some(_)) => {
                     certificates[i] = make_task(cert).process(cert, CertPlan::Keep).await.status;
                 }
-                _ => still.push(i),
+                _ => still.push((i, cert)),
             }
         }
         waiting = still;
