@@ -17,19 +17,10 @@ cd "$(dirname "$0")/../.."
 src=$PWD
 export PATH="$HOME/.cargo/bin:$PATH"
 
-need=()
-command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-command -v systemd-nspawn >/dev/null || need+=(systemd-container)
-command -v nsenter >/dev/null || need+=(util-linux)
-command -v lintian >/dev/null || need+=(lintian)
-[ -x /usr/sbin/sshd ] || need+=(openssh-server)
-command -v curl >/dev/null || need+=(curl)
-command -v pgrep >/dev/null || need+=(procps)
-command -v openssl >/dev/null || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "boot-test: installing ${need[*]} (apt)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+test_name=boot-test
+. deploy/local/lib.sh
+apt_missing mmdebstrap:mmdebstrap systemd-nspawn:systemd-container nsenter:util-linux \
+  lintian:lintian /usr/sbin/sshd:openssh-server curl:curl pgrep:procps openssl:openssl
 [ -x target/release/certkeeper ] || { echo "boot-test: build first: cargo build --release --locked" >&2; exit 1; }
 cargo build --locked --quiet --example hostenv
 
@@ -51,10 +42,7 @@ cleanup() {
     for _ in $(seq 20); do kill -0 "$nspawn_pid" 2>/dev/null || break; sleep 0.5; done
     kill -KILL "$nspawn_pid" 2>/dev/null || true
   fi
-  if [ -n "${HOSTENV_PID:-}" ]; then
-    echo quit >&"${HOSTENV[1]}" 2>/dev/null || true
-    wait "$HOSTENV_PID" 2>/dev/null || true
-  fi
+  stop_hostenv
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -64,26 +52,12 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 deb_old=$(bash deploy/debian/build.sh --out "$work/debs")
 deb_new=$(bash deploy/debian/build.sh --version "$version+boottest1" --out "$work/debs")
 
-coproc HOSTENV { exec target/debug/examples/hostenv "$work/env"; }
-HOSTENV_PID=$HOSTENV_PID
-read -r -t 120 ready <&"${HOSTENV[0]}" || true
-[ "${ready:-}" = ready ] || { echo "boot-test: the loopback environment did not start" >&2; exit 1; }
-ask() { echo "$*" >&"${HOSTENV[1]}"; local answer; read -r -t 60 answer <&"${HOSTENV[0]}"; echo "$answer"; }
-guest="$work/env/guest"
-http_port=$(cat "$guest/http-port")
+start_hostenv
 
-passed=0
-failed=0
-check() {
-  local name=$1; shift
-  if "$@" >"$work/check.out" 2>&1; then
-    passed=$((passed + 1)); echo "ok: $name"
-  else
-    failed=$((failed + 1)); echo "FAILED: $name"; sed 's/^/    /' "$work/check.out" | tail -n 20
-    if [ -n "${leader:-}" ]; then
-      echo "    the service's journal, last lines:"
-      inside journalctl -q -u certkeeper.service -u certkeeper-once.service -n 12 -o cat 2>&1 | cut -c1-400 | sed 's/^/      /'
-    fi
+on_failure() {
+  if [ -n "${leader:-}" ]; then
+    echo "    the service's journal, last lines:"
+    inside journalctl -q -u certkeeper.service -u certkeeper-once.service -n 12 -o cat 2>&1 | cut -c1-400 | sed 's/^/      /'
   fi
 }
 
@@ -123,16 +97,11 @@ configure() {
   install -m 0644 "$guest/known_hosts" "$rootfs/etc/certkeeper/known_hosts"
 }
 prop() { inside systemctl show -P "$2" "$1"; }
-eventually() { # seconds command...
-  local deadline=$((SECONDS + $1)); shift
-  until "$@"; do [ $SECONDS -lt $deadline ] || return 1; sleep 1; done
-}
 issued() { # name: the live set exists in the container and chains to Pebble's root
   local live="$rootfs/var/lib/certkeeper/live/$1"
   [ -s "$live/cert.pem" ] && openssl verify -CAfile "$work/env/issuing-root.pem" -untrusted "$live/chain.pem" "$live/cert.pem"
 }
 journal_runs() { inside journalctl -q -u certkeeper.service -o cat | grep -c '"event":"run.finished"' || true; }
-equals() { [ "$1" = "$2" ] || { echo "got '$1', expected '$2'"; return 1; }; }
 
 echo "== the .deb"
 check "lintian reports no errors or warnings" lintian --fail-on error,warning "$deb_old"
@@ -238,5 +207,4 @@ check "systemctl stop (source install) exits 0" bash -c "nsenter -t $leader -a -
 shutdown_container poweroff
 
 echo "boot-test: $(du -h "$deb_old" | cut -f1) .deb ($(stat -c %s "$deb_old") bytes)"
-echo "boot-test: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish_checks

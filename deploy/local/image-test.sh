@@ -13,16 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
-need=()
-command -v buildah >/dev/null || need+=(buildah)
-command -v podman >/dev/null || need+=(podman)
-command -v runc >/dev/null || need+=(runc)
-command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "image-test: installing ${need[*]} (apt)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+test_name=image-test
+. deploy/local/lib.sh
+apt_missing buildah:buildah podman:podman runc:runc mmdebstrap:mmdebstrap curl:curl
 [ -x target/release/certkeeper ] || { echo "image-test: build first: cargo build --release --locked" >&2; exit 1; }
 cargo build --locked --quiet --example hostenv
 
@@ -61,10 +54,7 @@ cleanup() {
   "${podman[@]}" rm -f -t 0 "$name" >/dev/null 2>&1 || true
   "${podman[@]}" volume rm -f "$volume" >/dev/null 2>&1 || true
   "${podman[@]}" rmi -f "$tag" >/dev/null 2>&1 || true
-  if [ -n "${HOSTENV_PID:-}" ]; then
-    echo quit >&"${HOSTENV[1]}" 2>/dev/null || true
-    wait "$HOSTENV_PID" 2>/dev/null || true
-  fi
+  stop_hostenv
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -76,30 +66,12 @@ strip "$work/context/dist/certkeeper"
 echo "image-test: buildah bud --target prebuilt"
 buildah bud --quiet --isolation=chroot --pull=false --target prebuilt -t "$tag" "$work/context" >/dev/null
 
-coproc HOSTENV { exec target/debug/examples/hostenv "$work/env"; }
-HOSTENV_PID=$HOSTENV_PID
-read -r -t 120 ready <&"${HOSTENV[0]}" || true
-[ "${ready:-}" = ready ] || { echo "image-test: the loopback environment did not start" >&2; exit 1; }
-ask() { echo "$*" >&"${HOSTENV[1]}"; local answer; read -r -t 60 answer <&"${HOSTENV[0]}"; echo "$answer"; }
-guest="$work/env/guest"
-http_port=$(cat "$guest/http-port")
+start_hostenv
 # The image's user (10001) reads the settings, as from a read-only volume.
 chmod -R a+rX "$guest"
 chmod 0644 "$guest/environment"
 mounts=(-v "$volume:/var/lib/certkeeper" -v "$guest:/etc/certkeeper:ro" --env-file "$guest/environment")
 
-passed=0
-failed=0
-check() {
-  local what=$1; shift
-  if "$@" >"$work/check.out" 2>&1; then
-    passed=$((passed + 1)); echo "ok: $what"
-  else
-    failed=$((failed + 1)); echo "FAILED: $what"; sed 's/^/    /' "$work/check.out" | tail -n 30
-  fi
-}
-equals() { [ "$1" = "$2" ] || { echo "got '$1', expected '$2'"; return 1; }; }
-eventually() { local deadline=$((SECONDS + $1)); shift; until "$@"; do [ $SECONDS -lt $deadline ] || return 1; sleep 1; done; }
 
 check "run --once in the container issues and publishes (exit 0)" \
   "${podman[@]}" run --rm "${run_opts[@]}" "${mounts[@]}" "$tag" run --once --config /etc/certkeeper/certkeeper.yaml
@@ -114,5 +86,4 @@ check "and it exits 0" equals "$("${podman[@]}" inspect -f '{{.State.ExitCode}}'
 check "no _acme-challenge record is left" equals "$(ask records)" "records 0"
 size=$("${podman[@]}" image inspect -f '{{.Size}}' "$tag")
 echo "image-test: image size $((size / 1024 / 1024)) MiB ($size bytes; base $(( $("${podman[@]}" image inspect -f '{{.Size}}' "$base") / 1024 / 1024 )) MiB)"
-echo "image-test: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish_checks

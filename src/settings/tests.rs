@@ -1,0 +1,144 @@
+use super::*;
+
+const MINIMAL: &str =
+    "config_repo:\n  url: repo\nstate_dir: state\nacme:\n  directory_url: https://ca.test/dir\n";
+
+#[test]
+fn minimal_settings_get_defaults() {
+    let s = Settings::parse(Path::new("/etc/ck/s.yaml"), MINIMAL).unwrap();
+    assert_eq!(s.config_repo.branch, "main");
+    assert_eq!(s.state_dir, PathBuf::from("/etc/ck/state"));
+    assert_eq!(s.config_repo.url, "/etc/ck/repo");
+    assert_eq!(s.max_concurrent_orders, 16);
+    assert_eq!(s.log_format, LogFormat::Json);
+    assert!(s.s3.is_none());
+}
+
+#[test]
+fn unknown_field_is_located() {
+    let text = format!("{MINIMAL}bogus: 1\n");
+    let err = Settings::parse(Path::new("s.yaml"), &text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("s.yaml:6:"), "{err}");
+    assert!(err.contains("unknown field `bogus`"), "{err}");
+}
+
+#[test]
+fn http_directory_is_refused_with_line() {
+    let text = MINIMAL.replace("https://", "http://");
+    let err = Settings::parse(Path::new("s.yaml"), &text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("s.yaml:5:"), "{err}");
+    assert!(err.contains("acme.directory_url"), "{err}");
+}
+
+#[test]
+fn new_sections_name_file_line_and_field() {
+    let base = "config_repo: {url: /tmp/none}\nstate_dir: /tmp/s\nacme: {directory_url: https://ca.test/dir}\n";
+    let err = |extra: &str| {
+        Settings::parse(Path::new("s.yaml"), &format!("{base}{extra}"))
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        err("shutdown_grace: 5x\n"),
+        "s.yaml:4:17: shutdown_grace: \"5x\" has unknown unit \"x\" (use ms, s, m, h or d)"
+    );
+    assert_eq!(
+        err("targets:\n  t: {type: ssm, parameters: {cert: \"/a/{env}/c\"}}\n"),
+        "s.yaml:5:3: targets.t.environments: parameters use {env} but no environments are listed"
+    );
+    assert!(err("schedule: {cron: \"61 3 * * *\"}\n").starts_with("s.yaml:4:12: schedule.cron: "));
+    assert!(
+        err("channels:\n  c: {type: slack, webhook_url: nope}\n")
+            .starts_with("s.yaml:5:33: channels.c: ")
+    );
+    assert_eq!(
+        err("replicas: {target: s3}\n"),
+        "s.yaml:4:1: replicas.target: \"s3\" is not an s3 target of these settings"
+    );
+    let keyed = err(
+        "s3: {bucket: b, key_template: \"{prefix}/{domain}/{file}\"}\nreplicas: {lease_ttl: 30s}\n",
+    );
+    assert!(
+        keyed.starts_with("s.yaml:5:1: replicas.target: the s3 target \"s3\" has key_template"),
+        "{keyed}"
+    );
+    assert!(
+        err("s3: {bucket: b}\nreplicas: {lease_ttl: 1s}\n")
+            .starts_with("s.yaml:5:12: replicas.lease_ttl: must be at least 2s")
+    );
+    let none_at_once = Settings::parse(
+        Path::new("s.yaml"),
+        "config_repo: {url: /tmp/none}\nstate_dir: /tmp/s\nacme:\n  directory_url: https://ca.test/dir\n  new_orders_in_flight: 0\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        none_at_once,
+        "s.yaml:5:3: acme.new_orders_in_flight: must be at least 1"
+    );
+}
+
+#[test]
+fn kubernetes_example_settings_parse() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/certkeeper.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let secret = text.split("\n---\n").next().unwrap();
+    let doc: yaml_serde::Value = yaml_serde::from_str(secret).unwrap();
+    let settings = doc["stringData"]["certkeeper.yaml"].as_str().unwrap();
+    let s = Settings::parse(&path, settings).unwrap();
+    assert_eq!(s.replicas.unwrap().target, S3_TARGET);
+}
+
+#[test]
+fn settings_reference_parses_with_every_field() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/settings-reference.yaml");
+    let s = Settings::load(&path).unwrap();
+    let ssh = s.config_repo.ssh.as_ref().unwrap();
+    assert!(ssh.known_hosts_file.is_some() && ssh.host_key_sha256.is_some());
+    assert!(s.config_repo.https.as_ref().unwrap().token_file.is_some());
+    let acme = &s.issuers["default"];
+    assert!(acme.root_ca_file.is_some() && acme.contact.is_some());
+    let zerossl = &s.issuers["zerossl"];
+    assert!(
+        zerossl.eab.is_some()
+            && zerossl.profile.is_some()
+            && zerossl.staging_directory_url.is_some()
+    );
+    assert!(s.aws.endpoint_url.is_some() && s.aws.region.is_some());
+    assert_eq!(s.dns.nameservers.len(), 2);
+    let s3 = s.s3.as_ref().unwrap();
+    assert_eq!(s3.sse, Sse::Kms);
+    assert!(s3.kms_key_id.is_some());
+    assert_eq!(s.log_format, LogFormat::Text);
+    let replicas = s.replicas.as_ref().unwrap();
+    assert_eq!(replicas.lease_ttl, Duration::from_secs(120));
+    assert!(replicas.holder.is_some());
+    assert_eq!(s.allowed_zones.as_ref().unwrap().len(), 2);
+    assert!(s.require_signed_commits.is_some());
+    assert_eq!(s.dns.propagation, Propagation::Check);
+    assert!(s.dns.follow_cname);
+    match &s.dns_providers["route53"] {
+        DnsProviderSettings::Route53(r) => {
+            assert!(r.profile.is_some() && r.role_arn.is_some() && r.external_id.is_some());
+            assert_eq!(r.requests_per_second, Some(5.0));
+        }
+        other => panic!("{other:?}"),
+    }
+    match &s.dns_providers["onprem"] {
+        DnsProviderSettings::Rfc2136(r) => {
+            assert_eq!(r.tsig_algorithm, TsigAlgorithm::HmacSha512)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn example_settings_file_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/certkeeper.yaml");
+    let s = Settings::load(&path).unwrap();
+    assert!(s.s3.is_some());
+}
