@@ -146,7 +146,7 @@ async fn start_http(
     tokio::spawn(crate::serve::serve(
         listener,
         PathBuf::from(&settings.state_dir),
-        settings.health.thresholds(),
+        crate::report::health::Thresholds::from_settings(&settings.health),
         stop.clone(),
     ));
     Ok(())

@@ -72,7 +72,7 @@ def main():
             if target is None and prefix:
                 cand = "::".join(prefix)
                 target = cand if cand in mods else None
-            if target and target != m and not m.startswith(target + "::") and target != "crate":
+            if target and target != m and target != "crate":
                 edges[m].add(target)
     # Tarjan's strongly connected components.
     index, low, stack, on, sccs, counter = {}, {}, [], set(), [], [0]

@@ -26,7 +26,7 @@ pub(crate) fn status_command(
             return UNKNOWN;
         }
     };
-    let configured = settings.health.thresholds();
+    let configured = certkeeper::report::health::Thresholds::from_settings(&settings.health);
     let thresholds = Thresholds {
         warning_days: warning_days.unwrap_or(configured.warning_days),
         critical_days: critical_days.unwrap_or(configured.critical_days),

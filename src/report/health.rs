@@ -45,6 +45,18 @@ impl Default for Thresholds {
     }
 }
 
+impl Thresholds {
+    /// The settings' `health:` over the defaults.
+    pub fn from_settings(h: &crate::settings::HealthSettings) -> Thresholds {
+        let d = Thresholds::default();
+        Thresholds {
+            warning_days: h.warning_days.unwrap_or(d.warning_days),
+            critical_days: h.critical_days.unwrap_or(d.critical_days),
+            max_run_age: h.max_run_age.unwrap_or(d.max_run_age),
+        }
+    }
+}
+
 /// The verdict on one certificate.
 #[derive(Debug, Clone)]
 pub struct CertHealth {

@@ -241,17 +241,6 @@ pub struct HealthSettings {
     pub max_run_age: Option<Duration>,
 }
 
-impl HealthSettings {
-    pub fn thresholds(&self) -> crate::report::health::Thresholds {
-        let d = crate::report::health::Thresholds::default();
-        crate::report::health::Thresholds {
-            warning_days: self.warning_days.unwrap_or(d.warning_days),
-            critical_days: self.critical_days.unwrap_or(d.critical_days),
-            max_run_age: self.max_run_age.unwrap_or(d.max_run_age),
-        }
-    }
-}
-
 mod optional_duration {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
