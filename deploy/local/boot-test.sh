@@ -173,6 +173,10 @@ check "the upgrade kept the edited settings" cmp "$guest/certkeeper.yaml" "$root
 check "systemctl stop exits cleanly" inside systemctl stop certkeeper.service
 check "the daemon exited 0" equals "$(prop certkeeper.service Result)/$(prop certkeeper.service ExecMainStatus)" success/0
 check "no _acme-challenge record is left" equals "$(ask records)" "records 0"
+{ inside journalctl -q -u certkeeper.service -o cat; cat "$rootfs/var/lib/certkeeper/status.json"; } >"$work/said.txt" 2>&1
+check "no secret in the journal or the status file (AWS key, deploy key, private keys)" \
+  secrets_absent "$work/said.txt" "$(aws_secret_file)" "$guest/repo_ed25519" \
+  "$rootfs/var/lib/certkeeper/live/www/privkey.pem" "$rootfs/var/lib/certkeeper/live/wildcard/privkey.pem"
 check "dpkg -r removes the package" inside dpkg -r certkeeper
 check "remove keeps the state and the user" bash -c "test -s $rootfs/var/lib/certkeeper/live/www/cert.pem && nsenter -t $leader -a -- getent passwd certkeeper"
 check "dpkg -P purges" inside dpkg -P certkeeper

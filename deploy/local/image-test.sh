@@ -84,6 +84,9 @@ check "the daemon is not root" equals "$("${podman[@]}" exec "$name" sh -c 'id -
 check "SIGTERM stops it" "${podman[@]}" stop -t 60 "$name"
 check "and it exits 0" equals "$("${podman[@]}" inspect -f '{{.State.ExitCode}}' "$name")" 0
 check "no _acme-challenge record is left" equals "$(ask records)" "records 0"
+"${podman[@]}" logs "$name" >"$work/said.txt" 2>&1 || true
+check "no secret in the container's logs (AWS key, deploy key)" \
+  secrets_absent "$work/said.txt" "$(aws_secret_file)" "$guest/repo_ed25519"
 size=$("${podman[@]}" image inspect -f '{{.Size}}' "$tag")
 echo "image-test: image size $((size / 1024 / 1024)) MiB ($size bytes; base $(( $("${podman[@]}" image inspect -f '{{.Size}}' "$base") / 1024 / 1024 )) MiB)"
 finish_checks

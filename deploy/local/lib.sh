@@ -60,3 +60,23 @@ finish_checks() {
   echo "$test_name: $passed passed, $failed failed"
   [ "$failed" -eq 0 ]
 }
+
+# secrets_absent OUTPUT FILE...: fails when any line (20 characters or
+# more, PEM armour aside) of the secret files appears in OUTPUT.
+secrets_absent() {
+  local out=$1 f line; shift
+  for f in "$@"; do
+    [ -s "$f" ] || { echo "no secret file $f to look for"; return 1; }
+    while IFS= read -r line; do
+      case $line in -----*) continue ;; esac
+      [ ${#line} -ge 20 ] || continue
+      if grep -qF -- "$line" "$out"; then echo "a line of $f is in $out"; return 1; fi
+    done <"$f"
+  done
+}
+
+# The AWS secret key the guest runs with, alone in a file.
+aws_secret_file() {
+  sed -n 's/^AWS_SECRET_ACCESS_KEY=//p' "$guest/environment" >"$work/aws-secret"
+  echo "$work/aws-secret"
+}
