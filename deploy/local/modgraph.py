@@ -2,15 +2,18 @@
 """The module graph of src/: which module imports which (crate:: and super::
 paths outside `#[cfg(test)]` modules), its largest import circle, the
 biggest files and the `Result<_, String>` count. A module is a file; a
-folder's mod.rs is the folder. Prints a summary; --edges lists the edges.
+folder's mod.rs is the folder; a submodule's imports of its parent count. Prints a summary; --edges lists the edges.
 
-Usage: deploy/local/modgraph.py [--edges]
+Usage: deploy/local/modgraph.py [--edges] [SRC]   (SRC defaults to this repo's src/)
 """
 import os
 import re
 import sys
 
-SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
+SRC = next(
+    (a for a in sys.argv[1:] if not a.startswith("--")),
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src"),
+)
 
 
 def module_of(path):
@@ -104,7 +107,10 @@ def main():
             visit(v)
     biggest = max(sccs, key=len)
     print(f"modules: {len(mods)}, lines: {sum(lines.values())}, edges: {sum(len(e) for e in edges.values())}")
-    print(f"largest import circle: {len(biggest)} modules, {sum(lines[m] for m in biggest)} lines")
+    if len(biggest) > 1:
+        print(f"largest import circle: {len(biggest)} modules, {sum(lines[m] for m in biggest)} lines")
+    else:
+        print("largest import circle: none")
     if len(biggest) > 1:
         print("  " + ", ".join(sorted(biggest)))
     print("biggest files: " + ", ".join(f"{files[m][len(SRC) + 1:]} {lines[m]}" for m in sorted(lines, key=lines.get, reverse=True)[:5]))
