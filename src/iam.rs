@@ -234,7 +234,7 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                             "Effect": "Allow",
                             "Action": ["s3:ListBucket"],
                             "Resource": [format!("arn:aws:s3:::{}", s3.bucket)],
-                            "Condition": {"StringLike": {"s3:prefix": crate::lease::listed_prefixes(s3)
+                            "Condition": {"StringLike": {"s3:prefix": crate::replica::listed_prefixes(s3)
                                 .iter()
                                 .map(|p| format!("{p}*"))
                                 .collect::<Vec<_>>()}},

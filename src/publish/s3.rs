@@ -333,7 +333,7 @@ impl Target for S3 {
             // Replicas: the next run's listing shows this ETag, and needs
             // no GET to know this state dir already holds that set.
             if let (META, Some(_), Some(etag)) = (*file, meta.generation, &etag) {
-                crate::lease::remember_etag(
+                crate::replica::memo::remember_etag(
                     item.store,
                     &meta.name,
                     &format!("s3://{}/{key}", self.settings.bucket),

@@ -57,7 +57,7 @@ pub(super) async fn finish_cert(
     let held = task.lease.lock().expect("lease lock").clone();
     if let (Some(c), Some(lease)) = (&task.coordinator, held)
         && let Err(e) = c.renew(&lease).await
-        && matches!(e, crate::lease::LeaseError::Lost { .. })
+        && matches!(e, crate::replica::LeaseError::Lost { .. })
     {
         tracing::error!(event = "lease.lost", cert = %cert.name(), error = %e);
         task.lease_lost

@@ -8,7 +8,7 @@ use super::*;
 /// take them from the bucket and publish them here too, so that replicas
 /// started together all end their first run complete.
 pub(super) async fn await_elsewhere(
-    c: &Arc<crate::lease::Coordinator>,
+    c: &Arc<crate::replica::Coordinator>,
     store: &Store,
     lease_ttl: std::time::Duration,
     certificates: &mut [CertStatus],
@@ -43,7 +43,7 @@ pub(super) async fn await_elsewhere(
 
 /// Brings every certificate's local set up to the bucket's (replicas): a
 /// new replica starts from what the others issued instead of re-issuing.
-pub(super) async fn pull_all(c: &Arc<crate::lease::Coordinator>, store: &Store, config: &Config) {
+pub(super) async fn pull_all(c: &Arc<crate::replica::Coordinator>, store: &Store, config: &Config) {
     let names: Vec<&str> = config.certificates.iter().map(|c| c.name()).collect();
     let survey = c.survey(&names).await.map(Arc::new);
     let limit = Arc::new(Semaphore::new(16));

@@ -11,7 +11,7 @@ pub struct Services {
     pub targets: BTreeMap<String, Arc<dyn Target>>,
     pub secrets: Arc<Secrets>,
     /// Leases and bootstrap through the bucket, when running as replicas.
-    pub coordinator: Option<Arc<crate::lease::Coordinator>>,
+    pub coordinator: Option<Arc<crate::replica::Coordinator>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ impl Services {
             && let Some(TargetSettings::S3(s3)) = settings.targets.get(&replicas.target)
         {
             let sdk = aws::identity(settings, &s3.aws, &base, "certkeeper-s3").await;
-            coordinator = Some(Arc::new(crate::lease::Coordinator::new(
+            coordinator = Some(Arc::new(crate::replica::Coordinator::new(
                 aws::s3_client(settings, &sdk),
                 s3,
                 replicas,

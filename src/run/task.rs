@@ -40,12 +40,12 @@ pub(super) struct CertTask {
     pub(super) commit: String,
     pub(super) cancel: CancellationToken,
     pub(super) stop: CancellationToken,
-    pub(super) coordinator: Option<Arc<crate::lease::Coordinator>>,
+    pub(super) coordinator: Option<Arc<crate::replica::Coordinator>>,
     /// Set when another replica took this certificate's lease: nothing more
     /// is published under it.
     pub(super) lease_lost: Arc<std::sync::atomic::AtomicBool>,
     /// The lease held while this certificate is renewed and published.
-    pub(super) lease: std::sync::Mutex<Option<Arc<crate::lease::Lease>>>,
+    pub(super) lease: std::sync::Mutex<Option<Arc<crate::replica::Lease>>>,
 }
 
 /// One certificate handled: its status line, and whether another replica
@@ -59,7 +59,7 @@ pub(super) struct Processed {
 pub(super) enum LeaseStep {
     /// No replicas: go ahead without a lease.
     Alone,
-    Proceed(Arc<crate::lease::Lease>),
+    Proceed(Arc<crate::replica::Lease>),
     /// Not here: another replica holds the lease and is renewing it.
     Held(String),
     /// Not here: another replica just renewed it (pulled from the bucket).
@@ -74,8 +74,8 @@ impl CertTask {
         };
         let name = cert.name();
         let lease = match c.acquire(name).await {
-            Ok(crate::lease::Acquired::Taken(lease)) => lease,
-            Ok(crate::lease::Acquired::Held { holder, until }) => {
+            Ok(crate::replica::Acquired::Taken(lease)) => lease,
+            Ok(crate::replica::Acquired::Held { holder, until }) => {
                 return LeaseStep::Held(format!(
                     "being renewed by replica {holder} (lease until {})",
                     rfc3339(until)
@@ -117,14 +117,17 @@ impl CertTask {
 
     /// Renews the lease at a third of its life until dropped; a lost lease
     /// is remembered so nothing more is published under it.
-    fn keep_alive(&self, lease: &Arc<crate::lease::Lease>) -> Option<tokio::task::JoinHandle<()>> {
+    fn keep_alive(
+        &self,
+        lease: &Arc<crate::replica::Lease>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let c = self.coordinator.clone()?;
         let (lease, lost) = (lease.clone(), self.lease_lost.clone());
         Some(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(c.renew_every()).await;
                 if let Err(e) = c.renew(&lease).await {
-                    if matches!(e, crate::lease::LeaseError::Lost { .. }) {
+                    if matches!(e, crate::replica::LeaseError::Lost { .. }) {
                         lost.store(true, std::sync::atomic::Ordering::SeqCst);
                         tracing::error!(event = "lease.lost", cert = %lease.name, error = %e);
                         return;

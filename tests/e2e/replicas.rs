@@ -348,8 +348,8 @@ async fn concurrent_renewals_of_one_lease_both_succeed() {
             .unwrap();
     let replicas: certkeeper::settings::ReplicaSettings =
         serde_json::from_value(serde_json::json!({"lease_ttl": "30s", "holder": "me"})).unwrap();
-    let c = certkeeper::lease::Coordinator::new(env.moto.s3().await, &s3, &replicas);
-    let certkeeper::lease::Acquired::Taken(lease) = c.acquire("x").await.unwrap() else {
+    let c = certkeeper::replica::Coordinator::new(env.moto.s3().await, &s3, &replicas);
+    let certkeeper::replica::Acquired::Taken(lease) = c.acquire("x").await.unwrap() else {
         panic!("a fresh lease is free");
     };
     for _ in 0..20 {
@@ -360,13 +360,13 @@ async fn concurrent_renewals_of_one_lease_both_succeed() {
     // Another holder finds it held; after release it is free again.
     let other: certkeeper::settings::ReplicaSettings =
         serde_json::from_value(serde_json::json!({"lease_ttl": "30s", "holder": "other"})).unwrap();
-    let d = certkeeper::lease::Coordinator::new(env.moto.s3().await, &s3, &other);
+    let d = certkeeper::replica::Coordinator::new(env.moto.s3().await, &s3, &other);
     assert!(matches!(
         d.acquire("x").await.unwrap(),
-        certkeeper::lease::Acquired::Held { holder, .. } if holder == "me"
+        certkeeper::replica::Acquired::Held { holder, .. } if holder == "me"
     ));
     c.release(&lease).await;
-    let certkeeper::lease::Acquired::Taken(next) = d.acquire("x").await.unwrap() else {
+    let certkeeper::replica::Acquired::Taken(next) = d.acquire("x").await.unwrap() else {
         panic!("a released lease is free");
     };
     assert_eq!(next.generation, lease.generation + 1);
