@@ -39,7 +39,8 @@ pub mod settings;
 pub mod shutdown;
 pub mod store;
 pub mod template;
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
 pub mod testing;
 pub mod verify;
 pub mod watch;

@@ -8,5 +8,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = certkeeper::acme::hostile::hostile_ca(data);
+    let _ = certkeeper::testing::hostile::hostile_ca(data);
 });

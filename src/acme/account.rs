@@ -102,15 +102,32 @@ impl Issuer {
                 account
             }
         };
-        Ok(Issuer {
+        Ok(Issuer::over(
+            name,
+            account,
+            &settings.directory_url,
+            settings.order_timeout,
+            settings.new_orders_in_flight.unwrap_or(1),
+        ))
+    }
+
+    /// An issuer over an account already loaded or registered, sending at
+    /// most `new_orders_in_flight` newOrder requests at a time (at least
+    /// one).
+    pub fn over(
+        name: &str,
+        account: Account,
+        directory_url: &str,
+        order_timeout: std::time::Duration,
+        new_orders_in_flight: usize,
+    ) -> Issuer {
+        Issuer {
             name: name.to_string(),
             account,
-            directory_url: settings.directory_url.clone(),
-            order_timeout: settings.order_timeout,
-            new_orders: Arc::new(tokio::sync::Semaphore::new(
-                settings.new_orders_in_flight.unwrap_or(1).max(1),
-            )),
-        })
+            directory_url: directory_url.to_string(),
+            order_timeout,
+            new_orders: Arc::new(tokio::sync::Semaphore::new(new_orders_in_flight.max(1))),
+        }
     }
 
     /// Revokes a certificate (DER) issued by this CA.
@@ -259,7 +276,7 @@ fn clone_creds(c: &AccountCredentials) -> AccountCredentials {
     serde_json::from_value(serde_json::to_value(c).expect("serialize")).expect("deserialize")
 }
 
-pub(super) async fn retry<T, F, Fut>(step: &'static str, mut f: F) -> Result<T, AcmeError>
+pub(crate) async fn retry<T, F, Fut>(step: &'static str, mut f: F) -> Result<T, AcmeError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, instant_acme::Error>>,

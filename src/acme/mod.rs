@@ -7,13 +7,12 @@
 
 mod account;
 pub mod ari;
-#[cfg(any(test, feature = "fuzzing"))]
-#[doc(hidden)]
-pub mod hostile;
 pub mod http;
 mod order;
 pub mod revocation;
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) use account::retry;
 pub use account::Issuer;
 pub use order::generate_key;
 

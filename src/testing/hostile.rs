@@ -15,8 +15,8 @@
 //! property is about what the ACME code asks of DNS, not about a DNS server
 //! (the providers have their own tests against Route53 on moto and BIND).
 
-use super::Issuer;
-use super::http::{Manners, PoliteClient};
+use crate::acme::Issuer;
+use crate::acme::http::{Manners, PoliteClient};
 use crate::dns::{DnsError, DnsProvider, TxtRecord, ZoneHint};
 use bytes::Bytes;
 use instant_acme::{Account, BodyWrapper, BytesResponse, HttpClient, NewAccount};
@@ -518,7 +518,7 @@ async fn conversation(data: &[u8]) -> Outcome {
     let manners = Manners::new("hostile", 1_000.0);
     let client =
         || -> Box<dyn HttpClient> { Box::new(PoliteClient::over(ca.clone(), manners.clone())) };
-    let account = super::account::retry("newAccount", || new_account(client())).await;
+    let account = crate::acme::retry("newAccount", || new_account(client())).await;
     let requests = |ca: &HostileCa| ca.state.lock().expect("state").requests;
     let (account, _credentials) = match account {
         Ok(a) => a,
@@ -533,21 +533,21 @@ async fn conversation(data: &[u8]) -> Outcome {
             };
         }
     };
-    let issuer = Issuer {
-        name: "hostile".into(),
+    let issuer = Issuer::over(
+        "hostile",
         account,
-        directory_url: format!("{BASE}/dir"),
-        order_timeout: Duration::from_secs(60),
-        new_orders: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
-    };
+        &format!("{BASE}/dir"),
+        Duration::from_secs(60),
+        1,
+    );
     // ARI first, as a run asks before deciding to renew: the window the CA
     // suggests, however absurd, gives a moment.
     let der = crate::x509::pem_chain(&leaf_pem).expect("pem")[0].clone();
     let der = rustls_pki_types::CertificateDer::from(der);
     let id = instant_acme::CertificateIdentifier::try_from(&der).expect("the leaf has an AKI");
-    let ari = issuer.account.renewal_info(&id).await.map(|(info, retry)| {
+    let ari = issuer.account().renewal_info(&id).await.map(|(info, retry)| {
         let w = info.suggested_window;
-        let _ = super::ari::pick(w.start, w.end, 0.5);
+        let _ = crate::acme::ari::pick(w.start, w.end, 0.5);
         retry
     });
     let spec: crate::config::CertificateSpec = serde_json::from_value(json!({
@@ -667,13 +667,13 @@ mod tests {
         let (account, _) = new_account(Box::new(PoliteClient::over(slow, manners)))
             .await
             .expect("account");
-        let issuer = Issuer {
-            name: "slow".into(),
+        let issuer = Issuer::over(
+            "slow",
             account,
-            directory_url: format!("{BASE}/dir"),
-            order_timeout: Duration::from_secs(60),
-            new_orders: Arc::new(tokio::sync::Semaphore::new(limit)),
-        };
+            &format!("{BASE}/dir"),
+            Duration::from_secs(60),
+            limit,
+        );
         let specs: Vec<crate::config::CertificateSpec> = (0..4)
             .map(|i| {
                 serde_json::from_value(
