@@ -26,19 +26,26 @@ impl Secrets {
         }
     }
 
-    pub async fn get(&self, name: &str) -> Result<Secret, String> {
+    pub async fn get(&self, name: &str) -> Result<Secret, SecretError> {
+        let name_ = || name.to_string();
         let source = self
             .sources
             .get(name)
-            .ok_or_else(|| format!("no secret {name:?} in the settings"))?;
+            .ok_or_else(|| SecretError::Unknown(name_()))?;
         let value = if let Some(path) = &source.file {
             std::fs::read_to_string(path)
-                .map_err(|e| format!("secret {name:?}: reading {}: {e}", path.display()))?
+                .map_err(|source| SecretError::File {
+                    name: name_(),
+                    path: path.clone(),
+                    source,
+                })?
                 .trim_end_matches(['\n', '\r'])
                 .to_string()
         } else if let Some(var) = &source.env {
-            std::env::var(var)
-                .map_err(|_| format!("secret {name:?}: environment variable {var} is not set"))?
+            std::env::var(var).map_err(|_| SecretError::Env {
+                name: name_(),
+                var: var.clone(),
+            })?
         } else if let Some(param) = &source.ssm {
             let out = self
                 .ssm
@@ -47,19 +54,47 @@ impl Secrets {
                 .with_decryption(true)
                 .send()
                 .await
-                .map_err(|e| {
-                    format!("secret {name:?}: SSM {param}: {}", crate::aws::message(&e))
+                .map_err(|e| SecretError::Ssm {
+                    name: name_(),
+                    param: param.clone(),
+                    message: crate::aws::message(&e),
                 })?;
             out.parameter()
                 .and_then(|p| p.value())
                 .unwrap_or_default()
                 .to_string()
         } else {
-            return Err(format!("secret {name:?} has no source"));
+            return Err(SecretError::NoSource(name_()));
         };
         if value.is_empty() {
-            return Err(format!("secret {name:?} is empty"));
+            return Err(SecretError::Empty(name_()));
         }
         Ok(Secret::new(value))
     }
+}
+
+/// A named secret that could not be read. Never carries the value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("no secret {0:?} in the settings")]
+    Unknown(String),
+    #[error("secret {name:?}: reading {}: {source}", path.display())]
+    File {
+        name: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secret {name:?}: environment variable {var} is not set")]
+    Env { name: String, var: String },
+    #[error("secret {name:?}: SSM {param}: {message}")]
+    Ssm {
+        name: String,
+        param: String,
+        message: String,
+    },
+    #[error("secret {0:?} has no source")]
+    NoSource(String),
+    #[error("secret {0:?} is empty")]
+    Empty(String),
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What one endpoint served.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Seen {
     /// The expected certificate.
     Match,
@@ -24,7 +24,36 @@ pub enum Seen {
     Other {
         serial: String,
     },
-    Unreachable(String),
+    Unreachable(ServedError),
+}
+
+/// Why an endpoint's certificate could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ServedError {
+    #[error("bad server name {name:?}: {source}")]
+    BadName {
+        name: String,
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+    #[error("connect: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("TLS handshake: {0}")]
+    Handshake(#[source] std::io::Error),
+    #[error("no certificate presented")]
+    NoCertificate,
+    #[error("no answer within {}s", CONNECT_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("unreadable certificate: {0}")]
+    Unreadable(#[source] crate::x509::X509Error),
+}
+
+/// What the endpoints served when the window closed, like `mismatch:
+/// www.example.com:443 serves serial X, expected Y`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.findings.join("; "))]
+pub struct VerifyError {
+    pub findings: Vec<String>,
 }
 
 /// Accepts every certificate: we only want to look at it.
@@ -88,28 +117,32 @@ fn client_config() -> Arc<rustls::ClientConfig> {
 }
 
 /// The DER of the leaf `endpoint` serves.
-pub async fn served_leaf(endpoint: &Endpoint) -> Result<Vec<u8>, String> {
-    let name = ServerName::try_from(endpoint.sni().to_string())
-        .map_err(|e| format!("bad server name {:?}: {e}", endpoint.sni()))?;
+pub async fn served_leaf(endpoint: &Endpoint) -> Result<Vec<u8>, ServedError> {
+    let name = ServerName::try_from(endpoint.sni().to_string()).map_err(|source| {
+        ServedError::BadName {
+            name: endpoint.sni().to_string(),
+            source,
+        }
+    })?;
     let connector = tokio_rustls::TlsConnector::from(client_config());
     let handshake = async {
         let tcp = tokio::net::TcpStream::connect(endpoint.address())
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(ServedError::Connect)?;
         let tls = connector
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS handshake: {e}"))?;
+            .map_err(ServedError::Handshake)?;
         let (_, session) = tls.get_ref();
         session
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| c.to_vec())
-            .ok_or_else(|| "no certificate presented".to_string())
+            .ok_or(ServedError::NoCertificate)
     };
     tokio::time::timeout(CONNECT_TIMEOUT, handshake)
         .await
-        .map_err(|_| format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))?
+        .map_err(|_| ServedError::Timeout)?
 }
 
 /// Checks one endpoint once against the expected leaf SHA-256 (`AB:CD:…`).
@@ -121,7 +154,7 @@ pub async fn check(endpoint: &Endpoint, expected_sha256: &str) -> Seen {
             match info {
                 Ok(i) if i.sha256 == expected_sha256 => Seen::Match,
                 Ok(i) => Seen::Other { serial: i.serial },
-                Err(e) => Seen::Unreachable(format!("unreadable certificate: {e}")),
+                Err(e) => Seen::Unreachable(ServedError::Unreadable(e)),
             }
         }
     }
@@ -135,7 +168,7 @@ pub async fn verify(
     expected_sha256: &str,
     expected_serial: &str,
     cancel: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<(), VerifyError> {
     let deadline = tokio::time::Instant::now() + spec.window;
     let mut pending: Vec<&Endpoint> = spec.endpoints.iter().collect();
     loop {
@@ -163,12 +196,12 @@ pub async fn verify(
         pending = still;
         let now = tokio::time::Instant::now();
         if now >= deadline || cancel.is_cancelled() {
-            return Err(problems.join("; "));
+            return Err(VerifyError { findings: problems });
         }
         let wait = spec.interval.min(deadline - now);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => return Err(problems.join("; ")),
+            _ = cancel.cancelled() => return Err(VerifyError { findings: problems }),
         }
     }
 }

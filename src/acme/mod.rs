@@ -11,9 +11,9 @@ pub mod http;
 mod order;
 pub mod revocation;
 
+pub use account::Issuer;
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) use account::retry;
-pub use account::Issuer;
 pub use order::generate_key;
 
 use std::time::Duration;

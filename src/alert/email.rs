@@ -24,14 +24,39 @@ pub struct Email {
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why a message was not delivered. Never carries the password.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    #[error("connect: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server closed the connection")]
+    Closed,
+    #[error("expected {want}, got: {got}")]
+    Reply { want: u16, got: String },
+    #[error("authentication failed")]
+    Auth,
+    #[error("the server does not offer STARTTLS (refusing to send in clear)")]
+    NoStarttls,
+    #[error("server name: {0}")]
+    ServerName(#[source] rustls::pki_types::InvalidDnsNameError),
+    #[error("{}: {message}", path.display())]
+    Root { path: PathBuf, message: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("no answer within {}s", TIMEOUT.as_secs())]
+    Timeout,
+}
+
 /// Reads one (possibly multi-line) reply; `Err` unless its code is `want`.
-async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>, want: u16) -> Result<String, String> {
+async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>, want: u16) -> Result<String, SmtpError> {
     let mut all = String::new();
     loop {
         let mut line = String::new();
-        let n = r.read_line(&mut line).await.map_err(|e| e.to_string())?;
+        let n = r.read_line(&mut line).await?;
         if n == 0 {
-            return Err("the server closed the connection".into());
+            return Err(SmtpError::Closed);
         }
         all.push_str(&line);
         // `250-...` continues, `250 ...` ends.
@@ -43,7 +68,10 @@ async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>, want: u16) -> Result<
     if code == want {
         Ok(all)
     } else {
-        Err(format!("expected {want}, got: {}", all.trim()))
+        Err(SmtpError::Reply {
+            want,
+            got: all.trim().to_string(),
+        })
     }
 }
 
@@ -51,11 +79,10 @@ async fn command<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut BufReader<S>,
     line: &str,
     want: u16,
-) -> Result<String, String> {
+) -> Result<String, SmtpError> {
     s.get_mut()
         .write_all(format!("{line}\r\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     reply(s, want).await
 }
 
@@ -64,13 +91,13 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut BufReader<S>,
     email: &Email,
     message: &str,
-) -> Result<(), String> {
+) -> Result<(), SmtpError> {
     if let (Some(user), Some(password)) = (&email.username, &email.password) {
         let token = base64::engine::general_purpose::STANDARD
             .encode(format!("\0{user}\0{}", password.expose()));
         command(s, &format!("AUTH PLAIN {token}"), 235)
             .await
-            .map_err(|_| "authentication failed".to_string())?;
+            .map_err(|_| SmtpError::Auth)?;
     }
     command(s, &format!("MAIL FROM:<{}>", email.from), 250).await?;
     for to in &email.to {
@@ -90,29 +117,32 @@ async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
         .collect();
     s.get_mut()
         .write_all(format!("{body}.\r\n").as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     reply(s, 250).await?;
     let _ = command(s, "QUIT", 221).await;
     Ok(())
 }
 
 impl Email {
-    fn tls(&self) -> Result<tokio_rustls::TlsConnector, String> {
+    fn tls(&self) -> Result<tokio_rustls::TlsConnector, SmtpError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| SmtpError::Tls(e.to_string()))?;
         let config = match &self.root_ca_file {
             Some(path) => {
                 use rustls::pki_types::pem::PemObject;
                 let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls::pki_types::CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?
+                let root = |e: &dyn std::fmt::Display| SmtpError::Root {
+                    path: path.clone(),
+                    message: e.to_string(),
+                };
+                for cert in
+                    rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| root(&e))?
                 {
                     roots
-                        .add(cert.map_err(|e| format!("{}: {e}", path.display()))?)
-                        .map_err(|e| e.to_string())?;
+                        .add(cert.map_err(|e| root(&e))?)
+                        .map_err(|e| root(&e))?;
                 }
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
@@ -120,7 +150,7 @@ impl Email {
                 use rustls_platform_verifier::BuilderVerifierExt;
                 builder
                     .with_platform_verifier()
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| SmtpError::Tls(e.to_string()))?
                     .with_no_client_auth()
             }
         };
@@ -142,10 +172,10 @@ impl Email {
         )
     }
 
-    async fn send_inner(&self, alert: &Alert) -> Result<(), String> {
+    async fn send_inner(&self, alert: &Alert) -> Result<(), SmtpError> {
         let tcp = tokio::net::TcpStream::connect(&self.server)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(SmtpError::Connect)?;
         let mut s = BufReader::new(tcp);
         reply(&mut s, 220).await?;
         let ehlo = command(&mut s, "EHLO certkeeper", 250).await?;
@@ -157,7 +187,7 @@ impl Email {
             l.get(4..)
                 .is_some_and(|e| e.trim().eq_ignore_ascii_case("STARTTLS"))
         }) {
-            return Err("the server does not offer STARTTLS (refusing to send in clear)".into());
+            return Err(SmtpError::NoStarttls);
         }
         command(&mut s, "STARTTLS", 220).await?;
         let host = self
@@ -166,13 +196,12 @@ impl Email {
             .map(|(h, _)| h)
             .unwrap_or(&self.server)
             .to_string();
-        let name = rustls::pki_types::ServerName::try_from(host)
-            .map_err(|e| format!("server name: {e}"))?;
+        let name = rustls::pki_types::ServerName::try_from(host).map_err(SmtpError::ServerName)?;
         let tls = self
             .tls()?
             .connect(name, s.into_inner())
             .await
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(|e| SmtpError::Tls(e.to_string()))?;
         let mut s = BufReader::new(tls);
         command(&mut s, "EHLO certkeeper", 250).await?;
         deliver(&mut s, self, &message).await
@@ -188,11 +217,11 @@ impl Channel for Email {
     async fn send(&self, alert: &Alert) -> Result<(), ChannelError> {
         tokio::time::timeout(TIMEOUT, self.send_inner(alert))
             .await
-            .map_err(|_| "no answer within 30s".to_string())
+            .map_err(|_| SmtpError::Timeout)
             .and_then(|r| r)
-            .map_err(|message| ChannelError {
+            .map_err(|e| ChannelError {
                 channel: self.name.clone(),
-                message,
+                cause: e.into(),
             })
     }
 }

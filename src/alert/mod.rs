@@ -9,10 +9,13 @@ pub mod http;
 pub mod slack;
 pub mod webhook;
 
+use crate::secrets::{SecretError, Secrets};
+use crate::settings::{ChannelSettings, Settings};
 use crate::store::Store;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One message about one certificate.
 #[derive(Debug, Clone, Serialize)]
@@ -28,10 +31,19 @@ pub struct Alert {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("alert channel {channel}: {message}")]
+#[error("alert channel {channel}: {cause}")]
 pub struct ChannelError {
     pub channel: String,
-    pub message: String,
+    #[source]
+    pub cause: Cause,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Smtp(#[from] email::SmtpError),
+    #[error(transparent)]
+    Post(#[from] http::PostError),
 }
 
 #[async_trait]
@@ -88,4 +100,87 @@ pub async fn dispatch(channels: &[std::sync::Arc<dyn Channel>], alert: &Alert) -
         }
     }
     any
+}
+
+/// The registry: the channels `names` lists, with their secrets resolved;
+/// beside them, why each one that cannot be used cannot (an unreadable
+/// secret). Names missing from `channels:` were refused by the settings'
+/// validation.
+pub async fn build(
+    settings: &Settings,
+    names: &[String],
+    secrets: &Secrets,
+) -> (Vec<Arc<dyn Channel>>, Vec<String>) {
+    let mut out: Vec<Arc<dyn Channel>> = Vec::new();
+    let mut errors = Vec::new();
+    let client = match http::poster() {
+        Ok(c) => c,
+        Err(e) => return (out, vec![e.to_string()]),
+    };
+    for name in names {
+        let Some(channel) = settings.channels.get(name) else {
+            continue;
+        };
+        match build_one(settings, name, channel, secrets, &client).await {
+            Ok(c) => out.push(c),
+            Err(e) => errors.push(format!("channel {name}: {e}")),
+        }
+    }
+    (out, errors)
+}
+
+async fn optional_secret(
+    secrets: &Secrets,
+    name: Option<&String>,
+) -> Result<Option<crate::secret::Secret>, SecretError> {
+    match name {
+        Some(n) => secrets.get(n).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+async fn build_one(
+    settings: &Settings,
+    name: &str,
+    channel: &ChannelSettings,
+    secrets: &Secrets,
+    client: &http::Poster,
+) -> Result<Arc<dyn Channel>, SecretError> {
+    Ok(match channel {
+        ChannelSettings::Slack { webhook_url } => Arc::new(slack::Slack::new(
+            name,
+            secrets.get(webhook_url).await?,
+            client.clone(),
+        )),
+        ChannelSettings::Webhook { url, hmac_secret } => Arc::new(webhook::Webhook::new(
+            name,
+            secrets.get(url).await?,
+            optional_secret(secrets, hmac_secret.as_ref()).await?,
+            client.clone(),
+        )),
+        ChannelSettings::Email {
+            server,
+            from,
+            to,
+            username,
+            password,
+            starttls,
+            root_ca_file,
+        } => Arc::new(email::Email {
+            name: name.to_string(),
+            server: server.clone(),
+            from: from.clone(),
+            to: to.clone(),
+            username: username.clone(),
+            password: optional_secret(secrets, password.as_ref()).await?,
+            starttls: *starttls,
+            root_ca_file: root_ca_file.as_ref().map(|p| {
+                settings
+                    .source
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join(p)
+            }),
+        }),
+    })
 }

@@ -31,9 +31,9 @@ impl Channel for Slack {
         let body = serde_json::json!({ "text": alert.message }).to_string();
         post_json(&self.client, self.url.expose(), body, &[])
             .await
-            .map_err(|message| ChannelError {
+            .map_err(|e| ChannelError {
                 channel: self.name.clone(),
-                message,
+                cause: e.into(),
             })
     }
 }

@@ -54,9 +54,9 @@ impl Channel for Webhook {
         }
         post_json(&self.client, self.url.expose(), body, &headers)
             .await
-            .map_err(|message| ChannelError {
+            .map_err(|e| ChannelError {
                 channel: self.name.clone(),
-                message,
+                cause: e.into(),
             })
     }
 }

@@ -2,7 +2,7 @@
 //! exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. Pure: (status,
 //! thresholds, now) -> verdict.
 
-use super::{CertState, CertStatus, Status};
+use super::{CertState, CertStatus, FailedStage, Status};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -85,13 +85,15 @@ pub fn certificate(c: &CertStatus, t: &Thresholds, now: OffsetDateTime) -> CertH
     if days < t.critical_days {
         return verdict(Level::Critical, format!("expires in {days} days"));
     }
-    // The first error recorded is the renewal's; publish and verification
-    // errors come after it.
-    let failed_target = c.targets.iter().find(|t| t.result.starts_with("failed"));
+    // The first error recorded is the one `last_error` holds; its stage
+    // says whether the renewal failed or a step after it.
+    let failed_target = c.targets.iter().find(|t| t.failed);
     let renewal_failed = c.state == CertState::Failed
-        && c.last_error.as_deref().is_some_and(|e| {
-            !e.starts_with("verification: ") && failed_target.is_none_or(|t| !t.result.ends_with(e))
-        });
+        && c.last_error.is_some()
+        && matches!(
+            c.failed_stage,
+            Some(FailedStage::Renewal | FailedStage::Lease | FailedStage::Formats)
+        );
     if renewal_failed {
         let why = c.last_error.as_deref().unwrap_or("failed");
         return verdict(
@@ -179,6 +181,7 @@ mod tests {
             serial: None,
             config_commit: None,
             last_error: (state == CertState::Failed).then(|| "boom".into()),
+            failed_stage: (state == CertState::Failed).then_some(FailedStage::Renewal),
             published: true,
             retry_after: None,
             targets: Vec::new(),
@@ -223,14 +226,17 @@ mod tests {
         let mut publish = cert(60, CertState::Failed);
         publish.published = false;
         publish.last_error = Some("publish to ssm failed for x: AccessDenied".into());
+        publish.failed_stage = Some(FailedStage::Publish);
         publish.targets = vec![
             crate::report::TargetStatus {
                 name: "s3".into(),
                 result: "published".into(),
+                failed: false,
             },
             crate::report::TargetStatus {
                 name: "ssm".into(),
                 result: "failed: publish to ssm failed for x: AccessDenied".into(),
+                failed: true,
             },
         ];
         let r = reason(publish);
@@ -239,6 +245,7 @@ mod tests {
         let mut verify = cert(60, CertState::Failed);
         verify.last_error =
             Some("verification: mismatch: a:443 serves serial 01, expected 02".into());
+        verify.failed_stage = Some(FailedStage::Verification);
         verify.verified = Some(false);
         verify.verification = Some("mismatch: a:443 serves serial 01, expected 02".into());
         let h = certificate(&verify, &t, NOW);

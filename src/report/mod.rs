@@ -153,6 +153,9 @@ pub struct CertStatus {
     pub serial: Option<String>,
     pub config_commit: Option<String>,
     pub last_error: Option<String>,
+    /// The step `last_error` comes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_stage: Option<FailedStage>,
     /// Whether every configured target holds the live set. `true` when no
     /// target is configured.
     pub published: bool,
@@ -180,6 +183,23 @@ pub struct TargetStatus {
     pub name: String,
     /// `published` or `failed: <error>`.
     pub result: String,
+    #[serde(default)]
+    pub failed: bool,
+}
+
+/// Which step of a certificate's handling failed first.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FailedStage {
+    /// The order, or anything before it (unreadable state, back-off,
+    /// shutdown, a CA without ACME that is due).
+    Renewal,
+    /// Another replica took the lease over.
+    Lease,
+    /// The derived files (PKCS#12, fingerprints).
+    Formats,
+    Publish,
+    Verification,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -263,6 +283,7 @@ mod tests {
             serial: None,
             config_commit: None,
             last_error: None,
+            failed_stage: None,
             published,
             retry_after: None,
             targets: Vec::new(),

@@ -1,7 +1,9 @@
 //! Finishing a certificate: derived files, publish to every target,
 //! verify the endpoints, the status line; and the targets' end of run.
 
+use super::failure::Failure;
 use super::*;
+use crate::report::FailedStage;
 
 /// Lets each target finish the run (the S3 manifest) with every live
 /// certificate it publishes; a failure marks those certificates unpublished,
@@ -28,7 +30,10 @@ pub(super) async fn finish_targets(
             for status in certificates.iter_mut() {
                 if certs.iter().any(|(m, _)| m.name == status.name) {
                     status.published = false;
-                    status.last_error.get_or_insert_with(|| e.to_string());
+                    if status.last_error.is_none() {
+                        status.last_error = Some(e.to_string());
+                        status.failed_stage = Some(FailedStage::Publish);
+                    }
                 }
             }
         }
@@ -45,9 +50,13 @@ pub(super) async fn finish_cert(
     let store = &task.store;
     let now = OffsetDateTime::now_utc();
     let meta = store.live_meta(cert.name()).ok().flatten();
-    let mut last_error = match &attempt {
-        Some(Err(e)) => Some(e.clone()),
+    // The first failure is the one the status line shows.
+    let mut first: Option<(FailedStage, String)> = match &attempt {
+        Some(Err(e)) => Some((FailedStage::Renewal, e.to_string())),
         _ => None,
+    };
+    let mut failed = |stage: FailedStage, e: &dyn std::fmt::Display| {
+        first.get_or_insert_with(|| (stage, e.to_string()));
     };
     let mut published = true;
     let mut targets = Vec::new();
@@ -66,30 +75,29 @@ pub(super) async fn finish_cert(
     let lost = task.lease_lost.load(std::sync::atomic::Ordering::SeqCst);
     if lost {
         published = false;
-        last_error.get_or_insert_with(|| {
-            "not published: another replica took over this certificate's lease".into()
-        });
+        failed(FailedStage::Lease, &Failure::LeaseLost);
     }
     if let Some(meta) = meta.as_ref().filter(|_| !lost) {
         let formats = derive_formats(task, cert).await;
         if let Err(e) = &formats {
             tracing::error!(event = "format.failed", cert = %cert.name(), error = %e);
             published = false;
-            last_error.get_or_insert(e.clone());
+            failed(FailedStage::Formats, e);
         }
         // Targets run in order; one failing does not stop or undo the
         // others, and it is retried on the next run.
         for target in &task.targets {
             let result = match &formats {
-                Err(_) => Err("not published: the derived files failed".to_string()),
+                Err(_) => Err(Failure::NoDerivedFiles),
                 Ok(()) => publish_to(store, target.as_ref(), meta, &cert.spec.vars).await,
             };
             if let Err(e) = &result {
                 published = false;
-                last_error.get_or_insert(e.clone());
+                failed(FailedStage::Publish, e);
             }
             targets.push(report::TargetStatus {
                 name: target.name().to_string(),
+                failed: result.is_err(),
                 result: match result {
                     Ok(()) => "published".into(),
                     Err(e) => format!("failed: {e}"),
@@ -102,13 +110,13 @@ pub(super) async fn finish_cert(
             match result {
                 Ok(()) => verification = Some("verified".to_string()),
                 Err(e) => {
-                    last_error.get_or_insert(format!("verification: {e}"));
-                    verification = Some(e);
+                    verification = Some(e.to_string());
+                    failed(FailedStage::Verification, &Failure::Verify(e));
                 }
             }
         }
     }
-    let state = match (&attempt, &last_error) {
+    let state = match (&attempt, &first) {
         (_, Some(_)) => CertState::Failed,
         (Some(Ok(true)), None) => CertState::Renewed,
         _ => CertState::Ok,
@@ -122,7 +130,8 @@ pub(super) async fn finish_cert(
         issued_at: meta.as_ref().map(|m| m.issued_at),
         serial: meta.as_ref().map(|m| m.serial.clone()),
         config_commit: meta.as_ref().map(|m| m.config_commit.clone()),
-        last_error,
+        failed_stage: first.as_ref().map(|(stage, _)| *stage),
+        last_error: first.map(|(_, e)| e),
         published: published && meta.is_some(),
         retry_after: None,
         targets,
@@ -133,7 +142,7 @@ pub(super) async fn finish_cert(
 }
 
 /// PKCS#12 and fingerprints files, as the certificate asks.
-pub(super) async fn derive_formats(task: &CertTask, cert: &Certificate) -> Result<(), String> {
+pub(super) async fn derive_formats(task: &CertTask, cert: &Certificate) -> Result<(), Failure> {
     let password = match &cert.spec.pkcs12 {
         Some(p12) => Some(task.secrets.get(&p12.password).await?),
         None => None,
@@ -144,8 +153,8 @@ pub(super) async fn derive_formats(task: &CertTask, cert: &Certificate) -> Resul
         cert.spec.pkcs12.as_ref(),
         password.as_ref(),
         cert.spec.fingerprints,
-    )
-    .map_err(|e| e.to_string())
+    )?;
+    Ok(())
 }
 
 /// Checks the endpoints once a live certificate was published. A
@@ -154,7 +163,7 @@ pub(super) async fn verify_live(
     task: &CertTask,
     spec: &crate::config::VerifySpec,
     meta: &Meta,
-) -> Result<(), String> {
+) -> Result<(), crate::verify::VerifyError> {
     let record = format!("verified/{}.json", meta.name);
     let endpoints: Vec<&str> = spec.endpoints.iter().map(|e| e.address()).collect();
     let fingerprint = crate::x509::sha256_hex(format!("{}|{endpoints:?}", meta.sha256).as_bytes());
@@ -186,8 +195,8 @@ pub(super) async fn publish_to(
     target: &dyn Target,
     meta: &Meta,
     vars: &BTreeMap<String, String>,
-) -> Result<(), String> {
-    let files = store.live_files(&meta.name).map_err(|e| e.to_string())?;
+) -> Result<(), Failure> {
+    let files = store.live_files(&meta.name)?;
     let fingerprint = publish::set_fingerprint(&files);
     if publish::is_published(store, &meta.name, target.name(), &fingerprint) {
         return Ok(());
@@ -208,8 +217,12 @@ pub(super) async fn publish_to(
                 "certkeeper_publish_total",
                 &[("target", target.name()), ("result", "success")],
             );
-            publish::mark_published(store, &meta.name, target.name(), &fingerprint)
-                .map_err(|e| e.to_string())
+            Ok(publish::mark_published(
+                store,
+                &meta.name,
+                target.name(),
+                &fingerprint,
+            )?)
         }
         Err(e) => {
             crate::metrics::inc(
@@ -222,7 +235,7 @@ pub(super) async fn publish_to(
                 cert = %meta.name,
                 error = %e,
             );
-            Err(e.to_string())
+            Err(e.into())
         }
     }
 }

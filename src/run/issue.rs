@@ -1,6 +1,7 @@
 //! Issuing: one order through one issuer, and whether the current key
 //! may be reused.
 
+use super::failure::Failure;
 use super::*;
 
 pub(super) async fn renew_one(
@@ -12,7 +13,7 @@ pub(super) async fn renew_one(
     let (dns, store, commit, cancel) = (&task.dns, &task.store, &task.commit, &task.cancel);
     let started = std::time::Instant::now();
     let spec = &cert.spec;
-    let fail = |e: String| {
+    let fail = |e: Failure| {
         tracing::error!(event = "cert.failed", cert = %spec.name, domains = %spec.domains.join(","), error = %e);
         e
     };
@@ -43,12 +44,11 @@ pub(super) async fn renew_one(
                 tracing::warn!(event = "order.retry", cert = %spec.name, reason = "the CA's DNS lookup failed after our nameservers served the values", error = %e);
                 retried = true;
             }
-            Err(e) => return Err(fail(e.to_string())),
+            Err(e) => return Err(fail(e.into())),
         }
     };
-    let ders =
-        crate::x509::pem_chain(&issued.cert_pem).map_err(|e| fail(format!("CA returned {e}")))?;
-    let info = crate::x509::leaf_info(&ders[0]).map_err(|e| fail(format!("CA returned {e}")))?;
+    let ders = crate::x509::pem_chain(&issued.cert_pem).map_err(|e| fail(Failure::Issued(e)))?;
+    let info = crate::x509::leaf_info(&ders[0]).map_err(|e| fail(Failure::Issued(e)))?;
     let mut meta = Meta {
         name: spec.name.clone(),
         serial: info.serial,
@@ -67,7 +67,7 @@ pub(super) async fn renew_one(
     };
     let dir = store
         .install(&issued, &mut meta)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(e.into()))?;
     tracing::info!(
         event = "cert.issued",
         cert = %spec.name,

@@ -3,7 +3,17 @@
 
 use super::*;
 
-pub(super) type Issuers = BTreeMap<String, Result<Arc<Issuer>, String>>;
+pub(super) type Issuers = BTreeMap<String, Result<Arc<Issuer>, Arc<LoadError>>>;
+
+/// Why an issuer cannot be used this run (every certificate using it is
+/// told the same, hence shared).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("unknown issuer {0:?}")]
+    Unknown(String),
+    #[error(transparent)]
+    Acme(#[from] crate::acme::AcmeError),
+}
 
 /// ACME accounts of the issuers that due certificates may use, loaded once.
 pub(super) async fn load_issuers(
@@ -30,12 +40,12 @@ pub(super) async fn issuer(
 ) -> Option<Arc<Issuer>> {
     if !cache.contains_key(name) {
         let loaded = match settings.issuers.get(name) {
-            None => Err(format!("unknown issuer {name:?}")),
+            None => Err(Arc::new(LoadError::Unknown(name.to_string()))),
             Some(acme) => match Issuer::load_or_create(name, acme, store).await {
                 Ok(issuer) => Ok(Arc::new(issuer)),
                 Err(e) => {
                     tracing::error!(event = "acme.account.failed", issuer = %name, error = %e);
-                    Err(e.to_string())
+                    Err(Arc::new(e.into()))
                 }
             },
         };

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 mod dry_run;
 mod facts;
+mod failure;
 mod finish;
 mod issue;
 mod issuers;

@@ -1,6 +1,7 @@
 //! One certificate's task: lease, renew (with fallbacks across issuers),
 //! finish, owned so it can run on its own.
 
+use super::failure::Failure;
 use super::*;
 
 pub(super) fn panicked_status(cert: &Certificate) -> CertStatus {
@@ -14,6 +15,7 @@ pub(super) fn panicked_status(cert: &Certificate) -> CertStatus {
         serial: None,
         config_commit: None,
         last_error: Some("internal error: task panicked (see logs)".into()),
+        failed_stage: Some(crate::report::FailedStage::Renewal),
         published: false,
         retry_after: None,
         targets: Vec::new(),
@@ -24,7 +26,7 @@ pub(super) fn panicked_status(cert: &Certificate) -> CertStatus {
 }
 
 /// The result of trying to renew one certificate: `Ok(true)` when renewed.
-pub(super) type Attempt = Result<bool, String>;
+pub(super) type Attempt = Result<bool, super::failure::Failure>;
 
 /// Everything one certificate's pipeline needs, owned so it can run as a task.
 pub(super) struct CertTask {
@@ -202,17 +204,16 @@ impl CertTask {
     ) -> CertStatus {
         let attempt = match plan {
             CertPlan::Keep | CertPlan::External { due: None } => None,
-            CertPlan::External { due: Some(why) } => Some(Err(why)),
-            CertPlan::Broken(e) => Some(Err(e)),
+            CertPlan::External { due: Some(why) } => Some(Err(Failure::ExternalDue(why))),
+            CertPlan::Broken(e) => Some(Err(Failure::Broken(e))),
             CertPlan::Renew if self.cancel.is_cancelled() || self.stop.is_cancelled() => {
-                Some(Err("not started: shutting down".to_string()))
+                Some(Err(Failure::ShuttingDown))
             }
-            CertPlan::BackingOff(f) => Some(Err(format!(
-                "backing off after {} failures until {}: {}",
-                f.count,
-                rfc3339(f.next_attempt),
-                f.last_error
-            ))),
+            CertPlan::BackingOff(f) => Some(Err(Failure::BackingOff {
+                count: f.count,
+                until: rfc3339(f.next_attempt),
+                last_error: f.last_error,
+            })),
             CertPlan::Renew => {
                 let result = self.renew(cert, generation).await;
                 let spec = crate::backoff::spec_fingerprint(&cert.spec, &self.chain);
@@ -224,7 +225,7 @@ impl CertTask {
                             &self.store,
                             cert.name(),
                             &spec,
-                            e,
+                            &e.to_string(),
                             OffsetDateTime::now_utc(),
                         );
                         tracing::warn!(event = "cert.backoff", cert = cert.name(), failures = f.count, until = %rfc3339(f.next_attempt));
@@ -251,11 +252,14 @@ impl CertTask {
             let issuer = match self.issuers.get(name) {
                 Some(Ok(issuer)) => issuer,
                 Some(Err(e)) => {
-                    errors.push(format!("{name}: {e}"));
+                    errors.push(Failure::Unloaded {
+                        issuer: name.clone(),
+                        source: e.clone(),
+                    });
                     continue;
                 }
                 None => {
-                    errors.push(format!("{name}: not loaded"));
+                    errors.push(Failure::NotLoaded(name.clone()));
                     continue;
                 }
             };
@@ -267,13 +271,19 @@ impl CertTask {
                         tracing::warn!(event = "issuer.failed", cert = cert.name(), issuer = %name, error = %e);
                     }
                     errors.push(if self.chain.len() > 1 {
-                        format!("{name}: {e}")
+                        Failure::Via {
+                            issuer: name.clone(),
+                            source: Box::new(e),
+                        }
                     } else {
                         e
                     });
                 }
             }
         }
-        Err(errors.join("; "))
+        Err(match errors.len() {
+            1 => errors.remove(0),
+            _ => Failure::Every(errors),
+        })
     }
 }

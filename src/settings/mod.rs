@@ -151,55 +151,71 @@ pub struct WatchSettings {
 
 /// Where watched certificates are found.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum WatchSource {
-    /// A file, or every `.pem`, `.crt`, `.cer`, `.der`, `.pfx`, `.p12`
-    /// under a folder.
-    Files {
-        path: PathBuf,
-        /// Name template; `{stem}` is the file name without extension,
-        /// `{dir}` its folder's name. Default `{stem}`.
-        #[serde(default = "defaults::watch_name")]
-        name: String,
-        #[serde(default)]
-        labels: std::collections::BTreeMap<String, String>,
-        /// `secrets:` name of the password of `.pfx`/`.p12` files.
-        pkcs12_password: Option<String>,
-    },
-    /// SSM parameters under a path whose values are PEM certificates.
-    Ssm {
-        path: String,
-        /// Name template; `{stem}` is the last path segment. Default `{stem}`.
-        #[serde(default = "defaults::watch_name")]
-        name: String,
-        #[serde(default)]
-        labels: std::collections::BTreeMap<String, String>,
-        #[serde(default)]
-        aws: AwsIdentity,
-    },
-    /// Every certificate object under a prefix.
-    S3 {
-        bucket: String,
-        #[serde(default)]
-        prefix: String,
-        #[serde(default = "defaults::watch_name")]
-        name: String,
-        #[serde(default)]
-        labels: std::collections::BTreeMap<String, String>,
-        #[serde(default)]
-        aws: AwsIdentity,
-        /// `secrets:` name of the password of `.pfx`/`.p12` objects.
-        pkcs12_password: Option<String>,
-    },
-    /// What a live TLS endpoint serves.
-    Endpoint {
-        address: String,
-        /// Server name sent; default: the host of `address`.
-        sni: Option<String>,
-        name: String,
-        #[serde(default)]
-        labels: std::collections::BTreeMap<String, String>,
-    },
+    Files(WatchFiles),
+    Ssm(WatchSsm),
+    S3(WatchS3),
+    Endpoint(WatchEndpoint),
+}
+
+/// A file, or every `.pem`, `.crt`, `.cer`, `.der`, `.pfx`, `.p12` under a
+/// folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchFiles {
+    pub path: PathBuf,
+    /// Name template; `{stem}` is the file name without extension, `{dir}`
+    /// its folder's name. Default `{stem}`.
+    #[serde(default = "defaults::watch_name")]
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `secrets:` name of the password of `.pfx`/`.p12` files.
+    pub pkcs12_password: Option<String>,
+}
+
+/// SSM parameters under a path whose values are PEM certificates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSsm {
+    pub path: String,
+    /// Name template; `{stem}` is the last path segment. Default `{stem}`.
+    #[serde(default = "defaults::watch_name")]
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub aws: AwsIdentity,
+}
+
+/// Every certificate object under a prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchS3 {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "defaults::watch_name")]
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub aws: AwsIdentity,
+    /// `secrets:` name of the password of `.pfx`/`.p12` objects.
+    pub pkcs12_password: Option<String>,
+}
+
+/// What a live TLS endpoint serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchEndpoint {
+    pub address: String,
+    /// Server name sent; default: the host of `address`.
+    pub sni: Option<String>,
+    pub name: String,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -545,11 +545,15 @@ async fn conversation(data: &[u8]) -> Outcome {
     let der = crate::x509::pem_chain(&leaf_pem).expect("pem")[0].clone();
     let der = rustls_pki_types::CertificateDer::from(der);
     let id = instant_acme::CertificateIdentifier::try_from(&der).expect("the leaf has an AKI");
-    let ari = issuer.account().renewal_info(&id).await.map(|(info, retry)| {
-        let w = info.suggested_window;
-        let _ = crate::acme::ari::pick(w.start, w.end, 0.5);
-        retry
-    });
+    let ari = issuer
+        .account()
+        .renewal_info(&id)
+        .await
+        .map(|(info, retry)| {
+            let w = info.suggested_window;
+            let _ = crate::acme::ari::pick(w.start, w.end, 0.5);
+            retry
+        });
     let spec: crate::config::CertificateSpec = serde_json::from_value(json!({
         "name": "hostile",
         "domains": ["a.example.test", "*.example.test"],

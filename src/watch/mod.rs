@@ -7,14 +7,13 @@
 
 pub mod sources;
 
-use crate::alert::{self, Alert, Channel, Sent};
+use crate::alert::{self, Alert, Sent};
 use crate::report::{CertState, Status};
 use crate::secrets::Secrets;
-use crate::settings::{ChannelSettings, Settings, WatchSettings};
+use crate::settings::{Settings, WatchSettings};
 use crate::store::Store;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use time::OffsetDateTime;
 
 /// The last scan's certificates, in the state dir.
@@ -43,12 +42,12 @@ pub async fn scan(
     let mut found = Vec::new();
     let mut errors = Vec::new();
     for source in &watch.sources {
-        match sources::scan(settings, source, ctx).await {
-            Ok((certs, errs)) => {
-                found.extend(certs);
-                errors.extend(errs);
+        match sources::build(source).scan(settings, ctx).await {
+            Ok(f) => {
+                found.extend(f.certs);
+                errors.extend(f.errors.iter().map(|e| e.to_string()));
             }
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
         }
     }
     (newest_per_name(found), errors)
@@ -254,86 +253,6 @@ pub fn due(
     out
 }
 
-/// The configured channels, with their secrets resolved.
-pub async fn channels(
-    settings: &Settings,
-    watch: &WatchSettings,
-    secrets: &Secrets,
-) -> (Vec<Arc<dyn Channel>>, Vec<String>) {
-    let mut out: Vec<Arc<dyn Channel>> = Vec::new();
-    let mut errors = Vec::new();
-    let client = match alert::http::poster() {
-        Ok(c) => c,
-        Err(e) => return (out, vec![format!("HTTP client: {e}")]),
-    };
-    for name in &watch.channels {
-        let Some(channel) = settings.channels.get(name) else {
-            continue;
-        };
-        match build_channel(settings, name, channel, secrets, &client).await {
-            Ok(c) => out.push(c),
-            Err(e) => errors.push(format!("channel {name}: {e}")),
-        }
-    }
-    (out, errors)
-}
-
-async fn optional_secret(
-    secrets: &Secrets,
-    name: Option<&String>,
-) -> Result<Option<crate::secret::Secret>, String> {
-    match name {
-        Some(n) => secrets.get(n).await.map(Some),
-        None => Ok(None),
-    }
-}
-
-async fn build_channel(
-    settings: &Settings,
-    name: &str,
-    channel: &ChannelSettings,
-    secrets: &Secrets,
-    client: &alert::http::Poster,
-) -> Result<Arc<dyn Channel>, String> {
-    Ok(match channel {
-        ChannelSettings::Slack { webhook_url } => Arc::new(alert::slack::Slack::new(
-            name,
-            secrets.get(webhook_url).await?,
-            client.clone(),
-        )),
-        ChannelSettings::Webhook { url, hmac_secret } => Arc::new(alert::webhook::Webhook::new(
-            name,
-            secrets.get(url).await?,
-            optional_secret(secrets, hmac_secret.as_ref()).await?,
-            client.clone(),
-        )),
-        ChannelSettings::Email {
-            server,
-            from,
-            to,
-            username,
-            password,
-            starttls,
-            root_ca_file,
-        } => Arc::new(alert::email::Email {
-            name: name.to_string(),
-            server: server.clone(),
-            from: from.clone(),
-            to: to.clone(),
-            username: username.clone(),
-            password: optional_secret(secrets, password.as_ref()).await?,
-            starttls: *starttls,
-            root_ca_file: root_ca_file.as_ref().map(|p| {
-                settings
-                    .source
-                    .parent()
-                    .unwrap_or(std::path::Path::new("."))
-                    .join(p)
-            }),
-        }),
-    })
-}
-
 /// The watch step of a run: scan, decide, send, remember.
 pub async fn check(settings: &Settings, store: &Store, status: Option<&Status>, secrets: &Secrets) {
     let Some(watch) = &settings.watch else {
@@ -370,7 +289,7 @@ pub async fn check(settings: &Settings, store: &Store, status: Option<&Status>, 
     if alerts.is_empty() {
         return;
     }
-    let (channels, errors) = channels(settings, watch, secrets).await;
+    let (channels, errors) = alert::build(settings, &watch.channels, secrets).await;
     for e in &errors {
         tracing::error!(event = "alert.channel.failed", error = %e);
     }
@@ -417,6 +336,8 @@ mod tests {
                 serial: None,
                 config_commit: None,
                 last_error: (state == CertState::Failed).then(|| "CA down".into()),
+                failed_stage: (state == CertState::Failed)
+                    .then_some(crate::report::FailedStage::Renewal),
                 published: true,
                 retry_after: None,
                 targets: vec![],
