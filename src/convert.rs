@@ -269,11 +269,11 @@ pub type ChainPath = (Vec<Vec<u8>>, Vec<Vec<u8>>);
 /// Orders `pool` into the chain above `leaf`: each certificate's issuer
 /// follows it, its signature checked, ending at a self-signed root.
 /// Certificates of the pool not on the path are returned apart.
-pub fn build_chain(leaf: &[u8], pool: &[Vec<u8>]) -> Result<ChainPath, String> {
-    fn parse(d: &[u8]) -> Result<X509Certificate<'_>, String> {
+pub fn build_chain(leaf: &[u8], pool: &[Vec<u8>]) -> Result<ChainPath, ChainError> {
+    fn parse(d: &[u8]) -> Result<X509Certificate<'_>, ChainError> {
         X509Certificate::from_der(d)
             .map(|(_, c)| c)
-            .map_err(|e| format!("corrupt certificate ({e})"))
+            .map_err(|e| ChainError::Corrupt(e.to_string()))
     }
     let mut path: Vec<Vec<u8>> = Vec::new();
     let mut current = leaf.to_vec();
@@ -283,7 +283,7 @@ pub fn build_chain(leaf: &[u8], pool: &[Vec<u8>]) -> Result<ChainPath, String> {
         if cert.subject().as_raw() == cert.issuer().as_raw() && cert.verify_signature(None).is_ok()
         {
             if path.is_empty() {
-                return Err("the certificate is self-signed, not issued by a CA".into());
+                return Err(ChainError::SelfSigned);
             }
             break;
         }
@@ -298,23 +298,13 @@ pub fn build_chain(leaf: &[u8], pool: &[Vec<u8>]) -> Result<ChainPath, String> {
             let named = pool.iter().any(|c| {
                 parse(c).is_ok_and(|issuer| issuer.subject().as_raw() == cert.issuer().as_raw())
             });
+            let (subject, issuer) = (cert.subject().to_string(), cert.issuer().to_string());
             return Err(if named {
-                format!(
-                    "the signature of {:?} does not verify with the key of its issuer {:?} from --chain",
-                    cert.subject().to_string(),
-                    cert.issuer().to_string()
-                )
+                ChainError::BadSignature { subject, issuer }
             } else if pool.is_empty() {
-                format!(
-                    "no chain given: pass the sub CA and root CA that issued it ({:?}) with --chain",
-                    cert.issuer().to_string()
-                )
+                ChainError::NoChain { issuer }
             } else {
-                format!(
-                    "the chain does not reach a root: nothing in --chain issued {:?} (its issuer is {:?}); pass that CA's certificate with --chain",
-                    cert.subject().to_string(),
-                    cert.issuer().to_string()
-                )
+                ChainError::NoRoot { subject, issuer }
             });
         };
         let issuer = parse(issuer_der)?;
@@ -325,24 +315,20 @@ pub fn build_chain(leaf: &[u8], pool: &[Vec<u8>]) -> Result<ChainPath, String> {
             .is_none_or(|bc| !bc.value.ca)
             && issuer.subject().as_raw() != issuer.issuer().as_raw()
         {
-            return Err(format!(
-                "{:?} in --chain is not a CA certificate (no basicConstraints CA:TRUE)",
-                issuer.subject().to_string()
-            ));
+            return Err(ChainError::NotCa(issuer.subject().to_string()));
         }
         if !issuer.validity().is_valid() {
-            return Err(format!(
-                "the CA certificate {:?} in --chain is not valid now (valid {} to {})",
-                issuer.subject().to_string(),
-                issuer.validity().not_before,
-                issuer.validity().not_after
-            ));
+            return Err(ChainError::NotValidNow {
+                subject: issuer.subject().to_string(),
+                from: issuer.validity().not_before.to_string(),
+                to: issuer.validity().not_after.to_string(),
+            });
         }
         used[i] = true;
         path.push(issuer_der.clone());
         current = issuer_der.clone();
         if path.len() > 10 {
-            return Err("the chain is longer than 10 certificates".into());
+            return Err(ChainError::TooLong);
         }
     }
     let unused = pool
@@ -352,6 +338,35 @@ pub fn build_chain(leaf: &[u8], pool: &[Vec<u8>]) -> Result<ChainPath, String> {
         .map(|(c, _)| c.clone())
         .collect();
     Ok((path, unused))
+}
+
+/// Why `--chain` does not make a chain for the certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error("corrupt certificate ({0})")]
+    Corrupt(String),
+    #[error("the certificate is self-signed, not issued by a CA")]
+    SelfSigned,
+    #[error(
+        "the signature of {subject:?} does not verify with the key of its issuer {issuer:?} from --chain"
+    )]
+    BadSignature { subject: String, issuer: String },
+    #[error("no chain given: pass the sub CA and root CA that issued it ({issuer:?}) with --chain")]
+    NoChain { issuer: String },
+    #[error(
+        "the chain does not reach a root: nothing in --chain issued {subject:?} (its issuer is {issuer:?}); pass that CA's certificate with --chain"
+    )]
+    NoRoot { subject: String, issuer: String },
+    #[error("{0:?} in --chain is not a CA certificate (no basicConstraints CA:TRUE)")]
+    NotCa(String),
+    #[error("the CA certificate {subject:?} in --chain is not valid now (valid {from} to {to})")]
+    NotValidNow {
+        subject: String,
+        from: String,
+        to: String,
+    },
+    #[error("the chain is longer than 10 certificates")]
+    TooLong,
 }
 
 /// Keystore aliases for CA certificates: the self-signed one is `rootca`,
@@ -390,16 +405,30 @@ pub struct Bundle<'a> {
     pub legacy: bool,
 }
 
+/// A PKCS#12 file that cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum Pkcs12Error {
+    #[error("private key: {0}")]
+    Key(String),
+    #[error("certificate: {0}")]
+    Certificate(String),
+    #[error("no certificate")]
+    NoCertificate,
+    #[error("{0}")]
+    Write(String),
+}
+
 /// A PKCS#12 file: AES-256 (PBES2, SHA-256 MAC), or 3DES with a SHA-1 MAC
 /// for `legacy`.
-pub fn pkcs12(bundle: &Bundle<'_>, password: &Secret) -> Result<Vec<u8>, String> {
-    let key = PrivateKey::from_der(bundle.key_pkcs8).map_err(|e| format!("private key: {e}"))?;
+pub fn pkcs12(bundle: &Bundle<'_>, password: &Secret) -> Result<Vec<u8>, Pkcs12Error> {
+    let key =
+        PrivateKey::from_der(bundle.key_pkcs8).map_err(|e| Pkcs12Error::Key(e.to_string()))?;
     let certs = bundle
         .chain
         .iter()
-        .map(|d| Certificate::from_der(d).map_err(|e| format!("certificate: {e}")))
+        .map(|d| Certificate::from_der(d).map_err(|e| Pkcs12Error::Certificate(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
-    let leaf = bundle.chain.first().ok_or("no certificate")?;
+    let leaf = bundle.chain.first().ok_or(Pkcs12Error::NoCertificate)?;
     // Java and openssl pair key and certificate by this id.
     let local_key_id = <Sha1 as sha1::Digest>::digest(leaf).to_vec();
     let mut store = KeyStore::new();
@@ -408,7 +437,8 @@ pub fn pkcs12(bundle: &Bundle<'_>, password: &Secret) -> Result<Vec<u8>, String>
         KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, certs)),
     );
     for (alias, der) in bundle.trusted {
-        let cert = Certificate::from_der(der).map_err(|e| format!("certificate: {e}"))?;
+        let cert =
+            Certificate::from_der(der).map_err(|e| Pkcs12Error::Certificate(e.to_string()))?;
         store.add_entry(alias, KeyStoreEntry::Certificate(cert));
     }
     let mut writer = store.writer(password.expose());
@@ -417,7 +447,9 @@ pub fn pkcs12(bundle: &Bundle<'_>, password: &Secret) -> Result<Vec<u8>, String>
             .encryption_algorithm(EncryptionAlgorithm::PbeWithShaAnd3KeyTripleDesCbc)
             .mac_algorithm(MacAlgorithm::HmacSha1);
     }
-    writer.write().map_err(|e| e.to_string())
+    writer
+        .write()
+        .map_err(|e| Pkcs12Error::Write(e.to_string()))
 }
 
 /// A PKCS#12 file taken apart: what `openssl pkcs12 -nocerts -nodes` and

@@ -17,8 +17,6 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use x509_parser::prelude::{FromDer, X509Certificate, X509CertificationRequest, X509Name};
 
-pub use crate::config::EXTERNAL;
-
 const PENDING_KEY: &str = "privkey.pem";
 const PENDING_CSR: &str = "csr.pem";
 const PENDING_REQUEST: &str = "request.json";
@@ -77,8 +75,6 @@ impl Request {
         names
     }
 }
-
-pub use crate::config::domain::render_names;
 
 fn dir(name: &str) -> String {
     format!("csr/{name}")
@@ -207,8 +203,7 @@ pub fn import(
     }
     let (_, cert) = X509Certificate::from_der(&leaf)
         .map_err(|e| refuse(format!("corrupt certificate ({e})")))?;
-    let wanted =
-        csr_subject(&csr_pem).map_err(|e| CsrError::Invalid(format!("pending CSR: {e}")))?;
+    let wanted = csr_subject(&csr_pem)?;
     let got = name_attributes(cert.subject());
     if wanted != got {
         return Err(refuse(format!(
@@ -228,7 +223,7 @@ pub fn import(
             rfc3339(validity.not_after.to_datetime())
         )));
     }
-    let (path, unused) = convert::build_chain(&leaf, &pool).map_err(refuse)?;
+    let (path, unused) = convert::build_chain(&leaf, &pool).map_err(|e| refuse(e.to_string()))?;
     let info = crate::x509::leaf_info(&leaf).map_err(|e| refuse(e.to_string()))?;
     let missing: Vec<&String> = request
         .sans
@@ -255,7 +250,7 @@ pub fn import(
         sans: info.dns_names,
         key_type: request.key_type,
         sha256: info.sha256,
-        issuer: EXTERNAL.to_string(),
+        issuer: crate::config::EXTERNAL.to_string(),
         config_commit: config_commit.to_string(),
         issued_at: now,
         version: 0,
@@ -306,9 +301,10 @@ fn name_attributes(name: &X509Name<'_>) -> Vec<(String, String)> {
     out
 }
 
-fn csr_subject(pem: &[u8]) -> Result<Vec<(String, String)>, String> {
-    let (_, p) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| e.to_string())?;
-    let (_, csr) = X509CertificationRequest::from_der(&p.contents).map_err(|e| e.to_string())?;
+fn csr_subject(pem: &[u8]) -> Result<Vec<(String, String)>, CsrError> {
+    let invalid = |e: &dyn std::fmt::Display| CsrError::Invalid(format!("pending CSR: {e}"));
+    let (_, p) = x509_parser::pem::parse_x509_pem(pem).map_err(|e| invalid(&e))?;
+    let (_, csr) = X509CertificationRequest::from_der(&p.contents).map_err(|e| invalid(&e))?;
     Ok(name_attributes(&csr.certification_request_info.subject))
 }
 
@@ -371,13 +367,27 @@ mod tests {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-        let (cn, sans) = render_names("{identifier}.{ods}.mesh-client.nhs.uk", &[], &vars).unwrap();
+        let (cn, sans) = crate::config::domain::render_names(
+            "{identifier}.{ods}.mesh-client.nhs.uk",
+            &[],
+            &vars,
+        )
+        .unwrap();
         assert_eq!(cn, "RRR01HC.RRR01.mesh-client.nhs.uk");
         assert!(sans.is_empty());
-        let err = render_names("{identifer}.nhs.uk", &[], &vars).unwrap_err();
-        assert!(err.starts_with("cn: template"), "{err}");
-        let err = render_names("bad_name!.nhs.uk", &[], &vars).unwrap_err();
-        assert!(err.starts_with("cn: "), "{err}");
+        let err =
+            crate::config::domain::render_names("{identifer}.nhs.uk", &[], &vars).unwrap_err();
+        assert!(err.to_string().starts_with("cn: template"), "{err}");
+        assert!(matches!(
+            err.reason,
+            crate::config::domain::NameReason::Template(_)
+        ));
+        let err = crate::config::domain::render_names("bad_name!.nhs.uk", &[], &vars).unwrap_err();
+        assert_eq!(err.field, "cn");
+        assert!(matches!(
+            err.reason,
+            crate::config::domain::NameReason::Domain(_)
+        ));
     }
 
     #[test]

@@ -5,16 +5,27 @@
 
 use std::time::Duration;
 
+/// A duration that is not `<integer><unit>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} has no unit (use s, m, h or d, e.g. \"30d\")")]
+    NoUnit(String),
+    #[error("{0:?} does not start with a whole number")]
+    NotANumber(String),
+    #[error("{text:?} has unknown unit {unit:?} (use ms, s, m, h or d)")]
+    UnknownUnit { text: String, unit: String },
+}
+
 /// Parses `<integer><unit>` with unit one of `ms`, `s`, `m`, `h`, `d`.
-pub fn parse(text: &str) -> Result<Duration, String> {
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} has no unit (use s, m, h or d, e.g. \"30d\")"))?;
+        .ok_or_else(|| DurationError::NoUnit(text.to_string()))?;
     let (number, unit) = text.split_at(split);
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} does not start with a whole number"))?;
+        .map_err(|_| DurationError::NotANumber(text.to_string()))?;
     let secs = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
         "s" => n,
@@ -22,9 +33,10 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "h" => n.saturating_mul(3600),
         "d" => n.saturating_mul(86_400),
         _ => {
-            return Err(format!(
-                "{text:?} has unknown unit {unit:?} (use ms, s, m, h or d)"
-            ));
+            return Err(DurationError::UnknownUnit {
+                text: text.to_string(),
+                unit: unit.to_string(),
+            });
         }
     };
     Ok(Duration::from_secs(secs))
@@ -71,9 +83,10 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(parse("30").unwrap_err().contains("no unit"));
+        assert_eq!(parse("30"), Err(DurationError::NoUnit("30".into())));
+        assert!(parse("30").unwrap_err().to_string().contains("no unit"));
         assert!(parse("d").is_err());
-        assert!(parse("3w").unwrap_err().contains("unknown unit"));
+        assert!(matches!(parse("3w"), Err(DurationError::UnknownUnit { unit, .. }) if unit == "w"));
         assert!(parse("-3d").is_err());
     }
 }

@@ -103,7 +103,8 @@ pub fn ensure(
                     trusted: &trusted,
                     legacy: spec.legacy,
                 };
-                let p12 = crate::convert::pkcs12(&bundle, password).map_err(p12_err)?;
+                let p12 = crate::convert::pkcs12(&bundle, password)
+                    .map_err(|e| p12_err(e.to_string()))?;
                 store.set_derived(name, P12, Some(&p12))?;
                 store.write_state(&options_file, p12_options(spec).as_bytes())?;
                 tracing::info!(event = "format.pkcs12.written", cert = %name, alias = %spec.alias, legacy = spec.legacy);

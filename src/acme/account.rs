@@ -153,6 +153,7 @@ impl Issuer {
             .map_err(|e| AcmeError::Step {
                 step: "keyChange",
                 message: describe(&e),
+                ended: super::Ended::of(&e),
             })?;
         let rel = account_file(&self.directory_url);
         let json = serde_json::to_vec(&creds).expect("credentials serialize");
@@ -206,10 +207,6 @@ async fn stored_account(
     creds: AccountCredentials,
     contacts: &[&str],
 ) -> Result<Option<Account>, AcmeError> {
-    let bad_key = [
-        instant_acme::Error::KeyRejected.to_string(),
-        instant_acme::Error::Crypto.to_string(),
-    ];
     let account = match retry("account", || async {
         builder(settings.root_ca_file.as_deref(), manners)?
             .from_credentials(clone_creds(&creds))
@@ -218,7 +215,11 @@ async fn stored_account(
     .await
     {
         Ok(account) => account,
-        Err(AcmeError::Step { message, .. }) if bad_key.contains(&message) => {
+        Err(AcmeError::Step {
+            message,
+            ended: super::Ended::BadKey,
+            ..
+        }) => {
             set_aside(store, rel, "corrupt", &message);
             return Ok(None);
         }
@@ -232,7 +233,11 @@ async fn stored_account(
             tracing::debug!(event = "acme.account.loaded", directory = %settings.directory_url);
             Ok(Some(account))
         }
-        Err(AcmeError::Step { message, .. }) if message.contains("accountDoesNotExist") => {
+        Err(AcmeError::Step {
+            message,
+            ended: super::Ended::Problem(kind),
+            ..
+        }) if kind == "urn:ietf:params:acme:error:accountDoesNotExist" => {
             set_aside(store, rel, "unknown-to-ca", &message);
             Ok(None)
         }
@@ -294,6 +299,7 @@ where
                 return Err(AcmeError::Step {
                     step,
                     message: describe(&e),
+                    ended: super::Ended::of(&e),
                 });
             }
         }

@@ -171,31 +171,33 @@ impl PoliteClient {
     }
 
     /// HTTPS only; system roots, or only `root` when given.
-    pub fn new(root: Option<&Path>, manners: Arc<Manners>) -> Result<Self, String> {
+    pub fn new(root: Option<&Path>, manners: Arc<Manners>) -> Result<Self, TlsSetupError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let builder = match root {
             Some(path) => {
                 use rustls_pki_types::pem::PemObject;
                 let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?
+                let root = |e: &dyn std::fmt::Display| TlsSetupError::Root {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                };
+                for cert in
+                    rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| root(&e))?
                 {
-                    let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let cert = cert.map_err(|e| root(&e))?;
+                    roots.add(cert).map_err(|e| root(&e))?;
                 }
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
-                    .map_err(|e| e.to_string())?
+                    .map_err(TlsSetupError::Tls)?
                     .with_root_certificates(roots)
                     .with_no_client_auth();
                 builder.with_tls_config(config)
             }
             None => builder
                 .with_provider_and_platform_verifier(provider)
-                .map_err(|e| e.to_string())?,
+                .map_err(TlsSetupError::Platform)?,
         };
         let connector = builder.https_only().enable_http1().enable_http2().build();
         // HTTP/2 multiplexes every order over one connection: ping it, so a
@@ -401,4 +403,19 @@ mod tests {
         manners.wait_turn("/acme/authz").await;
         assert!(start.elapsed() <= MAX_WAIT + Duration::from_secs(1));
     }
+}
+
+/// The ACME client's TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    /// The configured root CA file (`root_ca_file`).
+    #[error("{}: {message}", path.display())]
+    Root {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("{0}")]
+    Tls(#[source] rustls::Error),
+    #[error("{0}")]
+    Platform(#[source] std::io::Error),
 }

@@ -21,7 +21,12 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum AcmeError {
     #[error("ACME {step} failed: {message}")]
-    Step { step: &'static str, message: String },
+    Step {
+        step: &'static str,
+        message: String,
+        /// What the step ended in, for the callers that decide on it.
+        ended: Ended,
+    },
     #[error("cannot read ACME root CA file {path}: {message}")]
     Root { path: String, message: String },
     #[error("ACME account file {path}: {message}")]
@@ -40,6 +45,28 @@ pub enum AcmeError {
     Dns(#[from] crate::dns::DnsError),
     #[error("cancelled")]
     Cancelled,
+}
+
+/// How a step that gave up ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The CA answered with this problem type
+    /// (`urn:ietf:params:acme:error:…`).
+    Problem(String),
+    /// The stored account key is not usable (rejected, or not a key).
+    BadKey,
+    Other,
+}
+
+impl Ended {
+    fn of(e: &instant_acme::Error) -> Ended {
+        use instant_acme::Error as E;
+        match e {
+            E::Api(p) => Ended::Problem(p.r#type.clone().unwrap_or_default()),
+            E::KeyRejected | E::Crypto => Ended::BadKey,
+            _ => Ended::Other,
+        }
+    }
 }
 
 /// Whether an instant-acme error is worth another attempt.

@@ -53,6 +53,7 @@ macro_rules! step {
                     return Err(AcmeError::Step {
                         step: $name,
                         message: describe(&e),
+                        ended: super::Ended::of(&e),
                     })
                 }
             }
@@ -87,6 +88,7 @@ impl Issuer {
                         "{} does not offer the ACME profile {profile:?} (offered: {offered:?})",
                         self.directory_url
                     ),
+                    ended: super::Ended::Other,
                 });
             }
         }

@@ -28,8 +28,15 @@ pub fn is_revoked(store: &Store, meta: &Meta) -> bool {
         .is_some_and(|r| r.serial == meta.serial)
 }
 
+/// A `--reason` that RFC 5280 does not name.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown reason {0:?} (unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn)"
+)]
+pub struct UnknownReason(pub String);
+
 /// Parses a revocation reason as `certkeeper revoke --reason` takes it.
-pub fn parse_reason(text: &str) -> Result<instant_acme::RevocationReason, String> {
+pub fn parse_reason(text: &str) -> Result<instant_acme::RevocationReason, UnknownReason> {
     use instant_acme::RevocationReason as R;
     Ok(match text {
         "unspecified" => R::Unspecified,
@@ -38,11 +45,7 @@ pub fn parse_reason(text: &str) -> Result<instant_acme::RevocationReason, String
         "superseded" => R::Superseded,
         "cessationOfOperation" => R::CessationOfOperation,
         "privilegeWithdrawn" => R::PrivilegeWithdrawn,
-        other => {
-            return Err(format!(
-                "unknown reason {other:?} (unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn)"
-            ));
-        }
+        other => return Err(UnknownReason(other.to_string())),
     })
 }
 
@@ -56,12 +59,13 @@ pub async fn revoke(
     let fail = |message: String| AcmeError::Step {
         step: "revokeCert",
         message,
+        ended: super::Ended::Other,
     };
     let meta = store
         .live_meta(name)
         .map_err(|e| fail(e.to_string()))?
         .ok_or_else(|| fail(format!("no live certificate named {name:?}")))?;
-    if meta.issuer == crate::csr::EXTERNAL {
+    if meta.issuer == crate::config::EXTERNAL {
         return Err(fail(format!(
             "{name:?} was signed by a CA without ACME (imported with `csr import`): ask that CA to revoke serial {}",
             meta.serial
@@ -77,7 +81,10 @@ pub async fn revoke(
                 meta.issuer
             ))
         })?;
-    let reason_code = reason.map(parse_reason).transpose().map_err(fail)?;
+    let reason_code = reason
+        .map(parse_reason)
+        .transpose()
+        .map_err(|e| fail(e.to_string()))?;
     let issuer = Issuer::load_or_create(issuer_name, acme, store).await?;
     let pem = std::fs::read_to_string(store.live_dir(name).join(crate::store::CERT))
         .map_err(|e| fail(e.to_string()))?;

@@ -3,6 +3,7 @@
 //! `fingerprint`). Argument parsing lives in main; each command returns
 //! its error as one printable line.
 
+use super::Failure;
 use certkeeper::convert::{self, Bundle};
 use certkeeper::csr::{self, Request};
 use certkeeper::secret::Secret;
@@ -155,9 +156,10 @@ fn shell_quote(word: &str) -> String {
     }
 }
 
-fn parse_key_type(text: &str) -> Result<certkeeper::config::KeyType, String> {
+fn parse_key_type(text: &str) -> Result<certkeeper::config::KeyType, Failure> {
     serde_json::from_value(serde_json::Value::String(text.to_string())).map_err(|_| {
         format!("--key {text:?}: expected rsa-2048, rsa-3072, rsa-4096, ecdsa-p256 or ecdsa-p384")
+            .into()
     })
 }
 
@@ -166,12 +168,11 @@ async fn config_entry(
     settings: &Settings,
     store: &Store,
     name: &str,
-) -> Result<(Option<certkeeper::config::Certificate>, String), String> {
+) -> Result<(Option<certkeeper::config::Certificate>, String), Failure> {
     let (s, st) = (settings.clone(), store.clone());
     let accepted =
         tokio::task::spawn_blocking(move || certkeeper::config::gate::accept(&s, &st, None))
-            .await
-            .map_err(|e| e.to_string())?
+            .await?
             .map_err(|e| format!("config repo: {e}"))?;
     let cert = accepted
         .config
@@ -181,8 +182,8 @@ async fn config_entry(
     Ok((cert, accepted.commit))
 }
 
-pub async fn csr_new(settings: Settings, args: CsrNewArgs) -> Result<(), String> {
-    let store = Store::open(&settings.state_dir).map_err(|e| e.to_string())?;
+pub async fn csr_new(settings: Settings, args: CsrNewArgs) -> Result<(), Failure> {
+    let store = Store::open(&settings.state_dir)?;
     // The config is needed only for what the command line leaves out.
     let entry = if args.cn.is_none() || args.key.is_none() {
         config_entry(&settings, &store, &args.name).await?.0
@@ -196,8 +197,9 @@ pub async fn csr_new(settings: Settings, args: CsrNewArgs) -> Result<(), String>
             "{} is an ACME certificate in the config repo ({}); CSRs are for `issuer: {}` ones",
             args.name,
             e.origin,
-            csr::EXTERNAL
-        ));
+            certkeeper::config::EXTERNAL
+        )
+        .into());
     }
     let spec_csr = entry.as_ref().and_then(|e| e.spec.csr.clone());
     let cn = args
@@ -225,7 +227,7 @@ pub async fn csr_new(settings: Settings, args: CsrNewArgs) -> Result<(), String>
             .ok_or_else(|| format!("--set {kv:?}: expected KEY=VALUE"))?;
         vars.insert(k.trim().to_string(), v.to_string());
     }
-    let (common_name, sans) = csr::render_names(&cn, &sans, &vars)?;
+    let (common_name, sans) = certkeeper::config::domain::render_names(&cn, &sans, &vars)?;
     let key_type = match (&args.key, &entry) {
         (Some(k), _) => parse_key_type(k)?,
         (None, Some(e)) => e.spec.key_type,
@@ -239,11 +241,10 @@ pub async fn csr_new(settings: Settings, args: CsrNewArgs) -> Result<(), String>
         created_at: time::OffsetDateTime::now_utc(),
         command: command_line(),
     };
-    let made = csr::new_request(&store, &request, args.replace).map_err(|e| e.to_string())?;
+    let made = csr::new_request(&store, &request, args.replace)?;
     match &args.out {
         Some(out) => {
-            convert::write_all(&[(out.clone(), made.pem.clone().into_bytes(), 0o644)], true)
-                .map_err(|e| e.to_string())?
+            convert::write_all(&[(out.clone(), made.pem.clone().into_bytes(), 0o644)], true)?
         }
         None => print!("{}", made.pem),
     }
@@ -264,7 +265,7 @@ pub async fn csr_new(settings: Settings, args: CsrNewArgs) -> Result<(), String>
         eprintln!(
             "Note: the config repo does not declare {:?} with `issuer: {}`: after import it is stored and watched, but published nowhere.",
             args.name,
-            csr::EXTERNAL
+            certkeeper::config::EXTERNAL
         );
     }
     Ok(())
@@ -272,8 +273,8 @@ pub async fn csr_new(settings: Settings, args: CsrNewArgs) -> Result<(), String>
 
 /// Imports, then publishes through a run of this one certificate.
 /// Returns whether publishing left something to retry.
-pub async fn csr_import(settings: Settings, args: CsrImportArgs) -> Result<bool, String> {
-    let store = Store::open(&settings.state_dir).map_err(|e| e.to_string())?;
+pub async fn csr_import(settings: Settings, args: CsrImportArgs) -> Result<bool, Failure> {
+    let store = Store::open(&settings.state_dir)?;
     let (entry, commit) = match config_entry(&settings, &store, &args.name).await {
         Ok(found) => found,
         Err(e) => {
@@ -288,11 +289,11 @@ pub async fn csr_import(settings: Settings, args: CsrImportArgs) -> Result<bool,
             "{} is an ACME certificate in the config repo ({}); only `issuer: {}` certificates are imported",
             args.name,
             e.origin,
-            csr::EXTERNAL
-        ));
+            certkeeper::config::EXTERNAL
+        ).into());
     }
     let imported = {
-        let _lock = certkeeper::lock::RunLock::acquire(store.root()).map_err(|e| e.to_string())?;
+        let _lock = certkeeper::lock::RunLock::acquire(store.root())?;
         let chain: Vec<&Path> = args.chain.iter().map(PathBuf::as_path).collect();
         csr::import(
             &store,
@@ -301,8 +302,7 @@ pub async fn csr_import(settings: Settings, args: CsrImportArgs) -> Result<bool,
             &chain,
             &commit,
             time::OffsetDateTime::now_utc(),
-        )
-        .map_err(|e| e.to_string())?
+        )?
     };
     eprintln!(
         "Imported {} as version {}: serial {}, valid until {}, chain {}.",
@@ -319,7 +319,7 @@ pub async fn csr_import(settings: Settings, args: CsrImportArgs) -> Result<bool,
         eprintln!(
             "Not published: the config repo does not declare {:?} with `issuer: {}` and its targets.",
             args.name,
-            csr::EXTERNAL
+            certkeeper::config::EXTERNAL
         );
         return Ok(false);
     }
@@ -362,7 +362,7 @@ pub async fn csr_import(settings: Settings, args: CsrImportArgs) -> Result<bool,
     }
 }
 
-fn password(args: &ConvertArgs) -> Result<Secret, String> {
+fn password(args: &ConvertArgs) -> Result<Secret, Failure> {
     match (&args.password_file, &args.password_env) {
         (Some(f), None) => {
             let text = std::fs::read_to_string(f)
@@ -371,7 +371,7 @@ fn password(args: &ConvertArgs) -> Result<Secret, String> {
         }
         (None, Some(var)) => std::env::var(var)
             .map(Secret::new)
-            .map_err(|_| format!("--password-env {var}: the variable is not set")),
+            .map_err(|_| format!("--password-env {var}: the variable is not set").into()),
         (Some(_), Some(_)) => Err("give --password-file or --password-env, not both".into()),
         (None, None) => Err(
             "the PKCS#12 password: give --password-file FILE or --password-env VAR (never on the command line)"
@@ -380,7 +380,7 @@ fn password(args: &ConvertArgs) -> Result<Secret, String> {
     }
 }
 
-pub fn convert(args: ConvertArgs) -> Result<(), String> {
+pub fn convert(args: ConvertArgs) -> Result<(), Failure> {
     let password = password(&args)?;
     match args.to {
         ConvertTo::Pem => {
@@ -390,14 +390,9 @@ pub fn convert(args: ConvertArgs) -> Result<(), String> {
                 .as_ref()
                 .ok_or("--to pem needs --out-dir DIR")?;
             if !dir.is_dir() {
-                return Err(format!("--out-dir {}: not a directory", dir.display()));
+                return Err(format!("--out-dir {}: not a directory", dir.display()).into());
             }
-            let set = convert::p12_to_pem(
-                input,
-                &convert::read(input).map_err(|e| e.to_string())?,
-                &password,
-            )
-            .map_err(|e| e.to_string())?;
+            let set = convert::p12_to_pem(input, &convert::read(input)?, &password)?;
             let fullchain = format!("{}{}", set.cert, set.chain);
             let files = vec![
                 (
@@ -409,7 +404,7 @@ pub fn convert(args: ConvertArgs) -> Result<(), String> {
                 (dir.join("chain.pem"), set.chain.into_bytes(), 0o644),
                 (dir.join("fullchain.pem"), fullchain.into_bytes(), 0o644),
             ];
-            convert::write_all(&files, args.force).map_err(|e| e.to_string())?;
+            convert::write_all(&files, args.force)?;
             eprintln!(
                 "Wrote privkey.pem (0600), cert.pem, chain.pem and fullchain.pem for {} to {}",
                 set.subject,
@@ -430,31 +425,21 @@ pub fn convert(args: ConvertArgs) -> Result<(), String> {
                 .out
                 .as_ref()
                 .ok_or("--to p12/keystore needs --out FILE")?;
-            let mut certs = convert::certificates(
-                cert_path,
-                &convert::read(cert_path).map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?;
+            let mut certs = convert::certificates(cert_path, &convert::read(cert_path)?)?;
             let leaf = certs.remove(0);
             let mut pool = certs;
             for c in &args.chain {
-                pool.extend(
-                    convert::certificates(c, &convert::read(c).map_err(|e| e.to_string())?)
-                        .map_err(|e| e.to_string())?,
-                );
+                pool.extend(convert::certificates(c, &convert::read(c)?)?);
             }
-            let key = convert::private_key(
-                key_path,
-                &convert::read(key_path).map_err(|e| e.to_string())?,
-            )
-            .map_err(|e| e.to_string())?;
+            let key = convert::private_key(key_path, &convert::read(key_path)?)?;
             if !convert::key_matches(&key.pair, &leaf) {
                 return Err(format!(
                     "{}: the private key does not match the certificate in {} ({})",
                     key_path.display(),
                     cert_path.display(),
                     convert::subject(&leaf)
-                ));
+                )
+                .into());
             }
             let chain = if pool.is_empty() {
                 Vec::new()
@@ -487,8 +472,7 @@ pub fn convert(args: ConvertArgs) -> Result<(), String> {
                 legacy: args.legacy,
             };
             let p12 = convert::pkcs12(&bundle, &password)?;
-            convert::write_all(&[(out.clone(), p12, 0o600)], args.force)
-                .map_err(|e| e.to_string())?;
+            convert::write_all(&[(out.clone(), p12, 0o600)], args.force)?;
             let aliases: Vec<&str> = std::iter::once(args.alias.as_str())
                 .chain(trusted.iter().map(|(a, _)| a.as_str()))
                 .collect();
@@ -509,13 +493,12 @@ pub fn convert(args: ConvertArgs) -> Result<(), String> {
     }
 }
 
-pub fn fingerprint(args: FingerprintArgs) -> Result<(), String> {
+pub fn fingerprint(args: FingerprintArgs) -> Result<(), Failure> {
     use md5::Digest as _;
     let several = args.files.len() > 1;
     let mut out = String::new();
     for f in &args.files {
-        let certs = convert::certificates(f, &convert::read(f).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        let certs = convert::certificates(f, &convert::read(f)?)?;
         let der = &certs[0];
         match args.format {
             FingerprintFormat::Monit => {

@@ -18,8 +18,12 @@ pub mod status;
 
 pub(crate) use crate::{IamPolicyArgs, OutputFormat};
 
+/// What a command prints when it fails: any error, its causes kept (the
+/// binary's `anyhow`; the library's errors are typed).
+pub(crate) type Failure = Box<dyn std::error::Error + Send + Sync>;
+
 /// A command that needs no settings: its error on stderr, exit 1.
-pub(crate) fn plain(result: Result<(), String>) -> i32 {
+pub(crate) fn plain(result: Result<(), Failure>) -> i32 {
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
@@ -49,7 +53,7 @@ pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
 pub(crate) fn with_settings<F, Fut>(config: &std::path::Path, f: F) -> i32
 where
     F: FnOnce(Settings) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
 {
     with_settings_logging(config, logging::init, f)
 }
@@ -63,7 +67,7 @@ pub(crate) fn with_settings_logging<F, Fut>(
 ) -> i32
 where
     F: FnOnce(Settings) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
 {
     let settings = match Settings::load(config) {
         Ok(s) => s,

@@ -37,7 +37,7 @@ pub(crate) fn status_command(
         Ok(s) => s,
         // A corrupt status file is not "no run yet": say which it is. The
         // next run writes a new one.
-        Err(e) if path.exists() => {
+        Err(e @ certkeeper::report::StatusError::Corrupt { .. }) => {
             println!("certkeeper UNKNOWN - {e}; the next run writes a new one");
             return UNKNOWN;
         }

@@ -2,9 +2,46 @@
 
 use std::collections::BTreeMap;
 
+/// A domain the config cannot use. Messages are whole sentences quoting
+/// the domain, ready to follow `file:line: field: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("domain is empty")]
+    Empty,
+    #[error("{0:?} is not a valid internationalised domain name")]
+    Idna(String),
+    #[error("{domain:?} {problem}")]
+    Invalid { domain: String, problem: Problem },
+}
+
+/// What is wrong with a domain, after its quoted name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error("is not ASCII; write internationalised names in punycode (xn--...)")]
+    NotAscii,
+    #[error("must be lower case")]
+    NotLowerCase,
+    #[error("is longer than 253 characters")]
+    TooLong,
+    #[error("is not a fully qualified name")]
+    NotQualified,
+    #[error("is not a valid wildcard (only the whole leftmost label may be '*')")]
+    BadWildcard,
+    #[error("is a wildcard on a top-level domain")]
+    WildcardOnTld,
+    #[error("has an empty label")]
+    EmptyLabel,
+    #[error("has a label longer than 63 characters")]
+    LongLabel,
+    #[error("has a label that starts or ends with '-'")]
+    Hyphen,
+    #[error("has a character other than a-z, 0-9 and '-' in label {0:?}")]
+    Character(String),
+}
+
 /// Turns a domain as written into its canonical form (lower case, no
 /// trailing dot, internationalised labels in punycode) and checks it.
-pub fn normalize(domain: &str) -> Result<String, String> {
+pub fn normalize(domain: &str) -> Result<String, DomainError> {
     let trimmed = domain.trim().trim_end_matches('.');
     let (wildcard, rest) = match trimmed.strip_prefix("*.") {
         Some(rest) => (true, rest),
@@ -13,73 +50,73 @@ pub fn normalize(domain: &str) -> Result<String, String> {
     let ascii = if rest.is_ascii() {
         rest.to_ascii_lowercase()
     } else {
-        idna::domain_to_ascii_strict(rest)
-            .map_err(|_| format!("{domain:?} is not a valid internationalised domain name"))?
+        idna::domain_to_ascii_strict(rest).map_err(|_| DomainError::Idna(domain.to_string()))?
     };
     let canonical = if wildcard {
         format!("*.{ascii}")
     } else {
         ascii
     };
-    validate(&canonical)
-        .map_err(|e| e.replace(&format!("{canonical:?}"), &format!("{domain:?}")))?;
+    // The error quotes the domain as it was written.
+    validate(&canonical).map_err(|e| match e {
+        DomainError::Invalid { problem, .. } => DomainError::Invalid {
+            domain: domain.to_string(),
+            problem,
+        },
+        other => other,
+    })?;
     Ok(canonical)
 }
 
-/// Checks one domain in canonical form. Errors are whole sentences
-/// quoting the domain, ready to follow `file:line: field: `.
-pub fn validate(domain: &str) -> Result<(), String> {
+/// Checks one domain in canonical form.
+pub fn validate(domain: &str) -> Result<(), DomainError> {
+    let invalid = |problem| {
+        Err(DomainError::Invalid {
+            domain: domain.to_string(),
+            problem,
+        })
+    };
     if domain.is_empty() {
-        return Err("domain is empty".into());
+        return Err(DomainError::Empty);
     }
     if !domain.is_ascii() {
-        return Err(format!(
-            "{domain:?} is not ASCII; write internationalised names in punycode (xn--...)"
-        ));
+        return invalid(Problem::NotAscii);
     }
     if domain != domain.to_ascii_lowercase() {
-        return Err(format!("{domain:?} must be lower case"));
+        return invalid(Problem::NotLowerCase);
     }
     let name = domain.strip_suffix('.').unwrap_or(domain);
     if name.len() > 253 {
-        return Err(format!("{domain:?} is longer than 253 characters"));
+        return invalid(Problem::TooLong);
     }
     let labels: Vec<&str> = name.split('.').collect();
     if labels.len() < 2 {
-        return Err(format!("{domain:?} is not a fully qualified name"));
+        return invalid(Problem::NotQualified);
     }
     for (i, label) in labels.iter().enumerate() {
         if *label == "*" {
             if i != 0 {
-                return Err(format!(
-                    "{domain:?} is not a valid wildcard (only the whole leftmost label may be '*')"
-                ));
+                return invalid(Problem::BadWildcard);
             }
             if labels.len() < 3 {
-                return Err(format!("{domain:?} is a wildcard on a top-level domain"));
+                return invalid(Problem::WildcardOnTld);
             }
             continue;
         }
         if label.contains('*') {
-            return Err(format!(
-                "{domain:?} is not a valid wildcard (only the whole leftmost label may be '*')"
-            ));
+            return invalid(Problem::BadWildcard);
         }
         if label.is_empty() {
-            return Err(format!("{domain:?} has an empty label"));
+            return invalid(Problem::EmptyLabel);
         }
         if label.len() > 63 {
-            return Err(format!("{domain:?} has a label longer than 63 characters"));
+            return invalid(Problem::LongLabel);
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!(
-                "{domain:?} has a label that starts or ends with '-'"
-            ));
+            return invalid(Problem::Hyphen);
         }
         if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(format!(
-                "{domain:?} has a character other than a-z, 0-9 and '-' in label {label:?}"
-            ));
+            return invalid(Problem::Character(label.to_string()));
         }
     }
     Ok(())
@@ -92,22 +129,44 @@ pub fn challenge_name(domain: &str) -> String {
     format!("_acme-challenge.{}", base.trim_end_matches('.'))
 }
 
+/// A CN or SAN template that does not render to a usable name.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct NameError {
+    /// `cn` or `san[i]`.
+    pub field: String,
+    #[source]
+    pub reason: NameReason,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NameReason {
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+}
+
 /// Renders the CN and SAN templates with `vars` and checks each name with
 /// the config's hostname rules.
 pub fn render_names(
     cn_template: &str,
     san_templates: &[String],
     vars: &BTreeMap<String, String>,
-) -> Result<(String, Vec<String>), String> {
-    let one = |field: &str, template: &str| -> Result<String, String> {
-        let text = crate::template::render(template, vars).map_err(|e| format!("{field}: {e}"))?;
-        normalize(&text).map_err(|e| format!("{field}: {e}"))
+) -> Result<(String, Vec<String>), NameError> {
+    let at = |field: &str| {
+        let field = field.to_string();
+        move |e: NameReason| NameError { field, reason: e }
+    };
+    let one = |field: &str, template: &str| -> Result<String, NameError> {
+        let text = crate::template::render(template, vars).map_err(|e| at(field)(e.into()))?;
+        normalize(&text).map_err(|e| at(field)(e.into()))
     };
     // The CN keeps the case it was written in (MESH mailbox ids are upper
     // case in the CA's records); it is checked in its canonical form.
     one("cn", cn_template)?;
     let cn = crate::template::render(cn_template, vars)
-        .map_err(|e| format!("cn: {e}"))?
+        .map_err(|e| at("cn")(e.into()))?
         .trim()
         .trim_end_matches('.')
         .to_string();
@@ -160,7 +219,14 @@ mod tests {
             assert!(validate(d).is_err(), "{d} accepted");
         }
         let long = format!("{}.example.com", "a".repeat(64));
-        assert!(validate(&long).unwrap_err().contains("63"));
+        assert!(matches!(
+            validate(&long),
+            Err(DomainError::Invalid {
+                problem: Problem::LongLabel,
+                ..
+            })
+        ));
+        assert!(validate(&long).unwrap_err().to_string().contains("63"));
     }
 
     #[test]
@@ -174,7 +240,7 @@ mod tests {
             normalize("*.bücher.example").unwrap(),
             "*.xn--bcher-kva.example"
         );
-        let err = normalize("*.*.Example.com").unwrap_err();
+        let err = normalize("*.*.Example.com").unwrap_err().to_string();
         assert!(
             err.contains("\"*.*.Example.com\" is not a valid wildcard"),
             "{err}"

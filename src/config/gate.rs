@@ -78,7 +78,7 @@ pub fn accept(
         }
         Err(reason) => Rejected {
             commit: checkout.commit.clone(),
-            reason,
+            reason: reason.to_string(),
             unreachable: false,
         },
     };
@@ -97,7 +97,7 @@ pub fn accept(
     let config = check(settings, &source, &checkout, provider_zones).map_err(|reason| {
         GateError::LastGoodBroken {
             commit: good.clone(),
-            reason,
+            reason: reason.to_string(),
         }
     })?;
     tracing::warn!(event = "config.stale", commit = %good, rejected = %rejected.commit);
@@ -128,7 +128,7 @@ fn unreachable(
     let config = check(settings, source, &checkout, provider_zones).map_err(|reason| {
         GateError::LastGoodBroken {
             commit: good.clone(),
-            reason,
+            reason: reason.to_string(),
         }
     })?;
     tracing::error!(event = "config.unreachable", commit = %good, error = %error);
@@ -143,22 +143,35 @@ fn unreachable(
     })
 }
 
-/// Every check a commit must pass; the error is the full, multi-line reason.
+/// Why a commit failed its checks. Its text is the full, multi-line
+/// reason the status and the log give.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Signature(#[from] super::signature::SignatureError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Config(#[from] super::ConfigError),
+    /// Every finding, one per line.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<crate::yaml::Located>),
+}
+
+/// Every check a commit must pass.
 fn check(
     settings: &Settings,
     source: &GitSource,
     checkout: &Checkout,
     provider_zones: Option<&[String]>,
-) -> Result<Config, String> {
+) -> Result<Config, CheckError> {
     if let Some(signed) = &settings.require_signed_commits {
-        let signers = AllowedSigners::load(&signed.allowed_signers).map_err(|e| e.to_string())?;
-        let repo = source.repository().map_err(|e| e.to_string())?;
-        let principals = signers
-            .verify_commit(&repo, &checkout.commit)
-            .map_err(|e| e.to_string())?;
+        let signers = AllowedSigners::load(&signed.allowed_signers)?;
+        let repo = source.repository()?;
+        let principals = signers.verify_commit(&repo, &checkout.commit)?;
         tracing::info!(event = "config.signature.verified", commit = %checkout.commit, signer = %principals);
     }
-    let config = Config::load(&checkout.dir).map_err(|e| e.to_string())?;
+    let config = Config::load(&checkout.dir)?;
     for warning in &config.warnings {
         tracing::warn!(event = "config.warning", commit = %checkout.commit, warning = %warning);
     }
@@ -170,8 +183,7 @@ fn check(
         errors.extend(config.check_allowed_zones(zones));
     }
     if !errors.is_empty() {
-        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        return Err(lines.join("\n"));
+        return Err(CheckError::Invalid(errors));
     }
     Ok(config)
 }

@@ -223,8 +223,17 @@ impl Default for RenewBefore {
     }
 }
 
+/// `renew_before` that is neither a fraction nor a duration.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewBeforeError {
+    #[error("{0:?} is not a fraction between 0 and 1 (e.g. \"1/3\" or \"33%\")")]
+    Fraction(String),
+    #[error(transparent)]
+    Duration(#[from] crate::duration::DurationError),
+}
+
 impl RenewBefore {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, RenewBeforeError> {
         let text = text.trim();
         let fraction = if let Some(pct) = text.strip_suffix('%') {
             Some(pct.trim().parse::<f64>().map(|p| p / 100.0))
@@ -237,10 +246,8 @@ impl RenewBefore {
         };
         match fraction {
             Some(Ok(f)) if f > 0.0 && f < 1.0 => Ok(RenewBefore::Fraction(f)),
-            Some(_) => Err(format!(
-                "{text:?} is not a fraction between 0 and 1 (e.g. \"1/3\" or \"33%\")"
-            )),
-            None => crate::duration::parse(text).map(RenewBefore::Remaining),
+            Some(_) => Err(RenewBeforeError::Fraction(text.to_string())),
+            None => Ok(RenewBefore::Remaining(crate::duration::parse(text)?)),
         }
     }
 }
@@ -421,6 +428,8 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<Located>) -> Vec<Certifi
     };
     let positions = yaml::locations(text);
     let at = |field: String, message: String| {
+        // serde names no error kinds: its "unknown field" message is the
+        // only sign that the key, not its value, is what to point at.
         let pos = if message.starts_with("unknown field") {
             yaml::locate_key(&positions, &field)
         } else {
@@ -585,11 +594,10 @@ fn validate_spec(spec: &mut CertificateSpec, idx: usize, err: &mut impl FnMut(St
                     spec.domains.extend(sans.into_iter().filter(|s| *s != cn));
                 }
                 Err(e) => {
-                    let (field, message) = e.split_once(": ").unwrap_or(("cn", &e));
-                    let field = field.replace("san[", "sans[");
+                    let field = e.field.replace("san[", "sans[");
                     err(
                         format!("certificates[{idx}].csr.{field}"),
-                        message.to_string(),
+                        e.reason.to_string(),
                     );
                 }
             }
@@ -643,7 +651,7 @@ fn validate_spec(spec: &mut CertificateSpec, idx: usize, err: &mut impl FnMut(St
     for (d, domain) in spec.domains.iter_mut().enumerate() {
         let field = format!("certificates[{idx}].domains[{d}]");
         match domain::normalize(domain) {
-            Err(why) => err(field, why),
+            Err(why) => err(field, why.to_string()),
             Ok(ascii) => {
                 if !seen.insert(ascii.clone()) {
                     err(field, format!("{domain:?} is listed twice"));

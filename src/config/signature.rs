@@ -8,8 +8,18 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
-    #[error("cannot read allowed signers file {path}: {message}")]
-    Signers { path: PathBuf, message: String },
+    #[error("cannot read allowed signers file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read allowed signers file {path}: {source}")]
+    Signers {
+        path: PathBuf,
+        #[source]
+        source: SignersError,
+    },
     #[error("commit {commit} is not signed")]
     Unsigned { commit: String },
     #[error("commit {commit} has a signature that is not an SSH signature ({message})")]
@@ -24,6 +34,28 @@ pub enum SignatureError {
     },
     #[error("cannot read commit {commit}: {message}")]
     Git { commit: String, message: String },
+}
+
+/// A line of an allowed signers file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct SignersError {
+    pub line: usize,
+    pub problem: SignersProblem,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignersProblem {
+    #[error("no key type (ssh-ed25519, ecdsa-sha2-…)")]
+    NoKeyType,
+    #[error("expected `principals [options] keytype key`")]
+    Layout,
+    #[error("unsupported or invalid key: {0}")]
+    Key(#[source] ssh_key::Error),
+    #[error("invalid time {0:?} (expected YYYYMMDD[HHMM[SS]])")]
+    Time(String),
+    #[error("unsupported option {0:?}")]
+    Option(String),
 }
 
 #[derive(Debug, Clone)]
@@ -43,40 +75,38 @@ pub struct AllowedSigners {
 
 impl AllowedSigners {
     pub fn load(path: &Path) -> Result<Self, SignatureError> {
-        let text = std::fs::read_to_string(path).map_err(|e| SignatureError::Signers {
+        let text = std::fs::read_to_string(path).map_err(|source| SignatureError::Read {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            source,
         })?;
-        Self::parse(&text).map_err(|message| SignatureError::Signers {
+        Self::parse(&text).map_err(|source| SignatureError::Signers {
             path: path.to_path_buf(),
-            message,
+            source,
         })
     }
 
     /// `principals [options] keytype base64 [comment]` per line.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, SignersError> {
         let mut signers = Vec::new();
         for (n, line) in text.lines().enumerate() {
+            let at = |problem| SignersError {
+                line: n + 1,
+                problem,
+            };
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
             let Some(key_at) = fields.iter().position(|f| is_key_type(f)) else {
-                return Err(format!(
-                    "line {}: no key type (ssh-ed25519, ecdsa-sha2-…)",
-                    n + 1
-                ));
+                return Err(at(SignersProblem::NoKeyType));
             };
             if key_at == 0 || key_at + 1 >= fields.len() {
-                return Err(format!(
-                    "line {}: expected `principals [options] keytype key`",
-                    n + 1
-                ));
+                return Err(at(SignersProblem::Layout));
             }
             let key =
                 PublicKey::from_openssh(&format!("{} {}", fields[key_at], fields[key_at + 1]))
-                    .map_err(|e| format!("line {}: unsupported or invalid key: {e}", n + 1))?;
+                    .map_err(|e| at(SignersProblem::Key(e)))?;
             let mut signer = Signer {
                 principals: fields[0].to_string(),
                 key,
@@ -91,16 +121,10 @@ impl AllowedSigners {
                     "namespaces" => {
                         signer.namespaces = Some(value.split(',').map(str::to_string).collect())
                     }
-                    "valid-after" => {
-                        signer.valid_after =
-                            Some(parse_time(value).map_err(|e| format!("line {}: {e}", n + 1))?)
-                    }
-                    "valid-before" => {
-                        signer.valid_before =
-                            Some(parse_time(value).map_err(|e| format!("line {}: {e}", n + 1))?)
-                    }
+                    "valid-after" => signer.valid_after = Some(parse_time(value).map_err(at)?),
+                    "valid-before" => signer.valid_before = Some(parse_time(value).map_err(at)?),
                     // A CA line would trust any key it certified; not supported.
-                    other => return Err(format!("line {}: unsupported option {other:?}", n + 1)),
+                    other => return Err(at(SignersProblem::Option(other.to_string()))),
                 }
             }
             signers.push(signer);
@@ -168,9 +192,9 @@ fn is_key_type(field: &str) -> bool {
 }
 
 /// `YYYYMMDD[HHMM[SS]][Z]`, as ssh-keygen accepts; read as UTC.
-fn parse_time(text: &str) -> Result<i64, String> {
+fn parse_time(text: &str) -> Result<i64, SignersProblem> {
     let digits = text.trim_end_matches(['Z', 'z']);
-    let bad = || format!("invalid time {text:?} (expected YYYYMMDD[HHMM[SS]])");
+    let bad = || SignersProblem::Time(text.to_string());
     if !matches!(digits.len(), 8 | 12 | 14) || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -211,16 +235,11 @@ mod tests {
 
     #[test]
     fn rejects_bad_lines() {
-        assert!(
-            AllowedSigners::parse("ops@example.test\n")
-                .unwrap_err()
-                .contains("line 1")
-        );
-        assert!(
-            AllowedSigners::parse(&format!("x cert-authority {KEY}\n"))
-                .unwrap_err()
-                .contains("unsupported option")
-        );
+        let e = AllowedSigners::parse("ops@example.test\n").unwrap_err();
+        assert!(matches!(e.problem, SignersProblem::NoKeyType) && e.line == 1);
+        assert!(e.to_string().starts_with("line 1: "), "{e}");
+        let e = AllowedSigners::parse(&format!("x cert-authority {KEY}\n")).unwrap_err();
+        assert!(matches!(e.problem, SignersProblem::Option(o) if o == "cert-authority"));
         assert!(parse_time("2026-01-01").is_err());
         assert_eq!(parse_time("19700101000001").unwrap(), 1);
     }

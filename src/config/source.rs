@@ -183,6 +183,7 @@ impl GitSource {
             pins.check(host, hostkey.hostkey(), hostkey.hash_sha256())
                 .map(|()| CertificateCheckStatus::CertificateOk)
                 .map_err(|e| {
+                    let e = e.to_string();
                     *refusal.lock().expect("refusal") = Some(e.clone());
                     git2::Error::from_str(&e)
                 })
@@ -248,6 +249,19 @@ fn ssh_port(url: &str) -> u16 {
         .unwrap_or(22)
 }
 
+/// Why the config repo's ssh server was refused.
+#[derive(Debug, thiserror::Error)]
+enum HostKeyError {
+    #[error("cannot read known_hosts file {}: {source}", file.display())]
+    KnownHosts {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("host key of {host} ({presented}) is not pinned in the settings: refusing to connect")]
+    NotPinned { host: String, presented: String },
+}
+
 /// The host keys we accept for the config repo's ssh server.
 struct HostKeyPins {
     fingerprint: Option<String>,
@@ -261,7 +275,7 @@ impl HostKeyPins {
         host: &str,
         key: Option<&[u8]>,
         sha256: Option<&[u8; 32]>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HostKeyError> {
         use base64::Engine;
         let presented = sha256
             .map(|h| {
@@ -277,15 +291,19 @@ impl HostKeyPins {
             return Ok(());
         }
         if let (Some(file), Some(key)) = (&self.known_hosts, key) {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| format!("cannot read known_hosts file {}: {e}", file.display()))?;
+            let text =
+                std::fs::read_to_string(file).map_err(|source| HostKeyError::KnownHosts {
+                    file: file.clone(),
+                    source,
+                })?;
             if known_hosts_accepts(&text, host, self.port, key) {
                 return Ok(());
             }
         }
-        Err(format!(
-            "host key of {host} ({presented}) is not pinned in the settings: refusing to connect"
-        ))
+        Err(HostKeyError::NotPinned {
+            host: host.to_string(),
+            presented,
+        })
     }
 }
 

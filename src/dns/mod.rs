@@ -42,6 +42,8 @@ pub enum DnsError {
         operation: &'static str,
         name: String,
         message: String,
+        /// The service's error code (`InvalidChangeBatch`), when it sent one.
+        code: Option<String>,
     },
     #[error("TXT records not visible after {waited_secs}s: {details}")]
     NotPropagated { waited_secs: u64, details: String },
@@ -90,8 +92,6 @@ pub trait DnsProvider: Send + Sync {
     }
 }
 
-pub use crate::config::domain::normalize_name;
-
 /// The generic DNS-01 steps around the providers: follow a CNAME on the
 /// challenge name to wherever it is delegated, write through the provider
 /// that holds that name, wait until the authoritative servers answer with
@@ -115,7 +115,7 @@ pub struct Dns01 {
 /// A journal other replicas can read.
 #[async_trait::async_trait]
 pub trait SharedJournal: Send + Sync {
-    async fn note(&self, cert: &str, placed: &Placement) -> Result<(), String>;
+    async fn note(&self, cert: &str, placed: &Placement) -> Result<(), DnsError>;
     async fn forget(&self, cert: &str);
 }
 
@@ -303,7 +303,7 @@ impl Dns01 {
         *placed = self.place(provider, zone, records).await?;
         self.note(cert, placed)?;
         if let Some(shared) = &self.shared {
-            shared.note(cert, placed).await.map_err(DnsError::Journal)?;
+            shared.note(cert, placed).await?;
         }
         let started = std::time::Instant::now();
         for (pname, zone, records) in &placed.parts {
@@ -358,9 +358,9 @@ impl Dns01 {
         let hosts = provider.authoritative_nameservers(zone, first).await?;
         propagation::resolve_servers(&hosts)
             .await
-            .map_err(|message| DnsError::Nameservers {
+            .map_err(|e| DnsError::Nameservers {
                 name: first.to_string(),
-                message,
+                message: e.to_string(),
             })
     }
 
@@ -472,15 +472,17 @@ async fn preflight_visible(
     settings: &crate::settings::DnsSettings,
     zone: &ZoneHint,
     records: &[TxtRecord],
-) -> Result<Vec<std::net::SocketAddr>, String> {
+) -> Result<Vec<std::net::SocketAddr>, DnsError> {
     let servers: Vec<std::net::SocketAddr> = if settings.nameservers.is_empty() {
         let hosts = provider
             .authoritative_nameservers(zone, &records[0].name)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         propagation::resolve_servers(&hosts)
             .await
-            .map_err(|e| format!("cannot resolve the nameservers {hosts:?}: {e}"))?
+            .map_err(|e| DnsError::Nameservers {
+                name: records[0].name.clone(),
+                message: format!("cannot resolve {hosts:?}: {e}"),
+            })?
     } else {
         settings
             .nameservers
@@ -490,8 +492,7 @@ async fn preflight_visible(
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     propagation::wait_until_visible(&servers, records, settings.propagation_timeout, &cancel)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(servers)
 }
 

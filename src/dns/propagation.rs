@@ -5,7 +5,8 @@
 //! returns every expected value. Queries go straight to each server over UDP
 //! (TCP when the answer is truncated), bypassing any caching resolver.
 
-use super::{DnsError, TxtRecord, normalize_name};
+use super::{DnsError, TxtRecord};
+use crate::config::domain::normalize_name;
 use hickory_proto::op::{Edns, Message, MessageType, Query};
 use hickory_proto::rr::{Name, RData, RecordType};
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,7 +19,32 @@ use tokio_util::sync::CancellationToken;
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 const QUERY_ATTEMPTS: u32 = 3;
-const TIMED_OUT: &str = "timed out";
+
+/// One question to one server that got no usable answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Name(#[source] hickory_proto::ProtoError),
+    #[error("{0}")]
+    Message(#[source] hickory_proto::ProtoError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out")]
+    TimedOut,
+}
+
+/// Nameserver names that did not turn into addresses.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{host}: {source}")]
+    Lookup {
+        host: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no nameserver addresses")]
+    Nothing,
+}
 
 /// Waits until every server returns every value, or the timeout passes.
 pub async fn wait_until_visible(
@@ -62,7 +88,7 @@ pub async fn wait_until_visible(
 }
 
 /// The TXT strings at `name` as one server sees them (multi-string values joined).
-pub async fn query_txt(server: SocketAddr, name: &str) -> Result<Vec<String>, String> {
+pub async fn query_txt(server: SocketAddr, name: &str) -> Result<Vec<String>, QueryError> {
     let response = query(server, name, RecordType::TXT, false).await?;
     Ok(response
         .answers
@@ -85,21 +111,21 @@ pub async fn query(
     name: &str,
     rtype: RecordType,
     recursion: bool,
-) -> Result<Message, String> {
-    let fqdn = Name::from_ascii(format!("{}.", normalize_name(name))).map_err(|e| e.to_string())?;
+) -> Result<Message, QueryError> {
+    let fqdn = Name::from_ascii(format!("{}.", normalize_name(name))).map_err(QueryError::Name)?;
     let mut request = Message::query();
     request.metadata.recursion_desired = recursion;
     request.add_query(Query::query(fqdn, rtype));
     let mut edns = Edns::new();
     edns.set_max_payload(4096);
     request.set_edns(edns);
-    let bytes = request.to_vec().map_err(|e| e.to_string())?;
+    let bytes = request.to_vec().map_err(QueryError::Message)?;
     // A lost datagram is asked again, as a stub resolver would: one
     // dropped answer must not fail a certificate.
     let mut attempt = 1;
     let mut response = loop {
         match udp_exchange(server, &bytes, request.metadata.id).await {
-            Err(e) if e == TIMED_OUT && attempt < QUERY_ATTEMPTS => attempt += 1,
+            Err(QueryError::TimedOut) if attempt < QUERY_ATTEMPTS => attempt += 1,
             other => break other?,
         }
     };
@@ -109,15 +135,15 @@ pub async fn query(
     Ok(response)
 }
 
-async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
+async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, QueryError> {
     let bind: SocketAddr = if server.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal")
     } else {
         "[::]:0".parse().expect("literal")
     };
-    let socket = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-    socket.connect(server).await.map_err(|e| e.to_string())?;
-    socket.send(bytes).await.map_err(|e| e.to_string())?;
+    let socket = UdpSocket::bind(bind).await?;
+    socket.connect(server).await?;
+    socket.send(bytes).await?;
     let mut buf = vec![0u8; 65535];
     let deadline = Instant::now() + QUERY_TIMEOUT;
     loop {
@@ -126,8 +152,7 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
             socket.recv(&mut buf),
         )
         .await
-        .map_err(|_| TIMED_OUT.to_string())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| QueryError::TimedOut)??;
         // Ignore stray datagrams that are not the answer to our question.
         if let Ok(msg) = Message::from_vec(&buf[..n])
             && msg.metadata.id == id
@@ -138,12 +163,11 @@ async fn udp_exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
     }
 }
 
-async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Result<Message, String> {
+async fn tcp_exchange(server: SocketAddr, bytes: &[u8]) -> Result<Message, QueryError> {
     let buf = timeout(QUERY_TIMEOUT, exchange_tcp(server, bytes))
         .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    Message::from_vec(&buf).map_err(|e| e.to_string())
+        .map_err(|_| QueryError::TimedOut)??;
+    Message::from_vec(&buf).map_err(|e| QueryError::Message(e.into()))
 }
 
 /// One DNS message over TCP (two-byte length prefix each way).
@@ -160,7 +184,7 @@ pub async fn exchange_tcp(server: SocketAddr, bytes: &[u8]) -> std::io::Result<V
 }
 
 /// Turns nameserver host names (port 53) or `ip:port` into addresses.
-pub async fn resolve_servers(hosts: &[String]) -> Result<Vec<SocketAddr>, String> {
+pub async fn resolve_servers(hosts: &[String]) -> Result<Vec<SocketAddr>, ResolveError> {
     let mut out = Vec::new();
     for host in hosts {
         if let Ok(addr) = host.parse::<SocketAddr>() {
@@ -170,7 +194,10 @@ pub async fn resolve_servers(hosts: &[String]) -> Result<Vec<SocketAddr>, String
         let host = host.trim_end_matches('.');
         let addrs = tokio::net::lookup_host((host, 53))
             .await
-            .map_err(|e| format!("{host}: {e}"))?;
+            .map_err(|source| ResolveError::Lookup {
+                host: host.to_string(),
+                source,
+            })?;
         // One address per server is enough; prefer IPv4 for reachability.
         let mut addrs: Vec<SocketAddr> = addrs.collect();
         addrs.sort_by_key(|a| !a.is_ipv4());
@@ -179,7 +206,7 @@ pub async fn resolve_servers(hosts: &[String]) -> Result<Vec<SocketAddr>, String
         }
     }
     if out.is_empty() {
-        return Err("no nameserver addresses".into());
+        return Err(ResolveError::Nothing);
     }
     Ok(out)
 }
@@ -201,9 +228,9 @@ pub async fn follow_cname(servers: &[SocketAddr], name: &str) -> Result<Option<S
     for _ in 0..8 {
         let response = query(server, &current, RecordType::CNAME, true)
             .await
-            .map_err(|message| DnsError::Nameservers {
+            .map_err(|e| DnsError::Nameservers {
                 name: current.clone(),
-                message: format!("CNAME lookup at {server}: {message}"),
+                message: format!("CNAME lookup at {server}: {e}"),
             })?;
         let target = response.answers.iter().find_map(|r| match &r.data {
             RData::CNAME(c) if normalize_name(&r.name.to_ascii()) == current => {

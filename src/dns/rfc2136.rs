@@ -5,7 +5,8 @@
 //! client — can hold values at the same name at the same time. Updates go
 //! over TCP to the primary; the server's TSIG-signed answer is verified.
 
-use super::{DnsError, DnsProvider, TxtRecord, ZoneHint, normalize_name};
+use super::{DnsError, DnsProvider, TxtRecord, ZoneHint};
+use crate::config::domain::normalize_name;
 use crate::settings::{Rfc2136Settings, TsigAlgorithm};
 use async_trait::async_trait;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -37,6 +38,7 @@ impl Rfc2136 {
             operation: "configure",
             name: settings.zone.clone(),
             message,
+            code: None,
         };
         let server = settings.nameserver.parse().map_err(|_| {
             config(format!(
@@ -85,31 +87,38 @@ impl Rfc2136 {
         let mut attempt = 0;
         loop {
             match self.update_once(records, add).await {
-                Err(DnsError::Api { message, .. })
-                    if attempt < 4
-                        && (message.starts_with("Server Failure")
-                            || message.contains("did not answer")) =>
-                {
+                Err(Failed {
+                    transient: true, ..
+                }) if attempt < 4 => {
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                     attempt += 1;
                 }
-                other => return other,
+                other => return other.map_err(|f| f.error),
             }
         }
     }
 
-    async fn update_once(&self, records: &[TxtRecord], add: bool) -> Result<(), DnsError> {
+    async fn update_once(&self, records: &[TxtRecord], add: bool) -> Result<(), Failed> {
         let operation = if add { "UPDATE add" } else { "UPDATE delete" };
         let what = records
             .iter()
             .map(|r| r.name.as_str())
             .collect::<Vec<_>>()
             .join(",");
-        let err = |message: String| DnsError::Api {
+        let api = |message: String| DnsError::Api {
             provider: PROVIDER,
             operation,
             name: what.clone(),
             message,
+            code: None,
+        };
+        let err = |message: String| Failed {
+            error: api(message),
+            transient: false,
+        };
+        let transient = |message: String| Failed {
+            error: api(message),
+            transient: true,
         };
         let mut msg = Message::new(rand::random(), MessageType::Query, OpCode::Update);
         msg.add_query(Query::query(self.zone_name.clone(), RecordType::SOA));
@@ -144,7 +153,7 @@ impl Rfc2136 {
         )
         .await
         .map_err(|_| {
-            err(format!(
+            transient(format!(
                 "{} did not answer within {}s",
                 self.server,
                 TIMEOUT.as_secs()
@@ -184,6 +193,7 @@ impl Rfc2136 {
                     self.zone
                 )));
             }
+            ResponseCode::ServFail => return Err(transient(ResponseCode::ServFail.to_string())),
             other => return Err(err(format!("{other}"))),
         }
         if let Some(mut verifier) = verifier {
@@ -193,6 +203,14 @@ impl Rfc2136 {
         }
         Ok(())
     }
+}
+
+/// An update that failed, and whether asking again may help: a server
+/// that is starting or reloading answers SERVFAIL, or nothing, for a
+/// moment.
+struct Failed {
+    error: DnsError,
+    transient: bool,
 }
 
 /// Accepts a bare base64 secret or a BIND key file (`secret "…";`).

@@ -12,7 +12,8 @@
 //! other's values. API calls share a token bucket and are retried on
 //! throttling with backoff and jitter.
 
-use super::{DnsError, DnsProvider, TxtRecord, ZoneHint, normalize_name};
+use super::{DnsError, DnsProvider, TxtRecord, ZoneHint};
+use crate::config::domain::normalize_name;
 use crate::ratelimit::TokenBucket;
 use async_trait::async_trait;
 use aws_sdk_route53::Client;
@@ -153,6 +154,7 @@ fn batcher_gone() -> DnsError {
         operation: "batch",
         name: String::new(),
         message: "the Route53 batcher stopped".into(),
+        code: None,
     }
 }
 
@@ -289,8 +291,10 @@ impl Inner {
     /// Applies every request of one batch for one zone with one change.
     async fn apply(self: Arc<Self>, zone_id: String, requests: Vec<Request>) {
         let mut result = self.change(&zone_id, &requests, false).await;
-        if let Err(DnsError::Api { message, .. }) = &result
-            && message.starts_with("InvalidChangeBatch")
+        if let Err(DnsError::Api {
+            code: Some(code), ..
+        }) = &result
+            && code == "InvalidChangeBatch"
         {
             // Our picture of some set was wrong (someone else's values, or a
             // change made outside certkeeper): read them all and redo.
@@ -520,6 +524,7 @@ impl Inner {
                     operation: "GetChange",
                     name: change_id.to_string(),
                     message: format!("change not INSYNC after {}s", INSYNC_TIMEOUT.as_secs()),
+                    code: None,
                 });
             }
             sleep(delay).await;
@@ -543,6 +548,7 @@ fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
         operation,
         name: name.to_string(),
         message,
+        code: err.code().map(str::to_string),
     }
 }
 
@@ -552,6 +558,7 @@ fn build_error(name: &str, e: aws_sdk_route53::error::BuildError) -> DnsError {
         operation: "ChangeResourceRecordSets",
         name: name.to_string(),
         message: e.to_string(),
+        code: None,
     }
 }
 

@@ -4,7 +4,8 @@
 //! us-east-1), kept in the state dir; a lost state file is recovered from
 //! the `certkeeper:name` tag instead of importing a duplicate.
 
-use super::{Item, Outcome, PublishError, Target, aws_message, same_pem};
+use super::{Item, Outcome, PublishError, Target, same_pem};
+use crate::aws::message as aws_message;
 use crate::store::{CERT, CHAIN, PRIVKEY};
 use async_trait::async_trait;
 use aws_sdk_acm::Client;
@@ -35,11 +36,11 @@ impl Acm {
         }
     }
 
-    fn error(&self, object: &str, message: String) -> PublishError {
+    fn error(&self, object: &str, message: impl std::fmt::Display) -> PublishError {
         PublishError {
             target: self.name.clone(),
             object: object.to_string(),
-            message,
+            message: message.to_string(),
         }
     }
 
@@ -152,7 +153,7 @@ impl Target for Acm {
             let new_arn = out
                 .certificate_arn()
                 .or(arn.as_deref())
-                .ok_or_else(|| self.error(region, "ACM returned no certificate ARN".into()))?
+                .ok_or_else(|| self.error(region, "ACM returned no certificate ARN"))?
                 .to_string();
             tracing::info!(event = "publish.acm.imported", target = %self.name, cert = %cert_name, region = %region, arn = %new_arn, reimport = arn.is_some());
             state.arns.insert(region.clone(), new_arn);

@@ -5,7 +5,8 @@
 //! started after the certificate was issued already runs with it, so it is
 //! not restarted again.
 
-use super::{Item, Outcome, PublishError, Target, aws_message};
+use super::{Item, Outcome, PublishError, Target};
+use crate::aws::message as aws_message;
 use crate::settings::EcsSettings;
 use async_trait::async_trait;
 use aws_sdk_ecs::Client;
@@ -25,11 +26,11 @@ impl Ecs {
         }
     }
 
-    fn error(&self, service: &str, message: String) -> PublishError {
+    fn error(&self, service: &str, message: impl std::fmt::Display) -> PublishError {
         PublishError {
             target: self.name.clone(),
             object: format!("ecs:{}/{service}", self.settings.cluster),
-            message,
+            message: message.to_string(),
         }
     }
 
@@ -52,7 +53,7 @@ impl Ecs {
         let svc = out
             .services()
             .first()
-            .ok_or_else(|| self.error(service, "service not found".into()))?;
+            .ok_or_else(|| self.error(service, "service not found"))?;
         Ok(svc
             .deployments()
             .iter()

@@ -37,11 +37,11 @@ impl Files {
         }
     }
 
-    fn error(&self, object: &str, message: impl Into<String>) -> PublishError {
+    fn error(&self, object: &str, message: impl std::fmt::Display) -> PublishError {
         PublishError {
             target: self.name.clone(),
             object: object.to_string(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 
@@ -161,7 +161,7 @@ impl Target for Files {
             item.store
                 .write_state(&self.pending_marker(&item.meta.name), b"")
                 .map_err(|e| self.error(&wanted.path, e.to_string()))?;
-            write_file(wanted, bytes).map_err(|e| self.error(&wanted.path, e))?;
+            write_file(wanted, bytes).map_err(|e| self.error(&wanted.path, e.to_string()))?;
             tracing::info!(event = "publish.files.written", target = %self.name, cert = %item.meta.name, path = %wanted.path, mode = %format!("{:04o}", wanted.mode));
             outcome.uploaded += 1;
         }
@@ -187,15 +187,33 @@ fn matches(wanted: &Wanted, bytes: &[u8]) -> bool {
         && std::fs::read(&wanted.path).is_ok_and(|b| b == bytes)
 }
 
-fn write_file(wanted: &Wanted, bytes: &[u8]) -> Result<(), String> {
+/// Why a file could not be put in place; the old one is untouched.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("directory {} does not exist", .0.display())]
+    NoDirectory(std::path::PathBuf),
+    #[error("{step} {}: {source}", path.display())]
+    Io {
+        step: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn write_file(wanted: &Wanted, bytes: &[u8]) -> Result<(), WriteError> {
     let path = Path::new(&wanted.path);
     let dir = path.parent().unwrap_or(Path::new("/"));
     if !dir.is_dir() {
-        return Err(format!("directory {} does not exist", dir.display()));
+        return Err(WriteError::NoDirectory(dir.to_path_buf()));
     }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{name}.certkeeper.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
+    let io = |step: &'static str, at: &Path| {
+        let path = at.to_path_buf();
+        move |source| WriteError::Io { step, path, source }
+    };
     let result = (|| {
         // Created with the final mode (never briefly world-readable), owned
         // before the rename.
@@ -204,19 +222,17 @@ fn write_file(wanted: &Wanted, bytes: &[u8]) -> Result<(), String> {
             .create_new(true)
             .mode(wanted.mode)
             .open(&tmp)
-            .map_err(|e| format!("creating {}: {e}", tmp.display()))?;
-        f.write_all(bytes)
-            .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+            .map_err(io("creating", &tmp))?;
+        f.write_all(bytes).map_err(io("writing", &tmp))?;
         if wanted.uid.is_some() || wanted.gid.is_some() {
             std::os::unix::fs::fchown(&f, wanted.uid, wanted.gid)
-                .map_err(|e| format!("changing owner of {}: {e}", tmp.display()))?;
+                .map_err(io("changing owner of", &tmp))?;
         }
         // The umask and chown may have trimmed the mode.
         f.set_permissions(std::fs::Permissions::from_mode(wanted.mode))
-            .map_err(|e| format!("setting mode of {}: {e}", tmp.display()))?;
-        f.sync_all()
-            .map_err(|e| format!("syncing {}: {e}", tmp.display()))?;
-        std::fs::rename(&tmp, path).map_err(|e| format!("renaming into place: {e}"))?;
+            .map_err(io("setting mode of", &tmp))?;
+        f.sync_all().map_err(io("syncing", &tmp))?;
+        std::fs::rename(&tmp, path).map_err(io("renaming into place", path))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }

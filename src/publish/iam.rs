@@ -8,7 +8,8 @@
 //! ones are deleted, except those IAM refuses to delete because they are
 //! still in use (reported, retried next run).
 
-use super::{Item, Outcome, PublishError, Target, aws_message, same_pem};
+use super::{Item, Outcome, PublishError, Target, same_pem};
+use crate::aws::message as aws_message;
 use crate::settings::IamSettings;
 use crate::store::{CERT, CHAIN, PRIVKEY};
 use async_trait::async_trait;
@@ -35,11 +36,11 @@ impl Iam {
         }
     }
 
-    fn error(&self, object: &str, message: String) -> PublishError {
+    fn error(&self, object: &str, message: impl std::fmt::Display) -> PublishError {
         PublishError {
             target: self.name.clone(),
             object: format!("iam:server-certificate/{object}"),
-            message,
+            message: message.to_string(),
         }
     }
 

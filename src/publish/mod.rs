@@ -73,12 +73,16 @@ impl Item<'_> {
     }
 
     /// `template` with this item's variables and `extra` filled in.
-    pub fn render(&self, template: &str, extra: &[(&str, &str)]) -> Result<String, String> {
+    pub fn render(
+        &self,
+        template: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<String, crate::template::TemplateError> {
         let mut vars = self.vars.clone();
         for (k, v) in extra {
             vars.insert((*k).to_string(), (*v).to_string());
         }
-        render(template, &vars).map_err(|e| e.to_string())
+        crate::template::render(template, &vars)
     }
 }
 
@@ -87,15 +91,11 @@ fn today() -> String {
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
-pub use crate::template::render;
-
 /// Whether a PEM an AWS service returned is `ours` (services trim or add
 /// a final newline).
 pub fn same_pem(theirs: &str, ours: &[u8]) -> bool {
     theirs.trim() == String::from_utf8_lossy(ours).trim()
 }
-
-pub use crate::settings::ssm_file;
 
 #[async_trait]
 pub trait Target: Send + Sync {
@@ -116,8 +116,6 @@ pub trait Target: Send + Sync {
 
 /// A live certificate and its template variables.
 pub type Published = (Meta, BTreeMap<String, String>);
-
-pub use crate::aws::message as aws_message;
 
 /// Per certificate: target name -> fingerprint of the set it holds.
 #[derive(Debug, Default, Serialize, Deserialize)]

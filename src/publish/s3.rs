@@ -8,7 +8,8 @@
 //! written with server-side encryption (AES256, or aws:kms with the
 //! configured key).
 
-use super::{Item, Outcome, PublishError, Published, Target, aws_message};
+use super::{Item, Outcome, PublishError, Published, Target};
+use crate::aws::message as aws_message;
 use crate::settings::{S3Settings, Sse};
 use crate::store::{META, P12, PRIVKEY, Store};
 use async_trait::async_trait;
@@ -53,7 +54,11 @@ impl S3 {
     }
 
     /// Object key of one file of a certificate.
-    pub fn key(&self, item: &Item<'_>, file: &str) -> Result<String, String> {
+    pub fn key(
+        &self,
+        item: &Item<'_>,
+        file: &str,
+    ) -> Result<String, crate::template::TemplateError> {
         let key = item.render(
             &self.settings.key_template,
             &[("prefix", self.prefix()), ("file", file)],
@@ -69,11 +74,11 @@ impl S3 {
         }
     }
 
-    fn error(&self, key: &str, message: String) -> PublishError {
+    fn error(&self, key: &str, message: impl std::fmt::Display) -> PublishError {
         PublishError {
             target: self.name.clone(),
             object: format!("s3://{}/{key}", self.settings.bucket),
-            message,
+            message: message.to_string(),
         }
     }
 
@@ -194,7 +199,7 @@ impl S3 {
             if matches!(status, Some(412 | 409)) {
                 self.error(
                     key,
-                    "fenced: another replica wrote it meanwhile; not replaced".into(),
+                    "fenced: another replica wrote it meanwhile; not replaced",
                 )
             } else {
                 self.error(key, aws_message(&e))

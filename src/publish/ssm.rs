@@ -7,7 +7,9 @@
 //! compare. Values over 4 KB need the Advanced tier; `intelligent-tiering`
 //! picks it only for those.
 
-use super::{Item, Outcome, PublishError, Target, aws_message, ssm_file};
+use super::{Item, Outcome, PublishError, Target};
+use crate::aws::message as aws_message;
+use crate::settings::ssm_file;
 use crate::settings::{SsmSettings, SsmTier};
 use crate::store::P12;
 use async_trait::async_trait;
@@ -33,11 +35,11 @@ impl Ssm {
         }
     }
 
-    fn error(&self, object: &str, message: String) -> PublishError {
+    fn error(&self, object: &str, message: impl std::fmt::Display) -> PublishError {
         PublishError {
             target: self.name.clone(),
             object: format!("ssm:{object}"),
-            message,
+            message: message.to_string(),
         }
     }
 

@@ -318,12 +318,14 @@ impl Coordinator {
 impl crate::dns::SharedJournal for Coordinator {
     /// Rewrites the lease with the records before they are written: a
     /// lease that is no longer ours fails the order before it touches DNS.
-    async fn note(&self, cert: &str, placed: &Placement) -> Result<(), String> {
+    async fn note(&self, cert: &str, placed: &Placement) -> Result<(), crate::dns::DnsError> {
         let Some(lease) = self.held.lock().expect("held leases").get(cert).cloned() else {
             return Ok(());
         };
         *lease.dns.lock().expect("lease dns") = Some(placed.clone());
-        self.renew(&lease).await.map_err(|e| e.to_string())
+        self.renew(&lease)
+            .await
+            .map_err(|e| crate::dns::DnsError::Journal(e.to_string()))
     }
 
     /// Removed: the next rewrite of the lease (the check before

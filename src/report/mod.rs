@@ -19,10 +19,35 @@ pub fn days_ago(t: OffsetDateTime, now: OffsetDateTime) -> String {
 }
 
 impl Status {
-    pub fn load(path: &std::path::Path) -> Result<Status, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{} is unreadable: {e}", path.display()))
+    pub fn load(path: &std::path::Path) -> Result<Status, StatusError> {
+        let text = std::fs::read_to_string(path).map_err(|source| StatusError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| StatusError::Corrupt {
+            path: path.to_path_buf(),
+            source,
+        })
     }
+}
+
+/// A status file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Not there (no run yet) or not readable.
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// There, but not a status (truncated, edited).
+    #[error("{} is unreadable: {source}", path.display())]
+    Corrupt {
+        path: std::path::PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// JUnit XML as Jenkins' junit plugin reads it: one testcase per

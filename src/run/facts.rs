@@ -115,7 +115,7 @@ pub(super) fn external_plan(store: &Store, cert: &Certificate, now: OffsetDateTi
         None => tracing::info!(
             event = "cert.current",
             cert = name,
-            issuer = crate::csr::EXTERNAL
+            issuer = crate::config::EXTERNAL
         ),
     }
     CertPlan::External { due }

@@ -40,7 +40,7 @@ mod services;
 mod task;
 
 use dry_run::provider_zones;
-pub use dry_run::{DryRun, dry_run};
+pub use dry_run::{DryRun, DryRunError, dry_run};
 use facts::*;
 use finish::*;
 use issue::*;

@@ -123,7 +123,7 @@ impl Settings {
         if let Some(zones) = &self.allowed_zones {
             for zone in zones {
                 if let Err(why) = crate::config::domain::validate(&zone.to_ascii_lowercase()) {
-                    return Err(fail("allowed_zones", zone, why));
+                    return Err(fail("allowed_zones", zone, why.to_string()));
                 }
             }
         }
