@@ -1,0 +1,49 @@
+//! `acme:` / `issuers:`: the ACME CAs.
+
+use super::*;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSettings {
+    pub directory_url: String,
+    pub contact: Option<String>,
+    /// Extra root CA (PEM) trusted for the ACME server's own TLS, for private
+    /// or test CAs. The system roots are still used when absent.
+    pub root_ca_file: Option<PathBuf>,
+    /// How long to wait for the CA to validate and issue.
+    #[serde(
+        default = "defaults::order_timeout",
+        with = "crate::duration::serde_human"
+    )]
+    pub order_timeout: Duration,
+    /// External account binding, for CAs that require it (ZeroSSL, …).
+    #[serde(default)]
+    pub eab: Option<EabSettings>,
+    /// ACME profile for orders (`tlsserver`, `shortlived`, …), checked
+    /// against the profiles the directory advertises.
+    pub profile: Option<String>,
+    /// Directory used by `renew --dry-run`.
+    pub staging_directory_url: Option<String>,
+    /// Requests per second to each endpoint of this CA, shared by every
+    /// order (default 20, bursts of twice that).
+    pub requests_per_second: Option<f64>,
+    /// newOrder requests in flight at once to this CA (default 1). The rest
+    /// of an order runs in parallel; a newOrder is one short request, so
+    /// one at a time costs little, and it spares a CA whose order
+    /// creation contends with itself (Pebble 2.4 deadlocks on concurrent
+    /// newOrders: every later one hangs; BENCHMARKS.md, 2026-12-03).
+    pub new_orders_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EabSettings {
+    pub key_id: String,
+    /// File holding the base64url HMAC key (never logged).
+    pub hmac_key_file: Option<PathBuf>,
+    /// Or: environment variable holding it.
+    pub hmac_key_env: Option<String>,
+}
+
+/// The issuer name the `acme:` shorthand defines.
+pub const DEFAULT_ISSUER: &str = "default";
