@@ -5,11 +5,19 @@
 //! `duration_ms`, `error`) are part of the interface, so log pipelines and
 //! alerts can rely on them.
 
-use crate::settings::LogFormat;
 use std::io::Write;
 use tracing::{Level, Metadata};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+/// How log lines are written (`log_format:` in the settings, `--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Json,
+    Text,
+}
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// Installs the global subscriber. `CERTKEEPER_LOG` overrides the level

@@ -15,7 +15,7 @@ pub struct Secrets {
 impl Secrets {
     /// The settings' secrets, read with the default AWS identity (SSM).
     pub async fn from_settings(settings: &Settings) -> Secrets {
-        Secrets::new(settings, &crate::aws::base(settings, None).await)
+        Secrets::new(settings, &crate::aws::base(&settings.aws, None).await)
     }
 
     /// The settings' secrets, read with the identity of `sdk` (SSM).

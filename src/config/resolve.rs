@@ -6,6 +6,7 @@
 use super::{Certificate, CertificateSpec, Config};
 use crate::settings::{DEFAULT_ISSUER, Settings};
 use crate::yaml::Located;
+use std::collections::BTreeMap;
 
 /// Refuses certificates naming an issuer the settings do not define.
 pub fn check_issuers(config: &Config, settings: &Settings) -> Vec<Located> {
@@ -112,4 +113,97 @@ pub fn effective_profile<'a>(settings: &'a Settings, spec: &'a CertificateSpec) 
         let first = issuers_for(settings, spec).into_iter().next()?;
         settings.issuers.get(&first)?.profile.as_deref()
     })
+}
+
+/// What the settings make of one certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Issuer names to try, in order.
+    pub issuers: Vec<String>,
+    /// Target names, in the order they run.
+    pub targets: Vec<String>,
+    /// The ACME profile it asks for.
+    pub profile: Option<String>,
+}
+
+const UNRESOLVED: &Resolved = &Resolved {
+    issuers: Vec::new(),
+    targets: Vec::new(),
+    profile: None,
+};
+
+/// Every certificate of one config, resolved once per run.
+#[derive(Debug, Default)]
+pub struct Resolution(BTreeMap<String, Resolved>);
+
+impl Resolution {
+    pub fn new(config: &Config, settings: &Settings) -> Resolution {
+        Resolution(
+            config
+                .certificates
+                .iter()
+                .map(|c| {
+                    let resolved = Resolved {
+                        issuers: issuers_for(settings, &c.spec),
+                        targets: targets_for(settings, &c.spec),
+                        profile: effective_profile(settings, &c.spec).map(str::to_string),
+                    };
+                    (c.name().to_string(), resolved)
+                })
+                .collect(),
+        )
+    }
+
+    /// The certificate `name` of the config it was made from (nothing for
+    /// a name it does not hold).
+    pub fn of(&self, name: &str) -> &Resolved {
+        self.0.get(name).unwrap_or(UNRESOLVED)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_is_resolved_against_the_settings_defaults() {
+        let settings = Settings::parse(
+            std::path::Path::new("/etc/ck/certkeeper.yaml"),
+            "config_repo: {url: /srv/repo}\nstate_dir: /var/lib/ck\n\
+             issuers:\n  le: {directory_url: \"https://a.test/dir\", profile: shortlived}\n  \
+             zs: {directory_url: \"https://b.test/dir\"}\n\
+             default_targets: [s3]\n\
+             targets:\n  s3: {type: s3, bucket: b}\n  other: {type: s3, bucket: c}\n",
+        )
+        .unwrap();
+        let cert = |json: serde_json::Value| Certificate {
+            spec: serde_json::from_value(json).unwrap(),
+            origin: "certificates.yaml:1".into(),
+            file: "certificates.yaml".into(),
+            index: 0,
+            domain_positions: Vec::new(),
+            provider_position: (0, 0),
+            target_positions: Vec::new(),
+            secret_position: (0, 0),
+        };
+        let config = Config {
+            certificates: vec![
+                cert(serde_json::json!({
+                    "name": "a", "domains": ["a.example.test"], "issuer": "le",
+                    "fallback_issuers": ["zs", "le"]})),
+                cert(serde_json::json!({
+                    "name": "b", "domains": ["b.example.test"], "issuer": "zs",
+                    "profile": "classic", "targets": ["other"]})),
+            ],
+            warnings: Vec::new(),
+        };
+        let r = Resolution::new(&config, &settings);
+        assert_eq!(r.of("a").issuers, ["le", "zs"]);
+        assert_eq!(r.of("a").targets, ["s3"]);
+        assert_eq!(r.of("a").profile.as_deref(), Some("shortlived"));
+        assert_eq!(r.of("b").issuers, ["zs"]);
+        assert_eq!(r.of("b").targets, ["other"]);
+        assert_eq!(r.of("b").profile.as_deref(), Some("classic"));
+        assert_eq!(r.of("nope"), &Resolved::default());
+    }
 }

@@ -512,7 +512,7 @@ pub async fn build(
                 external_id: r.external_id.clone(),
                 region: None,
             };
-            let sdk = crate::aws::identity(settings, &identity, base, "certkeeper-dns").await;
+            let sdk = crate::aws::identity(&settings.aws, &identity, base, "certkeeper-dns").await;
             std::sync::Arc::new(route53::Route53::with_options(
                 aws_sdk_route53::Client::new(&sdk),
                 route53::Route53Options {

@@ -192,15 +192,15 @@ pub async fn build(
     use std::sync::Arc;
     match target {
         TargetSettings::S3(s3) => {
-            let sdk = aws::identity(settings, &s3.aws, base, "certkeeper-s3").await;
+            let sdk = aws::identity(&settings.aws, &s3.aws, base, "certkeeper-s3").await;
             Arc::new(s3::S3::new(
                 name,
-                aws::s3_client(settings, &sdk),
+                aws::s3_client(&settings.aws, &sdk),
                 s3.clone(),
             ))
         }
         TargetSettings::Ssm(ssm) => {
-            let sdk = aws::identity(settings, &ssm.aws, base, "certkeeper-ssm").await;
+            let sdk = aws::identity(&settings.aws, &ssm.aws, base, "certkeeper-ssm").await;
             Arc::new(ssm::Ssm::new(
                 name,
                 aws_sdk_ssm::Client::new(&sdk),
@@ -208,7 +208,7 @@ pub async fn build(
             ))
         }
         TargetSettings::Acm(acm) => {
-            let sdk = aws::identity(settings, &acm.aws, base, "certkeeper-acm").await;
+            let sdk = aws::identity(&settings.aws, &acm.aws, base, "certkeeper-acm").await;
             let mut regions = acm.regions.clone();
             if regions.is_empty() {
                 regions.push(
@@ -229,7 +229,7 @@ pub async fn build(
             Arc::new(acm::Acm::new(name, clients))
         }
         TargetSettings::Iam(iam) => {
-            let sdk = aws::identity(settings, &iam.aws, base, "certkeeper-iam").await;
+            let sdk = aws::identity(&settings.aws, &iam.aws, base, "certkeeper-iam").await;
             Arc::new(iam::Iam::new(
                 name,
                 aws_sdk_iam::Client::new(&sdk),
@@ -237,7 +237,7 @@ pub async fn build(
             ))
         }
         TargetSettings::Ecs(ecs) => {
-            let sdk = aws::identity(settings, &ecs.aws, base, "certkeeper-ecs").await;
+            let sdk = aws::identity(&settings.aws, &ecs.aws, base, "certkeeper-ecs").await;
             Arc::new(ecs::Ecs::new(
                 name,
                 aws_sdk_ecs::Client::new(&sdk),

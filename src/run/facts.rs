@@ -22,6 +22,7 @@ pub(super) fn plan_all(
     settings: &Settings,
     store: &Store,
     config: &Config,
+    resolution: &resolve::Resolution,
     force: &[String],
 ) -> Vec<(Certificate, CertPlan)> {
     let now = OffsetDateTime::now_utc();
@@ -29,14 +30,15 @@ pub(super) fn plan_all(
         .certificates
         .iter()
         .map(|cert| {
-            let chain = resolve::issuers_for(settings, &cert.spec);
+            let resolved = resolution.of(cert.name());
+            let chain = &resolved.issuers;
             let urls: Vec<String> = chain
                 .iter()
                 .filter_map(|n| settings.issuers.get(n).map(|i| i.directory_url.clone()))
                 .collect();
             let wanted = plan::Wanted {
                 issuers: &urls,
-                profile: resolve::effective_profile(settings, &cert.spec),
+                profile: resolved.profile.as_deref(),
             };
             if cert.spec.is_external() {
                 return (cert.clone(), external_plan(store, cert, now));
@@ -53,7 +55,7 @@ pub(super) fn plan_all(
                 }
                 Ok(meta) => match plan::decide(&cert.spec, meta.as_ref(), wanted, now) {
                     Decision::Due(reason) => match crate::backoff::load(store, cert.name()) {
-                        Some(f) if now < f.next_attempt && f.spec == crate::backoff::spec_fingerprint(&cert.spec, &chain) => {
+                        Some(f) if now < f.next_attempt && f.spec == crate::backoff::spec_fingerprint(&cert.spec, chain) => {
                             tracing::info!(event = "cert.backing_off", cert = cert.name(), failures = f.count, until = %rfc3339(f.next_attempt));
                             CertPlan::BackingOff(f)
                         }

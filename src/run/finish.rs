@@ -9,7 +9,7 @@ use crate::report::FailedStage;
 /// certificate it publishes; a failure marks those certificates unpublished,
 /// so the next run tries again.
 pub(super) async fn finish_targets(
-    settings: &Settings,
+    resolution: &resolve::Resolution,
     services: &Services,
     store: &Store,
     config: &Config,
@@ -18,7 +18,7 @@ pub(super) async fn finish_targets(
     for (name, target) in &services.targets {
         let mut certs = Vec::new();
         for cert in &config.certificates {
-            if !resolve::targets_for(settings, &cert.spec).contains(name) {
+            if !resolution.of(cert.name()).targets.contains(name) {
                 continue;
             }
             if let Ok(Some(meta)) = store.live_meta(cert.name()) {

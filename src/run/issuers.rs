@@ -20,12 +20,13 @@ pub(super) async fn load_issuers(
     settings: &Settings,
     store: &Store,
     plans: &[(Certificate, CertPlan)],
+    resolution: &resolve::Resolution,
     out: &mut Issuers,
 ) {
     for (cert, plan) in plans {
         if matches!(plan, CertPlan::Renew) {
-            for name in resolve::issuers_for(settings, &cert.spec) {
-                issuer(settings, store, &name, out).await;
+            for name in &resolution.of(cert.name()).issuers {
+                issuer(settings, store, name, out).await;
             }
         }
     }

@@ -125,7 +125,8 @@ pub async fn run_once(
         pull_all(c, &store, config).await;
     }
 
-    let mut plans = plan_all(settings, &store, config, &options.force);
+    let resolution = resolve::Resolution::new(config, settings);
+    let mut plans = plan_all(settings, &store, config, &resolution, &options.force);
     let mut issuers = Issuers::new();
     ari_pass(settings, &store, &mut plans, &mut issuers).await;
     if let Some(only) = &options.only {
@@ -143,7 +144,7 @@ pub async fn run_once(
             }
         }
     }
-    load_issuers(settings, &store, &plans, &mut issuers).await;
+    load_issuers(settings, &store, &plans, &resolution, &mut issuers).await;
     let issuers = Arc::new(issuers);
     let mut dns01 = Dns01::new(services.dns.clone(), &settings.dns)
         .with_journal(store.root().join("dns-journal"));
@@ -166,9 +167,11 @@ pub async fn run_once(
         store: store.clone(),
         dns: dns.clone(),
         issuers: issuers.clone(),
-        chain: resolve::issuers_for(settings, &cert.spec),
-        profile: resolve::effective_profile(settings, &cert.spec).map(str::to_string),
-        targets: resolve::targets_for(settings, &cert.spec)
+        chain: resolution.of(cert.name()).issuers.clone(),
+        profile: resolution.of(cert.name()).profile.clone(),
+        targets: resolution
+            .of(cert.name())
+            .targets
             .iter()
             .filter_map(|t| services.targets.get(t).cloned())
             .collect(),
@@ -233,7 +236,7 @@ pub async fn run_once(
         )
         .await;
     }
-    finish_targets(settings, services, &store, config, &mut certificates).await;
+    finish_targets(&resolution, services, &store, config, &mut certificates).await;
 
     let status = Status {
         started_at,

@@ -26,7 +26,7 @@ impl Services {
     /// gets its own AWS identity (profile or assumed role), separate from
     /// the one used for S3.
     pub async fn from_settings(settings: &Settings) -> Result<Services, ServiceError> {
-        let base = aws::base(settings, None).await;
+        let base = aws::base(&settings.aws, None).await;
         let mut dns: BTreeMap<String, Arc<dyn DnsProvider>> = BTreeMap::new();
         for (name, provider) in &settings.dns_providers {
             let built = crate::dns::build(settings, provider, &base)
@@ -49,9 +49,9 @@ impl Services {
         if let Some(replicas) = &settings.replicas
             && let Some(TargetSettings::S3(s3)) = settings.targets.get(&replicas.target)
         {
-            let sdk = aws::identity(settings, &s3.aws, &base, "certkeeper-s3").await;
+            let sdk = aws::identity(&settings.aws, &s3.aws, &base, "certkeeper-s3").await;
             coordinator = Some(Arc::new(crate::replica::Coordinator::new(
-                aws::s3_client(settings, &sdk),
+                aws::s3_client(&settings.aws, &sdk),
                 s3,
                 replicas,
             )));

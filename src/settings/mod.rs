@@ -185,33 +185,6 @@ pub struct HttpSettings {
     pub listen: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwsSettings {
-    pub region: Option<String>,
-    /// Endpoint override for every AWS service (moto, LocalStack, VPC endpoints).
-    pub endpoint_url: Option<String>,
-    /// How long one AWS request may take before it is abandoned and retried
-    /// (the SDK's attempt timeout). Without it a request that is accepted
-    /// but never answered would stall the run, and with it the lease
-    /// keep-alive, forever.
-    #[serde(
-        default = "defaults::aws_request_timeout",
-        with = "crate::duration::serde_human"
-    )]
-    pub request_timeout: Duration,
-}
-
-impl Default for AwsSettings {
-    fn default() -> Self {
-        Self {
-            region: None,
-            endpoint_url: None,
-            request_timeout: defaults::aws_request_timeout(),
-        }
-    }
-}
-
 /// Where a secret is read from; exactly one of the three.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,13 +195,8 @@ pub struct SecretSource {
     pub ssm: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Json,
-    Text,
-}
+pub use crate::aws::{AwsIdentity, AwsSettings};
+pub use crate::logging::LogFormat;
 
 mod defaults {
     use std::time::Duration;
@@ -251,9 +219,6 @@ mod defaults {
     }
     pub fn order_timeout() -> Duration {
         Duration::from_secs(300)
-    }
-    pub fn aws_request_timeout() -> Duration {
-        Duration::from_secs(30)
     }
     pub fn propagation_timeout() -> Duration {
         Duration::from_secs(300)

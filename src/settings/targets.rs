@@ -24,20 +24,6 @@ pub struct S3Settings {
     pub aws: AwsIdentity,
 }
 
-/// Which AWS credentials and region a target uses; empty: the defaults
-/// (`aws:` in the settings and the usual credential chain).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct AwsIdentity {
-    /// AWS profile (from ~/.aws/config).
-    pub profile: Option<String>,
-    /// Assume this role (e.g. in the account the target lives in).
-    pub role_arn: Option<String>,
-    /// External id required by the role's trust policy.
-    pub external_id: Option<String>,
-    pub region: Option<String>,
-}
-
 /// One publish target. Defined here, not in the config repo: targets hold
 /// credentials and decide what may be written where.
 #[derive(Debug, Clone, Deserialize)]

@@ -71,9 +71,9 @@ impl Source for S3<'_> {
             .and_then(|s| s.read_state(CACHE).ok().flatten())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let base = crate::aws::base(settings, None).await;
-        let sdk = crate::aws::identity(settings, &s.aws, &base, "certkeeper-watch").await;
-        let client = crate::aws::s3_client(settings, &sdk);
+        let base = crate::aws::base(&settings.aws, None).await;
+        let sdk = crate::aws::identity(&settings.aws, &s.aws, &base, "certkeeper-watch").await;
+        let client = crate::aws::s3_client(&settings.aws, &sdk);
         let mut found = Found::default();
         // Unchanged objects (same ETag) come from the cache.
         let mut fetch = Vec::new();

@@ -11,8 +11,8 @@ pub(super) struct Ssm<'a>(pub &'a WatchSsm);
 impl Source for Ssm<'_> {
     async fn scan(&self, settings: &Settings, _: &Context<'_>) -> Result<Found, SourceError> {
         let s = self.0;
-        let base = crate::aws::base(settings, None).await;
-        let sdk = crate::aws::identity(settings, &s.aws, &base, "certkeeper-watch").await;
+        let base = crate::aws::base(&settings.aws, None).await;
+        let sdk = crate::aws::identity(&settings.aws, &s.aws, &base, "certkeeper-watch").await;
         let client = aws_sdk_ssm::Client::new(&sdk);
         let mut pages = client
             .get_parameters_by_path()
