@@ -1,0 +1,196 @@
+"""A front for moto that makes its Route53 behave like the real one.
+
+Usage: route53_proxy.py PORT MOTO_URL INSYNC_SECONDS LOG_FILE [RATE]
+
+moto answers INSYNC at once and hands out one constant change id; real
+Route53 keeps a change PENDING for up to a minute ("changes generally
+propagate within 60 seconds") and allows 5 API requests per second per
+account. Every request is passed to moto unchanged (so the real SDK path
+and moto's validation stay), except that for the Route53 API
+(/2013-04-01/...):
+
+- ChangeResourceRecordSets answers PENDING with a fresh change id;
+- GetChange answers PENDING until INSYNC_SECONDS after that change, then
+  INSYNC; an id it never handed out is NoSuchChange (404);
+- one account-wide token bucket (RATE per second, default 5, burst the
+  same) answers HTTP 400 Throttling "Rate exceeded" above it;
+- ListResourceRecordSets names wildcards `\\052.` as Route53 does (moto
+  says `*.`).
+
+Other services (S3, SSM, ...) pass through untouched and unthrottled.
+LOG_FILE gets one line per Route53 request: `<unix time> <status> <action>`.
+The DNS responder of the tests reads moto directly, so a value is served as
+soon as moto holds it, which is earlier than real Route53's nameservers
+would; certkeeper's own propagation check is what waits for them. Binds
+127.0.0.1 only.
+"""
+import http.client
+import http.server
+import itertools
+import re
+import socketserver
+import sys
+import threading
+import time
+import urllib.parse
+
+PORT = int(sys.argv[1])
+MOTO = urllib.parse.urlparse(sys.argv[2])
+INSYNC = float(sys.argv[3])
+LOG = open(sys.argv[4], "a", buffering=1)
+RATE = float(sys.argv[5]) if len(sys.argv) > 5 else 5.0
+
+lock = threading.Lock()
+changes = {}  # change id -> submitted at (monotonic)
+ids = itertools.count(1)
+tokens = RATE
+refilled = time.monotonic()
+local = threading.local()
+
+CHANGE_PATH = re.compile(r"^/2013-04-01/hostedzone/[^/]+/rrset/?$")
+GET_CHANGE = re.compile(r"^/2013-04-01/change/([^/?]+)")
+NS = "https://route53.amazonaws.com/doc/2013-04-01/"
+
+
+def take_token():
+    global tokens, refilled
+    with lock:
+        now = time.monotonic()
+        tokens = min(RATE, tokens + (now - refilled) * RATE)
+        refilled = now
+        if tokens >= 1:
+            tokens -= 1
+            return True
+        return False
+
+
+def moto():
+    conn = getattr(local, "conn", None)
+    if conn is None:
+        conn = http.client.HTTPConnection(MOTO.hostname, MOTO.port, timeout=120)
+        local.conn = conn
+    return conn
+
+
+def error_xml(code, message):
+    return (
+        f'<?xml version="1.0"?>\n<ErrorResponse xmlns="{NS}"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>{message}</Message></Error>"
+        f"<RequestId>{time.time_ns():x}</RequestId></ErrorResponse>"
+    ).encode()
+
+
+def change_xml(change_id, status, submitted):
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(submitted))
+    return (
+        f'<?xml version="1.0"?>\n<GetChangeResponse xmlns="{NS}"><ChangeInfo>'
+        f"<Id>/change/{change_id}</Id><Status>{status}</Status>"
+        f"<SubmittedAt>{stamp}</SubmittedAt></ChangeInfo></GetChangeResponse>"
+    ).encode()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def body(self):
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send(self, status, headers, data):
+        self.send_response(status)
+        for name, value in headers:
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def forward(self, data):
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in ("transfer-encoding", "connection", "content-length")
+        }
+        if data or self.command in ("PUT", "POST"):
+            headers["Content-Length"] = str(len(data))
+        for attempt in range(2):
+            conn = moto()
+            try:
+                conn.request(self.command, self.path, body=data, headers=headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+                return resp.status, resp.getheaders(), payload
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                local.conn = None
+                if attempt:
+                    raise
+
+    def handle_any(self):
+        data = self.body()
+        path = urllib.parse.urlparse(self.path).path
+        if not path.startswith("/2013-04-01/"):
+            status, headers, payload = self.forward(data)
+            return self.send(status, headers, payload)
+        action = self.command + " " + path
+        if not take_token():
+            LOG.write(f"{time.time():.3f} 400 Throttling {action}\n")
+            return self.send(400, [("Content-Type", "text/xml")], error_xml("Throttling", "Rate exceeded"))
+        get = GET_CHANGE.match(path)
+        if get and self.command == "GET":
+            change_id = get.group(1)
+            with lock:
+                submitted = changes.get(change_id)
+            if submitted is None:
+                LOG.write(f"{time.time():.3f} 404 GetChange {change_id}\n")
+                return self.send(
+                    404,
+                    [("Content-Type", "text/xml")],
+                    error_xml("NoSuchChange", f"A change with the specified change ID does not exist: {change_id}"),
+                )
+            pending = time.monotonic() - submitted < INSYNC
+            status = "PENDING" if pending else "INSYNC"
+            LOG.write(f"{time.time():.3f} 200 GetChange {change_id} {status}\n")
+            wall = time.time() - (time.monotonic() - submitted)
+            return self.send(200, [("Content-Type", "text/xml")], change_xml(change_id, status, wall))
+        status, headers, payload = self.forward(data)
+        if CHANGE_PATH.match(path) and self.command == "POST" and status == 200:
+            change_id = f"C{next(ids):012X}"
+            with lock:
+                changes[change_id] = time.monotonic()
+            text = payload.decode()
+            text = re.sub(r"<Id>[^<]*</Id>", f"<Id>/change/{change_id}</Id>", text, count=1)
+            text = re.sub(r"<Status>[^<]*</Status>", "<Status>PENDING</Status>", text, count=1)
+            payload = text.encode()
+            LOG.write(f"{time.time():.3f} 200 ChangeResourceRecordSets {change_id}\n")
+        elif path.endswith("/rrset") and self.command == "GET":
+            payload = re.sub(rb"<Name>\*\.", rb"<Name>\\052.", payload)
+            LOG.write(f"{time.time():.3f} {status} ListResourceRecordSets\n")
+        else:
+            LOG.write(f"{time.time():.3f} {status} {action}\n")
+        return self.send(status, headers, payload)
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+Server(("127.0.0.1", PORT), Handler).serve_forever()
