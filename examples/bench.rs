@@ -187,7 +187,7 @@ async fn certbot(env: &support::LocalEnv, n: usize, ck: &Measured) {
             .args(["--non-interactive", "--server"])
             .arg(env.pebble.directory_url())
             .env("REQUESTS_CA_BUNDLE", env.pebble.listener_ca())
-            .env("AWS_ENDPOINT_URL", env.moto.endpoint());
+            .env("AWS_ENDPOINT_URL", env.route53.endpoint());
     };
     eprintln!("certbot: creating {n} lineages (not timed)");
     for i in 0..n {

@@ -68,7 +68,7 @@ async fn main() {
             "config_repo:\n  url: {repo}\n  branch: main\n  ssh:\n    private_key_file: /etc/certkeeper/repo_ed25519\n    known_hosts_file: /etc/certkeeper/known_hosts\nstate_dir: /var/lib/certkeeper\nacme:\n  directory_url: {dir}\n  contact: ops@example.test\n  root_ca_file: /etc/certkeeper/pebble-ca.pem\n  order_timeout: 60s\naws:\n  region: us-east-1\n  endpoint_url: {aws}\ndns:\n  nameservers: [\"{ns}\"]\n  propagation_timeout: 30s\ns3:\n  bucket: {bucket}\n  prefix: certs\nlog_format: json\nhttp:\n  listen: 127.0.0.1:{http_port}\nshutdown_grace: 20s\nschedule:\n  cron: \"* * * * *\"\n",
             repo = sshd.url(&env.repo.path),
             dir = env.pebble.directory_url(),
-            aws = env.moto.endpoint(),
+            aws = env.route53.endpoint(),
             ns = env.dns.addr,
             bucket = env.bucket,
         ),

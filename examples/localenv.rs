@@ -28,7 +28,12 @@ async fn main() {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/repo-example/certificates.yaml");
     let yaml = std::fs::read_to_string(&example).expect("example config");
     let commit = env.repo.commit_certificates(&yaml, "example certificates");
-    println!("  moto (AWS):      {}", env.moto.endpoint());
+    println!(
+        "  AWS:             {} (moto {} behind a Route53 that stays PENDING {:?})",
+        env.route53.endpoint(),
+        env.moto.endpoint(),
+        env.route53.timing.insync
+    );
     println!("  DNS responder:   {}", env.dns.addr);
     println!("  Pebble (ACME):   {}", env.pebble.directory_url());
     println!(

@@ -97,6 +97,7 @@ impl Issuer {
                 .map_err(|e| AcmeError::Key(format!("stored key cannot be reused: {e}")))?,
             None => {
                 let key_type = spec.key_type;
+                let _turn = KEYGEN.acquire().await.expect("never closed");
                 tokio::task::spawn_blocking(move || generate_key(key_type))
                     .await
                     .map_err(|e| AcmeError::Key(e.to_string()))??
@@ -417,6 +418,13 @@ async fn finalize_if_ready(
     }
     Ok(status)
 }
+
+/// Keys are made a few at a time, as many as there are cores (an RSA key
+/// takes CPU): with every due certificate's order in flight, a thousand at
+/// once would only crowd the machine and the blocking pool.
+static KEYGEN: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
 
 pub fn generate_key(key_type: KeyType) -> Result<rcgen::KeyPair, AcmeError> {
     crate::pki::generate_key(key_type).map_err(|e| AcmeError::Key(e.to_string()))

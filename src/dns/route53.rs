@@ -31,11 +31,22 @@ use tokio::time::{Instant, sleep, timeout};
 const PROVIDER: &str = "route53";
 const TTL: i64 = 60;
 const INSYNC_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long the batcher waits for more requests after the last one…
+/// How long the batcher waits for more requests after the last one, and at
+/// most after the first one, while changes go INSYNC at once; a slower
+/// Route53 (real changes take up to a minute) is waited for longer, since
+/// a second more of gathering is nothing against the INSYNC wait it saves.
 const BATCH_IDLE: Duration = Duration::from_millis(60);
-/// …and at most after the first one.
 const BATCH_MAX: Duration = Duration::from_millis(400);
+const BATCH_IDLE_MOST: Duration = Duration::from_millis(500);
+const BATCH_MAX_MOST: Duration = Duration::from_secs(3);
+/// Attempts of one call; throttling is answered more patiently than an
+/// error (`THROTTLE_ATTEMPTS`): every throttled call is retried.
 const MAX_ATTEMPTS: u32 = 6;
+const THROTTLE_ATTEMPTS: u32 = 16;
+/// Route53's limits on one ChangeResourceRecordSets request: ResourceRecord
+/// elements and characters of values (an UPSERT counts twice).
+const BATCH_RECORDS: usize = 1000;
+const BATCH_CHARS: usize = 32_000;
 
 /// Settings of one Route53 provider that are not credentials.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +81,9 @@ struct Inner {
     snapshots: tokio::sync::Mutex<std::collections::HashSet<String>>,
     bucket: TokenBucket,
     calls: AtomicU64,
+    /// How long the last change took to go INSYNC, in milliseconds: when
+    /// to ask about the next one, and how long to gather a batch.
+    insync_ms: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +117,7 @@ impl Route53 {
             known: Mutex::new(HashMap::new()),
             snapshots: Default::default(),
             calls: AtomicU64::new(0),
+            insync_ms: AtomicU64::new(0),
         });
         let (requests, rx) = mpsc::unbounded_channel();
         let batcher = tokio::spawn(run_batcher(inner.clone(), rx));
@@ -158,12 +173,22 @@ fn batcher_gone() -> DnsError {
     }
 }
 
+/// How long to gather requests into one batch: after the last one, and at
+/// most, when changes take `insync` to go INSYNC.
+fn batch_window(insync: Duration) -> (Duration, Duration) {
+    (
+        (insync / 100).clamp(BATCH_IDLE, BATCH_IDLE_MOST),
+        (insync / 20).clamp(BATCH_MAX, BATCH_MAX_MOST),
+    )
+}
+
 async fn run_batcher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Request>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        let deadline = Instant::now() + BATCH_MAX;
+        let (idle, most) = batch_window(inner.insync());
+        let deadline = Instant::now() + most;
         loop {
-            let wait = BATCH_IDLE.min(deadline.saturating_duration_since(Instant::now()));
+            let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
             match timeout(wait, rx.recv()).await {
                 Ok(Some(r)) => batch.push(r),
                 _ => break,
@@ -274,8 +299,15 @@ impl Inner {
                             | "PriorRequestNotComplete"
                             | "RequestLimitExceeded"
                     ) || server;
-                    if transient && attempt + 1 < MAX_ATTEMPTS {
-                        let delay = Duration::from_millis(200 * 2u64.pow(attempt))
+                    let throttled =
+                        code.starts_with("Throttling") || code == "RequestLimitExceeded";
+                    let attempts = if throttled {
+                        THROTTLE_ATTEMPTS
+                    } else {
+                        MAX_ATTEMPTS
+                    };
+                    if transient && attempt + 1 < attempts {
+                        let delay = Duration::from_millis(200 * 2u64.pow(attempt.min(6)))
                             .min(Duration::from_secs(10));
                         tracing::debug!(event = "dns.route53.retry", operation, code = %code, attempt);
                         sleep(delay.mul_f64(0.5 + rand::random::<f64>() * 0.5)).await;
@@ -315,17 +347,17 @@ impl Inner {
     }
 
     /// Answers the requests of a submitted change; adds only once INSYNC.
-    fn finish(self: Arc<Self>, requests: Vec<Request>, result: Result<Option<String>, DnsError>) {
+    fn finish(self: Arc<Self>, requests: Vec<Request>, result: Result<Vec<Submitted>, DnsError>) {
         let (present, rest): (Vec<Request>, Vec<Request>) =
             requests.into_iter().partition(|r| r.op == Op::Add);
-        let change_id = match result {
+        let submitted = match result {
             Err(e) => {
                 for r in present.into_iter().chain(rest) {
                     let _ = r.done.send(Err(e.clone()));
                 }
                 return;
             }
-            Ok(id) => id,
+            Ok(submitted) => submitted,
         };
         for r in rest {
             let _ = r.done.send(Ok(()));
@@ -335,10 +367,13 @@ impl Inner {
         }
         // The INSYNC wait runs on its own so the next batch can form.
         tokio::spawn(async move {
-            let waited = match change_id {
-                Some(id) => self.wait_insync(&id).await,
-                None => Ok(()),
-            };
+            let mut waited = Ok(());
+            for change in submitted.iter().filter(|c| !c.insync) {
+                waited = self.wait_insync(&change.id).await;
+                if waited.is_err() {
+                    break;
+                }
+            }
             for r in present {
                 let _ = r.done.send(waited.clone());
             }
@@ -352,7 +387,7 @@ impl Inner {
         zone_id: &str,
         requests: &[Request],
         reread: bool,
-    ) -> Result<Option<String>, DnsError> {
+    ) -> Result<Vec<Submitted>, DnsError> {
         let mut names: BTreeMap<&str, Vec<(Op, &str)>> = BTreeMap::new();
         for r in requests {
             for (name, value) in &r.records {
@@ -393,13 +428,12 @@ impl Inner {
             }
             updates.push((key, desired));
         }
-        let change_id = if changes.is_empty() {
-            None
-        } else {
-            let what = format!("{} record sets in zone {zone_id}", changes.len());
+        let mut submitted = Vec::new();
+        for chunk in chunks(changes) {
+            let what = format!("{} record sets in zone {zone_id}", chunk.len());
             let batch = ChangeBatch::builder()
                 .comment("certkeeper dns-01")
-                .set_changes(Some(changes))
+                .set_changes(Some(chunk))
                 .build()
                 .map_err(|e| build_error(&what, e))?;
             let out = self
@@ -411,13 +445,18 @@ impl Inner {
                         .send()
                 })
                 .await?;
-            out.change_info().map(|c| c.id().to_string())
-        };
+            if let Some(info) = out.change_info() {
+                submitted.push(Submitted {
+                    id: info.id().to_string(),
+                    insync: info.status() == &ChangeStatus::Insync,
+                });
+            }
+        }
         let mut known = self.known.lock().expect("known");
         for (key, desired) in updates {
             known.insert(key, desired);
         }
-        Ok(change_id)
+        Ok(submitted)
     }
 
     /// Reads every TXT set of a small zone once (a page holds 300 record
@@ -464,7 +503,7 @@ impl Inner {
                         .iter()
                         .map(|r| r.value().to_string())
                         .collect();
-                    found.push(((zone_id.to_string(), normalize_name(set.name())), values));
+                    found.push(((zone_id.to_string(), route53_name(set.name())), values));
                 }
             }
             if !page.is_truncated() {
@@ -501,21 +540,50 @@ impl Inner {
         Ok(out
             .resource_record_sets()
             .iter()
-            .filter(|s| s.r#type() == &RrType::Txt && normalize_name(s.name()) == name)
+            .filter(|s| s.r#type() == &RrType::Txt && route53_name(s.name()) == name)
             .flat_map(|s| s.resource_records().iter().map(|r| r.value().to_string()))
             .collect())
     }
 
+    /// How long the last change took to go INSYNC (zero before any did).
+    fn insync(&self) -> Duration {
+        Duration::from_millis(self.insync_ms.load(Ordering::Relaxed))
+    }
+
+    /// Asks until the change is INSYNC: first when the last change took to
+    /// get there (a second, the first time), then more and more rarely. A
+    /// change that is PENDING for a minute costs a handful of calls.
     async fn wait_insync(&self, change_id: &str) -> Result<(), DnsError> {
-        let deadline = Instant::now() + INSYNC_TIMEOUT;
-        let mut delay = Duration::from_millis(500);
+        let started = Instant::now();
+        let deadline = started + INSYNC_TIMEOUT;
+        let estimate = self.insync();
+        let mut delay = if estimate.is_zero() {
+            Duration::from_millis(500)
+        } else {
+            estimate.mul_f64(0.9).max(Duration::from_millis(200))
+        };
+        let mut polls = 0;
         loop {
+            sleep(delay).await;
+            polls += 1;
             let out = self
                 .call("GetChange", change_id, || {
                     self.client.get_change().id(change_id).send()
                 })
                 .await?;
             if out.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) {
+                let took = started.elapsed();
+                // INSYNC at the first look may have come much earlier: aim
+                // the next first look sooner.
+                let estimate = if polls == 1 { took / 2 } else { took };
+                self.insync_ms
+                    .store(estimate.as_millis() as u64, Ordering::Relaxed);
+                tracing::debug!(
+                    event = "dns.route53.insync",
+                    change = change_id,
+                    waited_ms = took.as_millis() as u64,
+                    polls
+                );
                 return Ok(());
             }
             if Instant::now() + delay > deadline {
@@ -527,10 +595,76 @@ impl Inner {
                     code: None,
                 });
             }
-            sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
+            delay = if estimate.is_zero() {
+                delay.mul_f64(1.5)
+            } else {
+                estimate / 10
+            }
+            .clamp(Duration::from_secs(1), Duration::from_secs(5));
         }
     }
+}
+
+/// A name as Route53 returns it, compared like ours: Route53 escapes
+/// characters outside `a-z0-9-_.` as `\ddd` octal (`\052.example.com.` is
+/// `*.example.com`).
+fn route53_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|d| u8::from_str_radix(d, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(c as char);
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    normalize_name(&out)
+}
+
+/// A ChangeResourceRecordSets request Route53 accepted.
+struct Submitted {
+    id: String,
+    /// Already INSYNC in its answer (moto; never real Route53).
+    insync: bool,
+}
+
+/// Splits changes into requests Route53 accepts: at most `BATCH_RECORDS`
+/// ResourceRecord elements and `BATCH_CHARS` characters of values each
+/// (an UPSERT counted twice). One change is never split.
+fn chunks(changes: Vec<Change>) -> Vec<Vec<Change>> {
+    let mut out: Vec<Vec<Change>> = Vec::new();
+    let (mut records, mut chars) = (0, 0);
+    for change in changes {
+        let weight = if change.action() == &ChangeAction::Upsert {
+            2
+        } else {
+            1
+        };
+        let values = change
+            .resource_record_set()
+            .map(|s| s.resource_records())
+            .unwrap_or_default();
+        let r = weight * values.len();
+        let c = weight * values.iter().map(|v| v.value().len()).sum::<usize>();
+        if out.is_empty() || records + r > BATCH_RECORDS || chars + c > BATCH_CHARS {
+            out.push(Vec::new());
+            (records, chars) = (0, 0);
+        }
+        records += r;
+        chars += c;
+        out.last_mut().expect("a chunk").push(change);
+    }
+    out
 }
 
 fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -637,5 +771,81 @@ impl DnsProvider for Route53 {
 
     fn api_calls(&self) -> u64 {
         self.inner.calls.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route53_escapes_are_read_back() {
+        assert_eq!(route53_name("\\052.Example.com."), "*.example.com");
+        assert_eq!(
+            route53_name("_acme-challenge.a.test."),
+            "_acme-challenge.a.test"
+        );
+        assert_eq!(route53_name("a\\"), "a\\");
+    }
+
+    fn txt(action: ChangeAction, n: usize, len: usize) -> Change {
+        let records: Vec<ResourceRecord> = (0..n)
+            .map(|_| {
+                ResourceRecord::builder()
+                    .value("x".repeat(len))
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let set = ResourceRecordSet::builder()
+            .name("_acme-challenge.a.test.")
+            .r#type(RrType::Txt)
+            .ttl(60)
+            .set_resource_records(Some(records))
+            .build()
+            .unwrap();
+        Change::builder()
+            .action(action)
+            .resource_record_set(set)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn batches_stay_inside_route53s_limits() {
+        // 600 creates of one 45-character value: 27,000 characters fit in
+        // one request; 800 do not (36,000).
+        let one = |n| (0..n).map(|_| txt(ChangeAction::Create, 1, 45)).collect();
+        assert_eq!(chunks(one(600)).len(), 1);
+        let split = chunks(one(800));
+        assert_eq!(split.iter().map(Vec::len).collect::<Vec<_>>(), [711, 89]);
+        // UPSERTs count twice: 400 of them are 800 records and 36,000
+        // characters, split by characters.
+        let upserts: Vec<Change> = (0..400).map(|_| txt(ChangeAction::Upsert, 1, 45)).collect();
+        assert!(
+            chunks(upserts)
+                .iter()
+                .all(|c| c.len() * 2 * 45 <= BATCH_CHARS)
+        );
+        // Short values: the record count binds.
+        let short: Vec<Change> = (0..1500).map(|_| txt(ChangeAction::Create, 1, 3)).collect();
+        assert_eq!(
+            chunks(short).iter().map(Vec::len).collect::<Vec<_>>(),
+            [1000, 500]
+        );
+        assert!(chunks(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn a_slow_route53_is_waited_for_longer_batches() {
+        assert_eq!(batch_window(Duration::ZERO), (BATCH_IDLE, BATCH_MAX));
+        assert_eq!(
+            batch_window(Duration::from_secs(20)),
+            (Duration::from_millis(200), Duration::from_secs(1))
+        );
+        assert_eq!(
+            batch_window(Duration::from_secs(60)),
+            (BATCH_IDLE_MOST, BATCH_MAX_MOST)
+        );
     }
 }

@@ -156,8 +156,12 @@ pub async fn run_once(
     dns.recover().await;
 
     // One pipeline per certificate (renew if due, then publish), at most
-    // max_concurrent_orders at a time; one failure never stops the others.
+    // max_concurrent_orders at a time (their waits overlap: the Route53
+    // batcher puts their challenges in one change and one INSYNC wait),
+    // at most max_concurrent_publishes publishing; one failure never stops
+    // the others.
     let limit = Arc::new(Semaphore::new(settings.max_concurrent_orders));
+    let publishes = Arc::new(Semaphore::new(settings.max_concurrent_publishes));
     let mut tasks = JoinSet::new();
     if let Some(p) = &options.progress {
         p.total
@@ -182,6 +186,7 @@ pub async fn run_once(
         coordinator: services.coordinator.clone(),
         lease_lost: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         lease: std::sync::Mutex::new(None),
+        publishes: publishes.clone(),
     };
     for (index, (cert, plan)) in plans.into_iter().enumerate() {
         let ctx = make_task(&cert);

@@ -48,6 +48,8 @@ pub(super) struct CertTask {
     pub(super) lease_lost: Arc<std::sync::atomic::AtomicBool>,
     /// The lease held while this certificate is renewed and published.
     pub(super) lease: std::sync::Mutex<Option<Arc<crate::replica::Lease>>>,
+    /// Bounds the certificates published at once (`max_concurrent_publishes`).
+    pub(super) publishes: Arc<Semaphore>,
 }
 
 /// One certificate handled: its status line, and whether another replica
@@ -235,7 +237,10 @@ impl CertTask {
             }
         };
         let backing_off = crate::backoff::load(&self.store, cert.name()).map(|f| f.next_attempt);
-        let mut status = finish_cert(self, cert, attempt).await;
+        let mut status = {
+            let _publishing = self.publishes.acquire().await.expect("never closed");
+            finish_cert(self, cert, attempt).await
+        };
         if status.state == CertState::Failed && !external {
             status.retry_after = backing_off;
         }

@@ -9,7 +9,8 @@ fn minimal_settings_get_defaults() {
     assert_eq!(s.config_repo.branch, "main");
     assert_eq!(s.state_dir, PathBuf::from("/etc/ck/state"));
     assert_eq!(s.config_repo.url, "/etc/ck/repo");
-    assert_eq!(s.max_concurrent_orders, 16);
+    assert_eq!(s.max_concurrent_orders, 1000);
+    assert_eq!(s.max_concurrent_publishes, 16);
     assert_eq!(s.log_format, LogFormat::Json);
     assert!(s.s3.is_none());
 }

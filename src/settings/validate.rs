@@ -95,8 +95,15 @@ fn replicas(s: &Settings, _: &str) -> Check {
     Ok(())
 }
 
-/// At least one order at a time.
+/// At least one order and one publish at a time.
 fn concurrency(s: &Settings, _: &str) -> Check {
+    if s.max_concurrent_publishes == 0 {
+        return problem(
+            "max_concurrent_publishes",
+            "max_concurrent_publishes",
+            "must be at least 1",
+        );
+    }
     if s.max_concurrent_orders == 0 {
         return problem(
             "max_concurrent_orders",

@@ -1,5 +1,7 @@
-//! The Route53 provider against moto: values are merged into what is there,
-//! and cleanup removes only what certkeeper added.
+//! The Route53 provider against moto behind the realistic Route53 front
+//! (changes PENDING for a while, fresh change ids, 5 requests/s): values
+//! are merged into what is there, cleanup removes only what certkeeper
+//! added, a present returns only once its change is INSYNC.
 
 use crate::support;
 
@@ -24,6 +26,19 @@ async fn txt_values(moto: &support::Moto, zone: &str, name: &str) -> Vec<String>
         .collect();
     values.sort();
     values
+}
+
+/// Changes stay PENDING this long.
+const PENDING: std::time::Duration = std::time::Duration::from_millis(1500);
+
+fn front(moto: &support::Moto) -> support::Route53Front {
+    support::Route53Front::start(
+        moto,
+        support::Route53Timing {
+            insync: PENDING,
+            requests_per_second: 5.0,
+        },
+    )
 }
 
 fn rec(name: &str, value: &str) -> TxtRecord {
@@ -72,7 +87,8 @@ async fn merges_and_removes_only_its_own_values() {
         .await
         .unwrap();
 
-    let provider = Arc::new(Route53::new(r53.clone()));
+    let front = front(&moto);
+    let provider = Arc::new(Route53::new(front.route53().await));
     let hint = ZoneHint::default();
     // Two orders presenting on the same name at once (a wildcard and its
     // apex in different certificates) must not drop each other's value.
@@ -89,6 +105,10 @@ async fn merges_and_removes_only_its_own_values() {
     );
     ra.unwrap();
     rb.unwrap();
+    // Both presents returned after their change was seen INSYNC.
+    let log = front.log();
+    let change = &front.changes()[0];
+    assert!(log.contains(&format!("GetChange {change} INSYNC")), "{log}");
     assert_eq!(
         txt_values(&moto, &zone, name).await,
         ["\"other-client\"", "\"value-a\"", "\"value-b\""]
@@ -147,10 +167,12 @@ async fn concurrent_orders_share_one_change_and_a_bad_one_is_isolated() {
     let moto = support::Moto::start();
     let zone = moto.create_zone("example.test").await;
     moto.create_zone("other.test").await;
-    let provider = Arc::new(Route53::new(moto.route53().await));
+    let front = front(&moto);
+    let provider = Arc::new(Route53::new(front.route53().await));
 
     // 20 orders present at once: one zone listing, one zone snapshot (two
-    // reads), one ChangeBatch and one GetChange for all of them.
+    // reads), one ChangeBatch and its INSYNC wait (two GetChange: a change
+    // is PENDING 1.5 s) for all of them.
     let mut tasks = Vec::new();
     for i in 0..20 {
         let p = provider.clone();
@@ -166,8 +188,9 @@ async fn concurrent_orders_share_one_change_and_a_bad_one_is_isolated() {
         t.await.unwrap().unwrap();
     }
     let calls = provider.api_calls();
+    assert_eq!(front.changes().len(), 1, "{}", front.log());
     assert!(
-        calls <= 5,
+        calls <= 6,
         "{calls} Route53 calls for 20 concurrent presents"
     );
     assert_eq!(

@@ -92,14 +92,7 @@ impl Moto {
 
     /// The SDK config every test client uses: static test credentials.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "tests",
-            ))
-            .load()
-            .await
+        sdk_config_at(&self.endpoint()).await
     }
 
     pub async fn route53(&self) -> aws_sdk_route53::Client {
@@ -164,6 +157,115 @@ impl Moto {
             }
         }
         out
+    }
+}
+
+/// An SDK config for `endpoint` with static test credentials.
+pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "testing", "testing", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// How the Route53 in front of moto behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Route53Timing {
+    /// How long a change stays PENDING (real Route53: up to a minute).
+    pub insync: Duration,
+    /// Account-wide API requests per second (real Route53: 5).
+    pub requests_per_second: f64,
+}
+
+impl Default for Route53Timing {
+    /// PENDING for `CK_ROUTE53_INSYNC` seconds (default 1), 5 requests/s.
+    fn default() -> Self {
+        let insync = std::env::var("CK_ROUTE53_INSYNC")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(1.0);
+        Route53Timing {
+            insync: Duration::from_secs_f64(insync),
+            requests_per_second: 5.0,
+        }
+    }
+}
+
+/// moto behind `route53_proxy.py`: Route53 as the real one behaves (fresh
+/// change ids, PENDING for a while, 5 requests/s with `Throttling` above,
+/// wildcards as `\052.`); every other service passed through.
+pub struct Route53Front {
+    pub port: u16,
+    pub timing: Route53Timing,
+    log: PathBuf,
+    _process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl Route53Front {
+    pub fn start(moto: &Moto, timing: Route53Timing) -> Route53Front {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let log = dir.path().join("route53.log");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/route53_proxy.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(moto.endpoint())
+            .arg(timing.insync.as_secs_f64().to_string())
+            .arg(&log)
+            .arg(timing.requests_per_second.to_string())
+            .stderr(std::fs::File::create(dir.path().join("proxy.err")).expect("log"))
+            .spawn()
+            .expect("python3 route53_proxy.py");
+        wait_for_port(
+            port,
+            &mut child,
+            "route53 proxy",
+            &dir.path().join("proxy.err"),
+        );
+        Route53Front {
+            port,
+            timing,
+            log,
+            _process: Process { child },
+            _dir: dir,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A Route53 client through this front, as certkeeper's would be.
+    pub async fn route53(&self) -> aws_sdk_route53::Client {
+        aws_sdk_route53::Client::new(&sdk_config_at(&self.endpoint()).await)
+    }
+
+    /// Route53 requests seen so far, and how many of them were throttled.
+    pub fn calls(&self) -> (usize, usize) {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let throttled = log.lines().filter(|l| l.contains(" Throttling ")).count();
+        (log.lines().count(), throttled)
+    }
+
+    /// Its request log: `<time> <status> <action> [change id] [status]`.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Change ids handed out, in order.
+    pub fn changes(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(" ChangeResourceRecordSets ").nth(1))
+            .map(|id| id.trim().to_string())
+            .collect()
     }
 }
 
@@ -437,6 +539,8 @@ impl ConfigRepo {
 /// a settings file.
 pub struct LocalEnv {
     pub moto: Moto,
+    /// What certkeeper talks to: moto behind the realistic Route53.
+    pub route53: Route53Front,
     pub dns: dns::Route53Dns,
     pub pebble: Pebble,
     pub root: PathBuf,
@@ -484,7 +588,18 @@ impl LocalEnv {
 
     /// Starts everything with files under `root` (kept after exit).
     pub async fn start_in(root: &Path, zones: &[&str], pebble: PebbleOptions) -> LocalEnv {
+        Self::start_timed(root, zones, pebble, Route53Timing::default()).await
+    }
+
+    /// `start_in` with Route53 behaving as `timing` says.
+    pub async fn start_timed(
+        root: &Path,
+        zones: &[&str],
+        pebble: PebbleOptions,
+        timing: Route53Timing,
+    ) -> LocalEnv {
         let moto = Moto::start();
+        let route53 = Route53Front::start(&moto, timing);
         let mut zone_ids = Vec::new();
         for zone in zones {
             zone_ids.push((zone.to_string(), moto.create_zone(zone).await));
@@ -496,6 +611,7 @@ impl LocalEnv {
         let repo = ConfigRepo::init(&root.join("config-repo"));
         let env = LocalEnv {
             moto,
+            route53,
             dns,
             pebble,
             root: root.to_path_buf(),
@@ -544,7 +660,7 @@ impl LocalEnv {
             state = self.state_dir().display(),
             dir = self.pebble.directory_url(),
             ca = self.pebble.listener_ca().display(),
-            aws = self.moto.endpoint(),
+            aws = self.route53.endpoint(),
             ns = self.dns.addr,
             bucket = self.bucket,
         );

@@ -111,10 +111,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def send(self, status, headers, data):
         self.send_response(status)
+        length = str(len(data))
         for name, value in headers:
-            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+            if name.lower() == "content-length" and self.command == "HEAD":
+                length = value  # what a GET would return
+            elif name.lower() not in ("content-length", "transfer-encoding", "connection"):
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", length)
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
