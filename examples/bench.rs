@@ -9,7 +9,15 @@
 //! time is the slowest replica's, CPU and peak RSS are per replica, and
 //! every certificate must be issued exactly once across them.
 //!
-//! Usage: CERTKEEPER_BIN=target/release/certkeeper bench [N] [--certbot] [--replicas K]
+//! Route53 runs behind the realistic front (tests/support/route53_proxy.py):
+//! `--insync 0,20` runs the same N on a fresh environment per INSYNC delay
+//! and prints how much of each delay the wall time paid; `--wildcards`
+//! makes every certificate a wildcard + apex pair. Each run also checks
+//! that every certificate verifies against Pebble's root and is published
+//! and that no `_acme-challenge` record is left.
+//!
+//! Usage: CERTKEEPER_BIN=target/release/certkeeper bench [N] [--insync S[,S]]
+//! [--wildcards] [--certbot] [--replicas K]
 //! (`CERTBOT_BIN` names the certbot executable; deploy/local/bench.sh
 //! installs one into a venv.)
 
@@ -75,23 +83,186 @@ fn measure(mut cmd: Command) -> Measured {
     }
 }
 
+/// One timed `run --once` of N certificates on a fresh environment.
+struct Row {
+    insync: Duration,
+    n: usize,
+    measured: Measured,
+    renewed: u64,
+    r53_calls: usize,
+    r53_throttled: usize,
+    changes: usize,
+    left: usize,
+    unverified: usize,
+    unpublished: usize,
+    acme: u64,
+}
+
+/// The N names of the bench: `c<i>.example.test`, or with `wildcards` the
+/// pair `w<i>.example.test` + `*.w<i>.example.test` per certificate.
+fn certificates_yaml(n: usize, wildcards: bool) -> String {
+    let mut yaml = String::from("certificates:\n");
+    for i in 0..n {
+        if wildcards {
+            yaml.push_str(&format!(
+                "  - name: w{i}\n    domains: [w{i}.example.test, \"*.w{i}.example.test\"]\n"
+            ));
+        } else {
+            yaml.push_str(&format!(
+                "  - name: c{i}\n    domains: [c{i}.example.test]\n"
+            ));
+        }
+    }
+    yaml
+}
+
+/// Every live certificate that does not chain to Pebble's root (openssl
+/// verify with the live chain as untrusted intermediates).
+fn unverified(env: &support::LocalEnv, names: &[String]) -> usize {
+    let root = env.root.join("pebble-root.pem");
+    std::fs::write(&root, env.pebble.issuing_root()).expect("root");
+    names
+        .iter()
+        .filter(|name| {
+            let live = env.state_dir().join("live").join(name);
+            !Command::new("openssl")
+                .args(["verify", "-CAfile"])
+                .arg(&root)
+                .arg("-untrusted")
+                .arg(live.join("chain.pem"))
+                .arg(live.join("cert.pem"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .count()
+}
+
+async fn issue_bench(
+    n: usize,
+    wildcards: bool,
+    insync: Duration,
+    pebble: support::PebbleOptions,
+) -> Row {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let timing = support::Route53Timing {
+        insync,
+        requests_per_second: 5.0,
+    };
+    let env = support::LocalEnv::start_timed(tmp.path(), &["example.test"], pebble, timing).await;
+    // One zone, made above: the responder need not list zones per query.
+    env.dns.cache_zones();
+    env.write_settings(&std::env::var("BENCH_SETTINGS").unwrap_or_default());
+    env.repo
+        .commit_certificates(&certificates_yaml(n, wildcards), "bench");
+    let mut cmd = env.command();
+    cmd.args(["run", "--once", "--config"])
+        .arg(env.settings_path());
+    let measured = tokio::task::spawn_blocking(move || measure(cmd))
+        .await
+        .expect("bench task");
+    let done = finished(&measured.stdout);
+    let status = env.status();
+    let certs = status["certificates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<String> = certs
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_string))
+        .collect();
+    let (r53_calls, r53_throttled) = env.route53.calls();
+    Row {
+        insync,
+        n,
+        renewed: done["renewed"].as_u64().unwrap_or(0),
+        acme: done["acme_requests"].as_u64().unwrap_or(0),
+        r53_calls,
+        r53_throttled,
+        changes: env.route53.changes().len(),
+        left: env.moto.challenge_records().await.len(),
+        unverified: unverified(&env, &names) + n.saturating_sub(names.len()),
+        unpublished: certs.iter().filter(|c| c["published"] != true).count(),
+        measured,
+    }
+}
+
+fn print_row(r: &Row) {
+    let n = r.n as f64;
+    println!("Route53 INSYNC after:    {:?}", r.insync);
+    println!("  certificates:          {} (renewed {})", r.n, r.renewed);
+    println!(
+        "  exit status:           {}",
+        r.measured.status.code().unwrap_or(-1)
+    );
+    println!(
+        "  wall time:             {:.2} s",
+        r.measured.wall.as_secs_f64()
+    );
+    println!(
+        "  CPU (user+sys):        {:.2} s ({:.4} s per certificate)",
+        r.measured.cpu_secs,
+        r.measured.cpu_secs / n
+    );
+    println!("  peak RSS:              {:.1} MiB", r.measured.peak_mib);
+    println!(
+        "  Route53 calls:         {} ({:.2} per certificate), {} throttled and retried, {} changes",
+        r.r53_calls,
+        r.r53_calls as f64 / n,
+        r.r53_throttled,
+        r.changes
+    );
+    println!(
+        "  CA requests:           {} ({:.2} per certificate)",
+        r.acme,
+        r.acme as f64 / n
+    );
+    println!(
+        "  left in DNS:           {} _acme-challenge record sets",
+        r.left
+    );
+    println!(
+        "  not verifying / not published: {} / {}",
+        r.unverified, r.unpublished
+    );
+}
+
+fn row_ok(r: &Row) -> bool {
+    r.measured.status.success()
+        && r.renewed as usize == r.n
+        && r.left == 0
+        && r.unverified == 0
+        && r.unpublished == 0
+}
+
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let with_certbot = args.iter().any(|a| a == "--certbot");
-    let replicas: Option<usize> = args
-        .iter()
-        .position(|a| a == "--replicas")
-        .and_then(|i| args.get(i + 1))
-        .map(|k| k.parse().expect("--replicas K"));
+    let wildcards = args.iter().any(|a| a == "--wildcards");
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let replicas: Option<usize> = value("--replicas").map(|k| k.parse().expect("--replicas K"));
+    // --insync 0,20: the same bench with Route53 INSYNC after each delay
+    // (seconds), side by side; default: the tests' (CK_ROUTE53_INSYNC or 1).
+    let delays: Vec<Duration> = match value("--insync") {
+        Some(list) => list
+            .split(',')
+            .map(|d| Duration::from_secs_f64(d.parse().expect("--insync SECONDS[,SECONDS]")))
+            .collect(),
+        None => vec![support::Route53Timing::default().insync],
+    };
     let n: usize = args
         .iter()
         .enumerate()
         .filter(|(i, _)| {
-            replicas.is_none()
-                || args
-                    .get(i.wrapping_sub(1))
-                    .is_none_or(|p| p != "--replicas")
+            args.get(i.wrapping_sub(1))
+                .is_none_or(|p| p != "--replicas" && p != "--insync")
         })
         .find_map(|(_, a)| a.parse().ok())
         .unwrap_or(50);
@@ -101,72 +272,69 @@ async fn main() {
         nonce_reject_percent: with_certbot.then_some(0),
         ..Default::default()
     };
-    let env = support::LocalEnv::start(&["example.test"], pebble).await;
-    // One zone, made above: the responder need not list zones per query.
-    env.dns.cache_zones();
-    let mut yaml = String::from("certificates:\n");
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "  - name: c{i}\n    domains: [c{i}.example.test]\n"
-        ));
-    }
-    env.repo.commit_certificates(&yaml, "bench");
     if let Some(k) = replicas {
-        replicas_bench(&env, n, k).await;
-        return;
-    }
-
-    let mut cmd = env.command();
-    cmd.args(["run", "--once", "--config"])
-        .arg(env.settings_path());
-    let ck = tokio::task::spawn_blocking(move || measure(cmd))
-        .await
-        .expect("bench task");
-
-    let finished = ck
-        .stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|e| e["event"] == "run.finished");
-    let renewed = finished
-        .as_ref()
-        .and_then(|e| e["renewed"].as_u64())
-        .unwrap_or(0);
-    let r53 = finished
-        .as_ref()
-        .and_then(|e| e["dns_calls"].as_u64())
-        .unwrap_or(0);
-    println!("certificates:            {n}");
-    println!(
-        "exit status:             {}",
-        ck.status.code().unwrap_or(-1)
-    );
-    println!("renewed:                 {renewed}");
-    println!("wall time:               {:.2} s", ck.wall.as_secs_f64());
-    println!(
-        "CPU (user+sys):          {:.2} s ({:.4} s per certificate)",
-        ck.cpu_secs,
-        ck.cpu_secs / n as f64
-    );
-    println!("peak RSS:                {:.1} MiB", ck.peak_mib);
-    println!(
-        "Route53 calls:           {r53} ({:.2} per certificate)",
-        r53 as f64 / n as f64
-    );
-    let acme = finished
-        .as_ref()
-        .and_then(|e| e["acme_requests"].as_u64())
-        .unwrap_or(0);
-    println!(
-        "CA requests:             {acme} ({:.2} per certificate)",
-        acme as f64 / n as f64
-    );
-    if !ck.status.success() || renewed as usize != n {
-        eprintln!("bench run did not renew every certificate");
-        std::process::exit(1);
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let timing = support::Route53Timing {
+            insync: delays[0],
+            requests_per_second: 5.0,
+        };
+        let env =
+            support::LocalEnv::start_timed(tmp.path(), &["example.test"], pebble, timing).await;
+        env.dns.cache_zones();
+        env.repo
+            .commit_certificates(&certificates_yaml(n, wildcards), "bench");
+        return replicas_bench(&env, n, k).await;
     }
     if with_certbot {
-        certbot(&env, n, &ck).await;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let timing = support::Route53Timing {
+            insync: delays[0],
+            requests_per_second: 5.0,
+        };
+        let env =
+            support::LocalEnv::start_timed(tmp.path(), &["example.test"], pebble, timing).await;
+        env.dns.cache_zones();
+        env.repo
+            .commit_certificates(&certificates_yaml(n, false), "bench");
+        let mut cmd = env.command();
+        cmd.args(["run", "--once", "--config"])
+            .arg(env.settings_path());
+        let ck = tokio::task::spawn_blocking(move || measure(cmd))
+            .await
+            .expect("bench task");
+        println!("certkeeper wall time:    {:.2} s", ck.wall.as_secs_f64());
+        return certbot(&env, n, &ck).await;
+    }
+    if let Ok(path) = std::env::var("BENCH_LOG") {
+        eprintln!("bench: the run's log goes to {path}");
+    }
+    let mut rows = Vec::new();
+    for delay in &delays {
+        let row = issue_bench(n, wildcards, *delay, pebble.clone()).await;
+        print_row(&row);
+        rows.push(row);
+    }
+    if rows.len() > 1 {
+        let base = &rows[0];
+        for r in &rows[1..] {
+            let extra = r.measured.wall.as_secs_f64() - base.measured.wall.as_secs_f64();
+            let paid = (r.insync.as_secs_f64() - base.insync.as_secs_f64()).max(f64::EPSILON);
+            println!(
+                "INSYNC {:?} vs {:?}: {:+.1} s wall = {:.2} x the extra delay",
+                r.insync,
+                base.insync,
+                extra,
+                extra / paid
+            );
+        }
+    }
+    if rows.iter().all(row_ok) {
+        std::process::ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "bench: a run did not renew, verify and publish every certificate, or left records"
+        );
+        std::process::ExitCode::FAILURE
     }
 }
 
@@ -174,7 +342,7 @@ async fn main() {
 /// responder: `certonly` once per name to create the lineages (not timed),
 /// then one timed `renew --force-renewal --no-random-sleep-on-renew`, which
 /// is what a daily certbot job does when everything is due.
-async fn certbot(env: &support::LocalEnv, n: usize, ck: &Measured) {
+async fn certbot(env: &support::LocalEnv, n: usize, ck: &Measured) -> std::process::ExitCode {
     let bin = PathBuf::from(std::env::var("CERTBOT_BIN").unwrap_or_else(|_| "certbot".into()));
     let dir = env.root.join("certbot");
     let common = |cmd: &mut Command| {
@@ -244,8 +412,9 @@ async fn certbot(env: &support::LocalEnv, n: usize, ck: &Measured) {
     );
     if renewed != n {
         eprintln!("certbot did not renew every certificate");
-        std::process::exit(1);
+        return std::process::ExitCode::FAILURE;
     }
+    std::process::ExitCode::SUCCESS
 }
 
 /// The run summary event of a run's JSON log.
@@ -258,7 +427,7 @@ fn finished(stdout: &str) -> serde_json::Value {
 }
 
 /// K replicas at once on the same N certificates.
-async fn replicas_bench(env: &support::LocalEnv, n: usize, k: usize) {
+async fn replicas_bench(env: &support::LocalEnv, n: usize, k: usize) -> std::process::ExitCode {
     let mut tasks = Vec::new();
     let started = Instant::now();
     for i in 0..k {
@@ -313,8 +482,16 @@ async fn replicas_bench(env: &support::LocalEnv, n: usize, k: usize) {
         "CA requests:             {acme} ({:.2} per certificate)",
         acme as f64 / n as f64
     );
-    if issued != n {
+    let (r53_calls, r53_throttled) = env.route53.calls();
+    println!(
+        "Route53 requests seen:   {r53_calls}, {r53_throttled} throttled and retried, {} changes",
+        env.route53.changes().len()
+    );
+    let left = env.moto.challenge_records().await.len();
+    println!("left in DNS:             {left} _acme-challenge record sets");
+    if issued != n || left != 0 {
         eprintln!("replicas issued {issued} certificates for {n} names");
-        std::process::exit(1);
+        return std::process::ExitCode::FAILURE;
     }
+    std::process::ExitCode::SUCCESS
 }

@@ -12,14 +12,16 @@ use std::process::{Child, Stdio};
 use support::fault::{Fault, FaultProxy, Match};
 use support::{LocalEnv, PebbleOptions, RunOutput};
 
-/// An environment whose certkeeper reaches moto only through a fault proxy,
-/// with AWS requests abandoned after 2 s instead of 30.
+/// An environment whose certkeeper reaches AWS (moto behind the realistic
+/// Route53) only through a fault proxy, with AWS requests abandoned after
+/// 2 s instead of 30.
 async fn through_proxy(zones: &[&str]) -> (LocalEnv, FaultProxy) {
     let env = LocalEnv::start(zones, PebbleOptions::default()).await;
-    let proxy = FaultProxy::start(env.moto.port).await;
+    let proxy = FaultProxy::start(env.route53.port).await;
     let text = std::fs::read_to_string(env.settings_path()).unwrap();
+    assert!(text.contains(&env.route53.endpoint()));
     let text = text.replace(
-        &format!("endpoint_url: {}\n", env.moto.endpoint()),
+        &format!("endpoint_url: {}\n", env.route53.endpoint()),
         &format!(
             "endpoint_url: {}\n  request_timeout: 2s\n",
             proxy.endpoint()

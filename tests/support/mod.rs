@@ -279,7 +279,7 @@ pub struct Pebble {
     process: Option<Process>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct PebbleOptions {
     /// `None` keeps Pebble's default (5% of nonces rejected).
     pub nonce_reject_percent: Option<u8>,
