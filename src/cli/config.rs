@@ -38,6 +38,56 @@ pub(crate) fn config_check(
         if let Some(zones) = &settings.allowed_zones {
             report.errors.extend(config.check_allowed_zones(zones));
         }
+        // More new certificates than the CA takes in a day: say so now,
+        // not as a queue that surprises someone tomorrow.
+        // Only read: a check never creates the state dir.
+        let store = settings
+            .state_dir
+            .is_dir()
+            .then(|| certkeeper::store::Store::open(&settings.state_dir).ok())
+            .flatten();
+        let resolution = certkeeper::config::resolve::Resolution::new(&config, settings);
+        let mut new_by_issuer: std::collections::BTreeMap<
+            &str,
+            Vec<&certkeeper::config::Certificate>,
+        > = Default::default();
+        for c in &config.certificates {
+            let known = store
+                .as_ref()
+                .is_some_and(|s| s.live_meta(c.name()).ok().flatten().is_some());
+            if let (false, Some(issuer)) = (
+                known || c.spec.is_external(),
+                resolution.of(c.name()).issuers.first(),
+            ) {
+                new_by_issuer.entry(issuer.as_str()).or_default().push(c);
+            }
+        }
+        for (issuer, new) in new_by_issuer {
+            let Some(limit) = settings
+                .issuers
+                .get(issuer)
+                .and_then(|a| a.new_order_limit())
+            else {
+                continue;
+            };
+            let per_day = limit.orders as usize
+                + (f64::from(limit.orders) * 86_400.0 / limit.per.as_secs_f64().max(1.0)) as usize;
+            if new.len() > per_day {
+                let first_late = new[per_day];
+                report.warnings.push(certkeeper::yaml::Located {
+                    file: first_late.file.clone(),
+                    line: first_late.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
+                    column: None,
+                    field: format!("certificates[{}]", first_late.index),
+                    message: format!(
+                        "{} new certificates for issuer {issuer:?}, whose new-order limit ({} per {}) allows {per_day} in a day: from this one on they wait for later runs",
+                        new.len(),
+                        limit.orders,
+                        certkeeper::duration::format(limit.per)
+                    ),
+                });
+            }
+        }
     }
     match format {
         OutputFormat::Text => {

@@ -84,6 +84,10 @@ struct Inner {
     /// How long the last change took to go INSYNC, in milliseconds: when
     /// to ask about the next one, and how long to gather a batch.
     insync_ms: AtomicU64,
+    /// One change is asked about at a time, oldest first (tokio's mutex is
+    /// fair): by the time the oldest is INSYNC the later ones mostly are
+    /// too, so each of those costs one GetChange.
+    polling: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +122,7 @@ impl Route53 {
             snapshots: Default::default(),
             calls: AtomicU64::new(0),
             insync_ms: AtomicU64::new(0),
+            polling: tokio::sync::Mutex::new(()),
         });
         let (requests, rx) = mpsc::unbounded_channel();
         let batcher = tokio::spawn(run_batcher(inner.clone(), rx));
@@ -551,20 +556,27 @@ impl Inner {
     }
 
     /// Asks until the change is INSYNC: first when the last change took to
-    /// get there (a second, the first time), then more and more rarely. A
-    /// change that is PENDING for a minute costs a handful of calls.
+    /// get there after its submission (half a second, the first time), then
+    /// more and more rarely; one change at a time, oldest first. A minute
+    /// PENDING costs a handful of calls for the first change of a run and
+    /// about one for each later one.
     async fn wait_insync(&self, change_id: &str) -> Result<(), DnsError> {
-        let started = Instant::now();
-        let deadline = started + INSYNC_TIMEOUT;
+        let submitted = Instant::now();
+        let deadline = submitted + INSYNC_TIMEOUT;
         let estimate = self.insync();
         let mut delay = if estimate.is_zero() {
             Duration::from_millis(500)
         } else {
             estimate.mul_f64(0.9).max(Duration::from_millis(200))
         };
+        let _turn = self.polling.lock().await;
+        let first_look = submitted + delay;
+        // Waited behind older changes past our first look: an INSYNC at
+        // once then says nothing about how long it took.
+        let late = Instant::now() > first_look;
+        tokio::time::sleep_until(first_look).await;
         let mut polls = 0;
         loop {
-            sleep(delay).await;
             polls += 1;
             let out = self
                 .call("GetChange", change_id, || {
@@ -572,12 +584,18 @@ impl Inner {
                 })
                 .await?;
             if out.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) {
-                let took = started.elapsed();
+                let took = submitted.elapsed();
                 // INSYNC at the first look may have come much earlier: aim
                 // the next first look sooner.
-                let estimate = if polls == 1 { took / 2 } else { took };
-                self.insync_ms
-                    .store(estimate.as_millis() as u64, Ordering::Relaxed);
+                let learned = match (polls, late) {
+                    (1, true) => None,
+                    (1, false) => Some(took / 2),
+                    _ => Some(took),
+                };
+                if let Some(e) = learned {
+                    self.insync_ms
+                        .store(e.as_millis() as u64, Ordering::Relaxed);
+                }
                 tracing::debug!(
                     event = "dns.route53.insync",
                     change = change_id,
@@ -601,6 +619,7 @@ impl Inner {
                 estimate / 10
             }
             .clamp(Duration::from_secs(1), Duration::from_secs(5));
+            sleep(delay).await;
         }
     }
 }

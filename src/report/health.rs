@@ -66,6 +66,18 @@ pub struct CertHealth {
 
 pub fn certificate(c: &CertStatus, t: &Thresholds, now: OffsetDateTime) -> CertHealth {
     let verdict = |level, reason: String| CertHealth { level, reason };
+    let waits = c.waiting_until.map(|t| {
+        format!(
+            "waits for the CA's new-order limit; its order is allowed at {}",
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        )
+    });
+    if c.not_after.is_none()
+        && let Some(waits) = &waits
+    {
+        return verdict(Level::Warning, format!("not issued yet: {waits}"));
+    }
     let Some(not_after) = c.not_after else {
         return verdict(
             Level::Critical,
@@ -123,7 +135,10 @@ pub fn certificate(c: &CertStatus, t: &Thresholds, now: OffsetDateTime) -> CertH
     if days < t.warning_days {
         return verdict(Level::Warning, format!("expires in {days} days"));
     }
-    verdict(Level::Ok, format!("{days} days left"))
+    match waits {
+        Some(waits) => verdict(Level::Ok, format!("{days} days left; the renewal {waits}")),
+        None => verdict(Level::Ok, format!("{days} days left")),
+    }
 }
 
 /// The verdict on the run itself, certificates aside: too old, could not
@@ -187,6 +202,7 @@ mod tests {
             targets: Vec::new(),
             verified: None,
             verification: None,
+            waiting_until: None,
             renew_command: None,
         }
     }

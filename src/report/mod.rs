@@ -198,6 +198,14 @@ pub struct CertStatus {
     /// expected Y`.
     #[serde(default)]
     pub verification: Option<String>,
+    /// Due, but its CA's new-order limit lets it order only then (a later
+    /// run does); not a failure.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub waiting_until: Option<OffsetDateTime>,
     /// For certificates from a CA without ACME: what a person runs to renew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_command: Option<String>,
@@ -246,11 +254,14 @@ pub struct Status {
 }
 
 impl Status {
-    /// Healthy: every certificate valid, current and published.
+    /// Healthy: every certificate valid, current and published, or waiting
+    /// for its CA's new-order limit (planned, not failed).
     pub fn healthy(&self, now: OffsetDateTime) -> bool {
         self.error.is_none()
             && self.certificates.iter().all(|c| {
-                c.state != CertState::Failed && c.published && c.not_after.is_some_and(|t| t > now)
+                c.state != CertState::Failed
+                    && (c.waiting_until.is_some()
+                        || (c.published && c.not_after.is_some_and(|t| t > now)))
             })
     }
 
@@ -314,6 +325,7 @@ mod tests {
             targets: Vec::new(),
             verified: None,
             verification: None,
+            waiting_until: None,
             renew_command: None,
         }
     }

@@ -137,6 +137,7 @@ pub(super) async fn finish_cert(
         targets,
         verified,
         verification,
+        waiting_until: None,
         renew_command: None,
     }
 }

@@ -35,6 +35,7 @@ mod failure;
 mod finish;
 mod issue;
 mod issuers;
+mod limits;
 mod replicas;
 mod services;
 mod task;
@@ -144,6 +145,13 @@ pub async fn run_once(
             }
         }
     }
+    limits::plan_limits(
+        settings,
+        &store,
+        &resolution,
+        &mut plans,
+        OffsetDateTime::now_utc(),
+    );
     load_issuers(settings, &store, &plans, &resolution, &mut issuers).await;
     let issuers = Arc::new(issuers);
     let mut dns01 = Dns01::new(services.dns.clone(), &settings.dns)
@@ -265,7 +273,8 @@ pub async fn run_once(
         certificates = status.certificates.len(),
         renewed = count(CertState::Renewed),
         failed = count(CertState::Failed),
-        unpublished = status.certificates.iter().filter(|c| !c.published).count(),
+        unpublished = status.certificates.iter().filter(|c| !c.published && c.waiting_until.is_none()).count(),
+        waiting = status.certificates.iter().filter(|c| c.waiting_until.is_some()).count(),
         dns_calls = services.dns_calls(),
         acme_requests = crate::metrics::total("certkeeper_acme_requests_total"),
         duration_ms = (status.finished_at - started_at).whole_milliseconds() as u64,

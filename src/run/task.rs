@@ -21,6 +21,7 @@ pub(super) fn panicked_status(cert: &Certificate) -> CertStatus {
         targets: Vec::new(),
         verified: None,
         verification: None,
+        waiting_until: None,
         renew_command: None,
     }
 }
@@ -204,8 +205,12 @@ impl CertTask {
         generation: Option<u64>,
         external: bool,
     ) -> CertStatus {
+        let waiting = match &plan {
+            CertPlan::Waiting { until } => Some(*until),
+            _ => None,
+        };
         let attempt = match plan {
-            CertPlan::Keep | CertPlan::External { due: None } => None,
+            CertPlan::Keep | CertPlan::External { due: None } | CertPlan::Waiting { .. } => None,
             CertPlan::External { due: Some(why) } => Some(Err(Failure::ExternalDue(why))),
             CertPlan::Broken(e) => Some(Err(Failure::Broken(e))),
             CertPlan::Renew if self.cancel.is_cancelled() || self.stop.is_cancelled() => {
@@ -247,6 +252,7 @@ impl CertTask {
         if external {
             status.renew_command = Some(crate::csr::renew_command(&self.store, cert.name()));
         }
+        status.waiting_until = waiting;
         status
     }
 

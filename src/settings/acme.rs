@@ -33,6 +33,44 @@ pub struct AcmeSettings {
     /// creation contends with itself (Pebble 2.4 deadlocks on concurrent
     /// newOrders: every later one hangs; BENCHMARKS.md, 2026-12-03).
     pub new_orders_in_flight: Option<usize>,
+    /// The CA's new-order limit, planned instead of hit (`run/limits.rs`).
+    /// Default: Let's Encrypt's for its directories (300 per 3h in
+    /// production, 1,500 per 3h on staging), none for other CAs.
+    pub new_order_limit: Option<NewOrderLimit>,
+}
+
+/// At most `orders` new orders per `per`, refilled evenly (a token bucket,
+/// as Let's Encrypt counts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrderLimit {
+    pub orders: u32,
+    #[serde(with = "crate::duration::serde_human")]
+    pub per: Duration,
+}
+
+impl AcmeSettings {
+    /// The limit that applies: the configured one, else the CA's published
+    /// one when it is a CA we know.
+    pub fn new_order_limit(&self) -> Option<NewOrderLimit> {
+        let three_hours = Duration::from_secs(3 * 3600);
+        let host = self
+            .directory_url
+            .strip_prefix("https://")
+            .and_then(|rest| rest.split(['/', ':']).next())
+            .unwrap_or_default();
+        self.new_order_limit.or(match host {
+            "acme-v02.api.letsencrypt.org" => Some(NewOrderLimit {
+                orders: 300,
+                per: three_hours,
+            }),
+            "acme-staging-v02.api.letsencrypt.org" => Some(NewOrderLimit {
+                orders: 1500,
+                per: three_hours,
+            }),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -144,6 +144,15 @@ fn issuers(s: &Settings, text: &str) -> Check {
                 "needs exactly one of hmac_key_file and hmac_key_env",
             );
         }
+        if let Some(limit) = issuer.new_order_limit
+            && (limit.orders == 0 || limit.per < Duration::from_secs(1))
+        {
+            return problem(
+                &format!("issuers.{name}.new_order_limit"),
+                "new_order_limit",
+                "needs orders of at least 1 and per of at least 1s",
+            );
+        }
         if issuer.new_orders_in_flight == Some(0) {
             let prefix = if name == DEFAULT_ISSUER && text.contains("\nacme:") {
                 "acme".to_string()

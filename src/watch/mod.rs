@@ -343,6 +343,7 @@ mod tests {
                 targets: vec![],
                 verified: None,
                 verification: None,
+                waiting_until: None,
                 renew_command: None,
             }],
         }

@@ -8,6 +8,7 @@
 mod support;
 
 mod bad_input;
+mod ca_limits;
 mod cancel;
 mod config_source;
 mod corrupt_state;
