@@ -105,6 +105,13 @@ pub async fn query_txt(server: SocketAddr, name: &str) -> Result<Vec<String>, Qu
         .collect())
 }
 
+/// Questions in flight at once, across every order of a run: with every due
+/// certificate's order in flight, a thousand CNAME and propagation lookups
+/// at once would swamp a small resolver (or a VPC resolver's packet limit)
+/// and time out, where queued they are answered in turn.
+static IN_FLIGHT: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(32));
+
 /// One question to one server (UDP, then TCP if the answer is truncated).
 pub async fn query(
     server: SocketAddr,
@@ -112,6 +119,7 @@ pub async fn query(
     rtype: RecordType,
     recursion: bool,
 ) -> Result<Message, QueryError> {
+    let _turn = IN_FLIGHT.acquire().await.expect("never closed");
     let fqdn = Name::from_ascii(format!("{}.", normalize_name(name))).map_err(QueryError::Name)?;
     let mut request = Message::query();
     request.metadata.recursion_desired = recursion;
