@@ -139,6 +139,27 @@ fn unverified(env: &support::LocalEnv, names: &[String]) -> usize {
         .count()
 }
 
+/// A fresh environment under `dir` with Route53 INSYNC after `insync` and
+/// the bench's N certificates committed.
+async fn bench_env(
+    dir: &std::path::Path,
+    n: usize,
+    wildcards: bool,
+    insync: Duration,
+    pebble: support::PebbleOptions,
+) -> support::LocalEnv {
+    let timing = support::Route53Timing {
+        insync,
+        requests_per_second: 5.0,
+    };
+    let env = support::LocalEnv::start_timed(dir, &["example.test"], pebble, timing).await;
+    // One zone, made above: the responder need not list zones per query.
+    env.dns.cache_zones();
+    env.repo
+        .commit_certificates(&certificates_yaml(n, wildcards), "bench");
+    env
+}
+
 async fn issue_bench(
     n: usize,
     wildcards: bool,
@@ -146,16 +167,8 @@ async fn issue_bench(
     pebble: support::PebbleOptions,
 ) -> Row {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let timing = support::Route53Timing {
-        insync,
-        requests_per_second: 5.0,
-    };
-    let env = support::LocalEnv::start_timed(tmp.path(), &["example.test"], pebble, timing).await;
-    // One zone, made above: the responder need not list zones per query.
-    env.dns.cache_zones();
+    let env = bench_env(tmp.path(), n, wildcards, insync, pebble).await;
     env.write_settings(&std::env::var("BENCH_SETTINGS").unwrap_or_default());
-    env.repo
-        .commit_certificates(&certificates_yaml(n, wildcards), "bench");
     let mut cmd = env.command();
     cmd.args(["run", "--once", "--config"])
         .arg(env.settings_path());
@@ -274,28 +287,12 @@ async fn main() -> std::process::ExitCode {
     };
     if let Some(k) = replicas {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let timing = support::Route53Timing {
-            insync: delays[0],
-            requests_per_second: 5.0,
-        };
-        let env =
-            support::LocalEnv::start_timed(tmp.path(), &["example.test"], pebble, timing).await;
-        env.dns.cache_zones();
-        env.repo
-            .commit_certificates(&certificates_yaml(n, wildcards), "bench");
+        let env = bench_env(tmp.path(), n, wildcards, delays[0], pebble).await;
         return replicas_bench(&env, n, k).await;
     }
     if with_certbot {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let timing = support::Route53Timing {
-            insync: delays[0],
-            requests_per_second: 5.0,
-        };
-        let env =
-            support::LocalEnv::start_timed(tmp.path(), &["example.test"], pebble, timing).await;
-        env.dns.cache_zones();
-        env.repo
-            .commit_certificates(&certificates_yaml(n, false), "bench");
+        let env = bench_env(tmp.path(), n, false, delays[0], pebble).await;
         let mut cmd = env.command();
         cmd.args(["run", "--once", "--config"])
             .arg(env.settings_path());
