@@ -143,3 +143,45 @@ fn example_settings_file_parses() {
     let s = Settings::load(&path).unwrap();
     assert!(s.s3.is_some());
 }
+
+#[test]
+fn concurrency_and_new_order_limits_are_located() {
+    let base = "config_repo: {url: /tmp/none}\nstate_dir: /tmp/s\n";
+    let err = |text: &str| {
+        Settings::parse(Path::new("s.yaml"), &format!("{base}{text}"))
+            .unwrap_err()
+            .to_string()
+    };
+    let acme = "acme: {directory_url: https://ca.test/dir}\n";
+    assert_eq!(
+        err(&format!("{acme}max_concurrent_publishes: 0\n")),
+        "s.yaml:4:1: max_concurrent_publishes: must be at least 1"
+    );
+    let e = err(
+        "issuers:\n  le:\n    directory_url: https://ca.test/dir\n    new_order_limit: {orders: 0, per: 3h}\n",
+    );
+    assert!(
+        e.starts_with("s.yaml:6:5: issuers.le.new_order_limit: needs orders of at least 1"),
+        "{e}"
+    );
+    let e = err(
+        "issuers:\n  le:\n    directory_url: https://ca.test/dir\n    new_order_limit: {orders: 5}\n",
+    );
+    assert!(e.starts_with("s.yaml:6:") && e.contains("per"), "{e}");
+    // Let's Encrypt's published limit applies without a setting; other CAs
+    // have none unless set.
+    let le = |url: &str| {
+        Settings::parse(
+            Path::new("s.yaml"),
+            &format!("{base}acme: {{directory_url: \"{url}\"}}\n"),
+        )
+        .unwrap()
+        .issuers["default"]
+            .new_order_limit()
+    };
+    assert_eq!(
+        le("https://acme-v02.api.letsencrypt.org/directory").map(|l| l.orders),
+        Some(300)
+    );
+    assert_eq!(le("https://ca.test/dir"), None);
+}

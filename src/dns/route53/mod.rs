@@ -28,25 +28,18 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep, timeout};
 
+mod insync;
+mod rules;
+
+use rules::{batch_window, chunks, route53_name};
+
 const PROVIDER: &str = "route53";
 const TTL: i64 = 60;
 const INSYNC_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long the batcher waits for more requests after the last one, and at
-/// most after the first one, while changes go INSYNC at once; a slower
-/// Route53 (real changes take up to a minute) is waited for longer, since
-/// a second more of gathering is nothing against the INSYNC wait it saves.
-const BATCH_IDLE: Duration = Duration::from_millis(60);
-const BATCH_MAX: Duration = Duration::from_millis(400);
-const BATCH_IDLE_MOST: Duration = Duration::from_millis(500);
-const BATCH_MAX_MOST: Duration = Duration::from_secs(3);
 /// Attempts of one call; throttling is answered more patiently than an
 /// error (`THROTTLE_ATTEMPTS`): every throttled call is retried.
 const MAX_ATTEMPTS: u32 = 6;
 const THROTTLE_ATTEMPTS: u32 = 16;
-/// Route53's limits on one ChangeResourceRecordSets request: ResourceRecord
-/// elements and characters of values (an UPSERT counts twice).
-const BATCH_RECORDS: usize = 1000;
-const BATCH_CHARS: usize = 32_000;
 
 /// Settings of one Route53 provider that are not credentials.
 #[derive(Debug, Clone, Default)]
@@ -176,15 +169,6 @@ fn batcher_gone() -> DnsError {
         message: "the Route53 batcher stopped".into(),
         code: None,
     }
-}
-
-/// How long to gather requests into one batch: after the last one, and at
-/// most, when changes take `insync` to go INSYNC.
-fn batch_window(insync: Duration) -> (Duration, Duration) {
-    (
-        (insync / 100).clamp(BATCH_IDLE, BATCH_IDLE_MOST),
-        (insync / 20).clamp(BATCH_MAX, BATCH_MAX_MOST),
-    )
 }
 
 async fn run_batcher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Request>) {
@@ -549,105 +533,6 @@ impl Inner {
             .flat_map(|s| s.resource_records().iter().map(|r| r.value().to_string()))
             .collect())
     }
-
-    /// How long the last change took to go INSYNC (zero before any did).
-    fn insync(&self) -> Duration {
-        Duration::from_millis(self.insync_ms.load(Ordering::Relaxed))
-    }
-
-    /// Asks until the change is INSYNC: first when the last change took to
-    /// get there after its submission (half a second, the first time), then
-    /// more and more rarely; one change at a time, oldest first. A minute
-    /// PENDING costs a handful of calls for the first change of a run and
-    /// about one for each later one.
-    async fn wait_insync(&self, change_id: &str) -> Result<(), DnsError> {
-        let submitted = Instant::now();
-        let deadline = submitted + INSYNC_TIMEOUT;
-        let estimate = self.insync();
-        let mut delay = if estimate.is_zero() {
-            Duration::from_millis(500)
-        } else {
-            estimate.mul_f64(0.9).max(Duration::from_millis(200))
-        };
-        let _turn = self.polling.lock().await;
-        let first_look = submitted + delay;
-        // Waited behind older changes past our first look: an INSYNC at
-        // once then says nothing about how long it took.
-        let late = Instant::now() > first_look;
-        tokio::time::sleep_until(first_look).await;
-        let mut polls = 0;
-        loop {
-            polls += 1;
-            let out = self
-                .call("GetChange", change_id, || {
-                    self.client.get_change().id(change_id).send()
-                })
-                .await?;
-            if out.change_info().map(|c| c.status()) == Some(&ChangeStatus::Insync) {
-                let took = submitted.elapsed();
-                // INSYNC at the first look may have come much earlier: aim
-                // the next first look sooner.
-                let learned = match (polls, late) {
-                    (1, true) => None,
-                    (1, false) => Some(took / 2),
-                    _ => Some(took),
-                };
-                if let Some(e) = learned {
-                    self.insync_ms
-                        .store(e.as_millis() as u64, Ordering::Relaxed);
-                }
-                tracing::debug!(
-                    event = "dns.route53.insync",
-                    change = change_id,
-                    waited_ms = took.as_millis() as u64,
-                    polls
-                );
-                return Ok(());
-            }
-            if Instant::now() + delay > deadline {
-                return Err(DnsError::Api {
-                    provider: PROVIDER,
-                    operation: "GetChange",
-                    name: change_id.to_string(),
-                    message: format!("change not INSYNC after {}s", INSYNC_TIMEOUT.as_secs()),
-                    code: None,
-                });
-            }
-            delay = if estimate.is_zero() {
-                delay.mul_f64(1.5)
-            } else {
-                estimate / 10
-            }
-            .clamp(Duration::from_secs(1), Duration::from_secs(5));
-            sleep(delay).await;
-        }
-    }
-}
-
-/// A name as Route53 returns it, compared like ours: Route53 escapes
-/// characters outside `a-z0-9-_.` as `\ddd` octal (`\052.example.com.` is
-/// `*.example.com`).
-fn route53_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut rest = name;
-    while let Some(i) = rest.find('\\') {
-        out.push_str(&rest[..i]);
-        let code = rest
-            .get(i + 1..i + 4)
-            .and_then(|d| u8::from_str_radix(d, 8).ok());
-        match code {
-            Some(c) => {
-                out.push(c as char);
-                rest = &rest[i + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    normalize_name(&out)
 }
 
 /// A ChangeResourceRecordSets request Route53 accepted.
@@ -655,35 +540,6 @@ struct Submitted {
     id: String,
     /// Already INSYNC in its answer (moto; never real Route53).
     insync: bool,
-}
-
-/// Splits changes into requests Route53 accepts: at most `BATCH_RECORDS`
-/// ResourceRecord elements and `BATCH_CHARS` characters of values each
-/// (an UPSERT counted twice). One change is never split.
-fn chunks(changes: Vec<Change>) -> Vec<Vec<Change>> {
-    let mut out: Vec<Vec<Change>> = Vec::new();
-    let (mut records, mut chars) = (0, 0);
-    for change in changes {
-        let weight = if change.action() == &ChangeAction::Upsert {
-            2
-        } else {
-            1
-        };
-        let values = change
-            .resource_record_set()
-            .map(|s| s.resource_records())
-            .unwrap_or_default();
-        let r = weight * values.len();
-        let c = weight * values.iter().map(|v| v.value().len()).sum::<usize>();
-        if out.is_empty() || records + r > BATCH_RECORDS || chars + c > BATCH_CHARS {
-            out.push(Vec::new());
-            (records, chars) = (0, 0);
-        }
-        records += r;
-        chars += c;
-        out.last_mut().expect("a chunk").push(change);
-    }
-    out
 }
 
 fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
@@ -794,77 +650,4 @@ impl DnsProvider for Route53 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route53_escapes_are_read_back() {
-        assert_eq!(route53_name("\\052.Example.com."), "*.example.com");
-        assert_eq!(
-            route53_name("_acme-challenge.a.test."),
-            "_acme-challenge.a.test"
-        );
-        assert_eq!(route53_name("a\\"), "a\\");
-    }
-
-    fn txt(action: ChangeAction, n: usize, len: usize) -> Change {
-        let records: Vec<ResourceRecord> = (0..n)
-            .map(|_| {
-                ResourceRecord::builder()
-                    .value("x".repeat(len))
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let set = ResourceRecordSet::builder()
-            .name("_acme-challenge.a.test.")
-            .r#type(RrType::Txt)
-            .ttl(60)
-            .set_resource_records(Some(records))
-            .build()
-            .unwrap();
-        Change::builder()
-            .action(action)
-            .resource_record_set(set)
-            .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn batches_stay_inside_route53s_limits() {
-        // 600 creates of one 45-character value: 27,000 characters fit in
-        // one request; 800 do not (36,000).
-        let one = |n| (0..n).map(|_| txt(ChangeAction::Create, 1, 45)).collect();
-        assert_eq!(chunks(one(600)).len(), 1);
-        let split = chunks(one(800));
-        assert_eq!(split.iter().map(Vec::len).collect::<Vec<_>>(), [711, 89]);
-        // UPSERTs count twice: 400 of them are 800 records and 36,000
-        // characters, split by characters.
-        let upserts: Vec<Change> = (0..400).map(|_| txt(ChangeAction::Upsert, 1, 45)).collect();
-        assert!(
-            chunks(upserts)
-                .iter()
-                .all(|c| c.len() * 2 * 45 <= BATCH_CHARS)
-        );
-        // Short values: the record count binds.
-        let short: Vec<Change> = (0..1500).map(|_| txt(ChangeAction::Create, 1, 3)).collect();
-        assert_eq!(
-            chunks(short).iter().map(Vec::len).collect::<Vec<_>>(),
-            [1000, 500]
-        );
-        assert!(chunks(Vec::new()).is_empty());
-    }
-
-    #[test]
-    fn a_slow_route53_is_waited_for_longer_batches() {
-        assert_eq!(batch_window(Duration::ZERO), (BATCH_IDLE, BATCH_MAX));
-        assert_eq!(
-            batch_window(Duration::from_secs(20)),
-            (Duration::from_millis(200), Duration::from_secs(1))
-        );
-        assert_eq!(
-            batch_window(Duration::from_secs(60)),
-            (BATCH_IDLE_MOST, BATCH_MAX_MOST)
-        );
-    }
-}
+mod tests;
