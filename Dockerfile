@@ -21,10 +21,11 @@
 # state_dir must be /var/lib/certkeeper.
 
 # The runtime: CA certificates for the ACME CA and AWS; libssl3 and zlib
-# for libgit2's HTTPS; nothing else.
+# for libgit2's HTTPS; the Public Suffix List for the CA's per-domain limit;
+# nothing else.
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g \
+ && apt-get install -y --no-install-recommends ca-certificates libssl3 zlib1g publicsuffix \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
  && useradd --system --uid 10001 --home-dir /var/lib/certkeeper --shell /usr/sbin/nologin certkeeper \
  && install -d -m 0700 -o certkeeper -g certkeeper /var/lib/certkeeper

@@ -23,6 +23,7 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+use support::Tied;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ fn measure(mut cmd: Command) -> Measured {
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .tied()
         .spawn()
         .expect("spawn");
     let pid = child.id() as libc::pid_t;

@@ -6,6 +6,7 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+use support::Tied;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -79,6 +80,7 @@ async fn main() {
         .args(["run", "--config"])
         .arg(env.settings_path())
         .stdout(Stdio::piped())
+        .tied()
         .spawn()
         .expect("daemon");
     let pid = child.id();

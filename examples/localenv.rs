@@ -9,8 +9,25 @@ mod support;
 
 use std::path::PathBuf;
 
+/// Runs the demo; Ctrl-C or SIGTERM stops it, and either way moto, the
+/// Route53 front and Pebble stop with it (dropped here; tied to this
+/// process besides, so even SIGKILL takes them along).
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let code = tokio::select! {
+        code = demo() => code,
+        _ = tokio::signal::ctrl_c() => 130,
+        _ = term.recv() => 143,
+    };
+    if code >= 128 {
+        eprintln!("interrupted: moto, the Route53 front and Pebble stopped");
+    }
+    std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+async fn demo() -> i32 {
     let root = PathBuf::from(
         std::env::args()
             .nth(1)
@@ -81,8 +98,9 @@ async fn main() {
         println!("\n{status}");
     }
     println!(
-        "(moto and Pebble stop now; their certificates and the state dir stay in {})",
+        "(moto, the Route53 front and Pebble stop now; their certificates and the state dir stay in {})",
         root.display()
     );
-    std::process::exit(out.code);
+    drop(env);
+    out.code
 }

@@ -59,7 +59,7 @@ pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonErro
         event = "daemon.started",
         schedule = %schedule.expression(),
         timezone = %schedule.timezone(),
-        http = ?http_addr,
+        http = %http_addr.map_or("off".to_string(), |a| a.to_string()),
     );
     notify::notify("READY=1");
     loop {

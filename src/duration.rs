@@ -46,7 +46,9 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
 pub fn format(d: Duration) -> String {
     let s = d.as_secs();
     match s {
-        0 => format!("{}ms", d.as_millis()),
+        // Below a second, or not a whole number of seconds: milliseconds
+        // (1500ms, not 1s), so a duration reads back as it was written.
+        _ if s == 0 || d.subsec_nanos() != 0 => format!("{}ms", d.as_millis()),
         s if s % 86400 == 0 => format!("{}d", s / 86400),
         s if s % 3600 == 0 => format!("{}h", s / 3600),
         s if s % 60 == 0 => format!("{}m", s / 60),
@@ -65,7 +67,7 @@ pub mod serde_human {
     }
 
     pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}s", value.as_secs()))
+        s.serialize_str(&super::format(*value))
     }
 }
 
@@ -79,6 +81,24 @@ mod tests {
         assert_eq!(parse("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse("30d").unwrap(), Duration::from_secs(30 * 86400));
+    }
+
+    #[test]
+    fn formats_read_back_as_written() {
+        for text in ["500ms", "1500ms", "30s", "90s", "5m", "2h", "30d", "0ms"] {
+            assert_eq!(format(parse(text).unwrap()), text);
+        }
+        assert_eq!(format(Duration::from_secs(3600)), "1h");
+        #[derive(serde::Serialize)]
+        struct S {
+            #[serde(with = "serde_human")]
+            d: Duration,
+        }
+        let json = serde_json::to_string(&S {
+            d: Duration::from_millis(500),
+        })
+        .unwrap();
+        assert_eq!(json, r#"{"d":"500ms"}"#);
     }
 
     #[test]

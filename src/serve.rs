@@ -14,6 +14,35 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 const MAX_REQUEST: usize = 8 * 1024;
+/// The pause after a failed accept doubles from the first to the most.
+const ACCEPT_PAUSE_FIRST: Duration = Duration::from_millis(10);
+const ACCEPT_PAUSE_MOST: Duration = Duration::from_secs(1);
+
+/// A run of failing accepts: logged once when it starts and once when it
+/// ends, paused between, so the listener neither spins nor floods the log.
+#[derive(Default)]
+struct AcceptFailures {
+    count: u64,
+    pause: Duration,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        if self.count == 0 {
+            tracing::warn!(event = "http.accept.failing", error = %e, message = "the HTTP listener cannot accept connections (out of file descriptors?); retrying with a pause");
+        }
+        self.count += 1;
+        self.pause = (self.pause * 2).clamp(ACCEPT_PAUSE_FIRST, ACCEPT_PAUSE_MOST);
+        self.pause
+    }
+
+    fn recovered(&mut self) {
+        if self.count > 0 {
+            tracing::info!(event = "http.accept.recovered", failed = self.count);
+        }
+        *self = AcceptFailures::default();
+    }
+}
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves until `cancel` fires.
@@ -23,11 +52,24 @@ pub async fn serve(
     thresholds: Thresholds,
     cancel: CancellationToken,
 ) {
+    let mut failing = AcceptFailures::default();
     loop {
         let (mut tcp, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(_) => continue,
+                Ok(a) => {
+                    failing.recovered();
+                    a
+                }
+                Err(e) => {
+                    // EMFILE/ENFILE (out of descriptors), ENOBUFS …: the
+                    // connection waits in the backlog; retrying at once
+                    // would spin. Wait, longer each time, and try again.
+                    let pause = failing.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => continue,
+                        _ = cancel.cancelled() => return,
+                    }
+                }
             },
             _ = cancel.cancelled() => return,
         };

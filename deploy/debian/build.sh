@@ -61,6 +61,7 @@ Architecture: $arch
 Maintainer: certkeeper maintainers <certkeeper@example.invalid>
 Installed-Size: $installed_size
 Depends: libc6 (>= 2.34), libgcc-s1 (>= 4.2), libssl3 (>= 3.0.0), zlib1g (>= 1:1.2.0), ca-certificates, adduser
+Recommends: publicsuffix
 Section: admin
 Priority: optional
 Description: keeps TLS certificates alive with nobody watching

@@ -175,26 +175,36 @@ impl Issuer {
                 cancel,
             )
             .await;
-        if !placed.is_empty() {
-            // Cleanup failure is logged by Dns01 and reported, but a valid
-            // order still gets its certificate.
-            let cleaned = dns.cleanup(&spec.name, &placed).await;
-            if let (Ok(()), Err(e)) = (&validated, cleaned) {
-                tracing::warn!(event = "dns.cleanup.failed", cert = %spec.name, error = %e);
+        // The records go while the order is finalized: the CA has seen
+        // them, and a provider that gathers removals (Route53) may hold
+        // them a few seconds to remove many with one change.
+        let validated_ok = validated.is_ok();
+        let cleanup = async {
+            if placed.is_empty() {
+                Ok(())
+            } else {
+                dns.cleanup(&spec.name, &placed).await
             }
+        };
+        let finish = async {
+            validated?;
+            let csr = csr(spec, &key)?;
+            let status = step!(ctx, "finalize", |o| finalize_if_ready(o, &csr));
+            tracing::debug!(event = "order.finalized", cert = %spec.name, status = ?status);
+            let chain = self.poll_certificate(&mut ctx, cancel).await?;
+            let (cert_pem, chain_pem) = split_chain(&chain)?;
+            Ok::<_, AcmeError>(Issued {
+                cert_pem,
+                chain_pem,
+                key_pem: Secret::new(key.serialize_pem()),
+            })
+        };
+        let (cleaned, issued) = tokio::join!(cleanup, finish);
+        if let (true, Err(e)) = (validated_ok, cleaned) {
+            // Logged by Dns01 too; a valid order still gets its certificate.
+            tracing::warn!(event = "dns.cleanup.failed", cert = %spec.name, error = %e);
         }
-        validated?;
-
-        let csr = csr(spec, &key)?;
-        let status = step!(ctx, "finalize", |o| finalize_if_ready(o, &csr));
-        tracing::debug!(event = "order.finalized", cert = %spec.name, status = ?status);
-        let chain = self.poll_certificate(&mut ctx, cancel).await?;
-        let (cert_pem, chain_pem) = split_chain(&chain)?;
-        Ok(Issued {
-            cert_pem,
-            chain_pem,
-            key_pem: Secret::new(key.serialize_pem()),
-        })
+        issued
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -62,6 +62,53 @@ pub(crate) fn config_check(
                 new_by_issuer.entry(issuer.as_str()).or_default().push(c);
             }
         }
+        for (issuer, new) in &new_by_issuer {
+            let Some(limit) = settings
+                .issuers
+                .get(*issuer)
+                .and_then(|a| a.registered_domain_limit())
+            else {
+                continue;
+            };
+            let per_day = limit.certificates as usize
+                + (f64::from(limit.certificates) * 86_400.0 / limit.per.as_secs_f64().max(1.0))
+                    as usize;
+            let mut by_domain: std::collections::BTreeMap<
+                String,
+                Vec<&certkeeper::config::Certificate>,
+            > = Default::default();
+            for c in new {
+                let mut domains: Vec<String> = c
+                    .spec
+                    .domains
+                    .iter()
+                    .filter_map(|d| certkeeper::psl::system().registered_domain(d))
+                    .collect();
+                domains.sort();
+                domains.dedup();
+                for d in domains {
+                    by_domain.entry(d).or_default().push(c);
+                }
+            }
+            for (domain, certs) in by_domain {
+                if certs.len() <= per_day {
+                    continue;
+                }
+                let first_late = certs[per_day];
+                report.warnings.push(certkeeper::yaml::Located {
+                    file: first_late.file.clone(),
+                    line: first_late.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
+                    column: None,
+                    field: format!("certificates[{}]", first_late.index),
+                    message: format!(
+                        "{} new certificates for the registered domain {domain} from issuer {issuer:?}, whose limit ({} per {}) allows {per_day} in a day: from this one on they wait for later runs",
+                        certs.len(),
+                        limit.certificates,
+                        certkeeper::duration::format(limit.per)
+                    ),
+                });
+            }
+        }
         for (issuer, new) in new_by_issuer {
             let Some(limit) = settings
                 .issuers

@@ -309,7 +309,11 @@ pub async fn csr_import(settings: Settings, args: CsrImportArgs) -> Result<bool,
         args.name,
         imported.meta.version,
         imported.meta.serial,
-        imported.meta.not_after,
+        imported
+            .meta
+            .not_after
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
         imported.chain.join(" <- ")
     );
     for u in &imported.unused {
@@ -389,6 +393,13 @@ pub fn convert(args: ConvertArgs) -> Result<(), Failure> {
                 .out_dir
                 .as_ref()
                 .ok_or("--to pem needs --out-dir DIR")?;
+            if !dir.exists() {
+                return Err(format!(
+                    "--out-dir {}: does not exist (create it first, mode 0700: it receives a private key)",
+                    dir.display()
+                )
+                .into());
+            }
             if !dir.is_dir() {
                 return Err(format!("--out-dir {}: not a directory", dir.display()).into());
             }

@@ -48,10 +48,19 @@ pub(crate) fn status_command(
     };
     let now = time::OffsetDateTime::now_utc();
     let (level, reasons) = health::overall(&status, &thresholds, now);
+    let summary = if reasons.is_empty() {
+        format!(
+            "{} certificates, last run {}",
+            status.certificates.len(),
+            certkeeper::report::days_ago(status.finished_at, now)
+        )
+    } else {
+        reasons.join("; ")
+    };
     if junit.is_some_and(|f| f.as_os_str() == "-") {
         // Only the report on stdout: for `ssh vm > report.xml` from Jenkins.
         print!("{}", certkeeper::report::junit(&status, &thresholds, now));
-        eprintln!("certkeeper {} - {}", level.label(), reasons.join("; "));
+        eprintln!("certkeeper {} - {summary}", level.label());
         return level as i32;
     }
     if let Some(file) = junit
@@ -66,10 +75,19 @@ pub(crate) fn status_command(
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         return level as i32;
     }
-    println!(
-        "{:<20} {:<32} {:<20} {:>9} {:<8} {:<9} {:<8} HEALTH",
-        "NAME", "DOMAINS", "NOT AFTER", "DAYS LEFT", "LAST", "PUBLISHED", "VERIFIED"
-    );
+    let mut rows = vec![
+        [
+            "NAME",
+            "DOMAINS",
+            "NOT AFTER",
+            "DAYS LEFT",
+            "LAST",
+            "PUBLISHED",
+            "VERIFIED",
+            "HEALTH",
+        ]
+        .map(String::from),
+    ];
     for c in &status.certificates {
         let h = health::certificate(c, &thresholds, now);
         let not_after = c
@@ -79,38 +97,77 @@ pub(crate) fn status_command(
                     .unwrap_or_default()
             })
             .unwrap_or_else(|| "-".into());
-        println!(
-            "{:<20} {:<32} {:<20} {:>9} {:<8} {:<9} {:<8} {} {}",
-            c.name,
+        let health = if h.level == Level::Ok {
+            h.level.label().to_string()
+        } else {
+            format!("{} {}", h.level.label(), h.reason)
+        };
+        rows.push([
+            c.name.clone(),
             c.domains.join(","),
             not_after,
             c.days_left
                 .map(|d| d.to_string())
                 .unwrap_or_else(|| "-".into()),
             format!("{:?}", c.state).to_lowercase(),
-            if c.published { "yes" } else { "no" },
+            if c.published { "yes" } else { "no" }.into(),
             match c.verified {
                 Some(true) => "yes",
                 Some(false) => "no",
                 None => "-",
-            },
-            h.level.label(),
-            if h.level == Level::Ok {
-                String::new()
-            } else {
-                h.reason
-            },
-        );
+            }
+            .into(),
+            health,
+        ]);
     }
-    let summary = if reasons.is_empty() {
-        format!(
-            "{} certificates, last run {}",
-            status.certificates.len(),
-            certkeeper::report::days_ago(status.finished_at, now)
-        )
-    } else {
-        reasons.join("; ")
-    };
+    print!("{}", table(&rows));
     println!("certkeeper {} - {summary}", level.label());
     level as i32
+}
+
+/// Columns as wide as their widest cell (the last one free), so long
+/// names or domain lists never shift the columns after them; DAYS LEFT
+/// right-aligned.
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(cell);
+            } else if i == 3 {
+                line.push_str(&format!("{cell:>w$} ", w = widths[i]));
+            } else {
+                line.push_str(&format!("{cell:<w$} ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn long_cells_widen_their_column_and_shift_nothing_after() {
+        let row = |a: &str, b: &str, c: &str| [a.to_string(), b.to_string(), c.to_string()];
+        let text = table(&[
+            row("NAME", "DOMAINS", "HEALTH"),
+            row("a", "a.example.test", "OK"),
+            row("b", &["x.example.test"; 6].join(","), "WARNING soon"),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        let column = |l: &str, word: &str| l.find(word).unwrap();
+        assert_eq!(column(lines[0], "HEALTH"), column(lines[1], "OK"));
+        assert_eq!(column(lines[0], "HEALTH"), column(lines[2], "WARNING"));
+    }
 }

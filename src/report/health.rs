@@ -68,7 +68,10 @@ pub fn certificate(c: &CertStatus, t: &Thresholds, now: OffsetDateTime) -> CertH
     let verdict = |level, reason: String| CertHealth { level, reason };
     let waits = c.waiting_until.map(|t| {
         format!(
-            "waits for the CA's new-order limit; its order is allowed at {}",
+            "waits for {}; its order is allowed at {}",
+            c.waiting_for
+                .as_deref()
+                .unwrap_or("the CA's new-order limit"),
             t.format(&time::format_description::well_known::Rfc3339)
                 .unwrap_or_default()
         )
@@ -149,7 +152,13 @@ pub fn run(status: &Status, t: &Thresholds, now: OffsetDateTime) -> (Level, Vec<
     let age = now - status.finished_at;
     if age > time::Duration::try_from(t.max_run_age).unwrap_or(time::Duration::MAX) {
         level = Level::Critical;
-        reasons.push(format!("no run for {} hours", age.whole_hours()));
+        let since = match (age.whole_hours(), age.whole_minutes(), age.whole_seconds()) {
+            (h, _, _) if h >= 1 => format!("{h} hours"),
+            (_, m, _) if m >= 1 => format!("{m} minutes"),
+            (_, _, s) if s >= 1 => format!("{s} seconds"),
+            _ => "under a second".to_string(),
+        };
+        reasons.push(format!("no run for {since}"));
     }
     if let Some(error) = &status.error {
         level = level.max(Level::Critical);
@@ -203,6 +212,7 @@ mod tests {
             verified: None,
             verification: None,
             waiting_until: None,
+            waiting_for: None,
             renew_command: None,
         }
     }

@@ -206,6 +206,10 @@ pub struct CertStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub waiting_until: Option<OffsetDateTime>,
+    /// Which of the CA's limits it waits for, in words ("the CA's new-order
+    /// limit", "the CA's limit on new certificates for example.com").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
     /// For certificates from a CA without ACME: what a person runs to renew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_command: Option<String>,
@@ -326,6 +330,7 @@ mod tests {
             verified: None,
             verification: None,
             waiting_until: None,
+            waiting_for: None,
             renew_command: None,
         }
     }

@@ -11,10 +11,11 @@ pub(super) enum CertPlan {
     Broken(String),
     /// Due, but failing: wait until the back-off has passed.
     BackingOff(crate::backoff::Failures),
-    /// Due, but its CA's new-order limit allows no more orders now: a
-    /// later run orders it (`limits.rs`).
+    /// Due, but its CA's limits allow no more orders now: a later run
+    /// orders it (`limits.rs`). `limit` says which, in words.
     Waiting {
         until: OffsetDateTime,
+        limit: String,
     },
     /// Signed by a CA without ACME: published like any other, never
     /// renewed here. `due` says what a person must do, when it is time.

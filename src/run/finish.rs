@@ -138,6 +138,7 @@ pub(super) async fn finish_cert(
         verified,
         verification,
         waiting_until: None,
+        waiting_for: None,
         renew_command: None,
     }
 }

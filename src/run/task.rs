@@ -22,6 +22,7 @@ pub(super) fn panicked_status(cert: &Certificate) -> CertStatus {
         verified: None,
         verification: None,
         waiting_until: None,
+        waiting_for: None,
         renew_command: None,
     }
 }
@@ -206,7 +207,7 @@ impl CertTask {
         external: bool,
     ) -> CertStatus {
         let waiting = match &plan {
-            CertPlan::Waiting { until } => Some(*until),
+            CertPlan::Waiting { until, limit } => Some((*until, limit.clone())),
             _ => None,
         };
         let attempt = match plan {
@@ -252,7 +253,7 @@ impl CertTask {
         if external {
             status.renew_command = Some(crate::csr::renew_command(&self.store, cert.name()));
         }
-        status.waiting_until = waiting;
+        (status.waiting_until, status.waiting_for) = waiting.unzip();
         status
     }
 

@@ -37,6 +37,21 @@ pub struct AcmeSettings {
     /// Default: Let's Encrypt's for its directories (300 per 3h in
     /// production, 1,500 per 3h on staging), none for other CAs.
     pub new_order_limit: Option<NewOrderLimit>,
+    /// New certificates per registered domain (`run/limits.rs`); a renewal
+    /// of the same names is exempt, as Let's Encrypt counts. Default: Let's
+    /// Encrypt's for its directories (50 per 7 days in production, 30,000
+    /// on staging), none for other CAs.
+    pub registered_domain_limit: Option<DomainLimit>,
+}
+
+/// At most `certificates` new certificates per registered domain per
+/// `per`, refilled evenly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DomainLimit {
+    pub certificates: u32,
+    #[serde(with = "crate::duration::serde_human")]
+    pub per: Duration,
 }
 
 /// At most `orders` new orders per `per`, refilled evenly (a token bucket,
@@ -54,22 +69,47 @@ impl AcmeSettings {
     /// one when it is a CA we know.
     pub fn new_order_limit(&self) -> Option<NewOrderLimit> {
         let three_hours = Duration::from_secs(3 * 3600);
+        self.new_order_limit.or(match self.known_ca() {
+            Some(KnownCa::LetsEncrypt) => Some(NewOrderLimit {
+                orders: 300,
+                per: three_hours,
+            }),
+            Some(KnownCa::LetsEncryptStaging) => Some(NewOrderLimit {
+                orders: 1500,
+                per: three_hours,
+            }),
+            None => None,
+        })
+    }
+
+    /// The limit on new certificates per registered domain that applies,
+    /// as `new_order_limit`.
+    pub fn registered_domain_limit(&self) -> Option<DomainLimit> {
+        let week = Duration::from_secs(7 * 86_400);
+        self.registered_domain_limit.or(match self.known_ca() {
+            Some(KnownCa::LetsEncrypt) => Some(DomainLimit {
+                certificates: 50,
+                per: week,
+            }),
+            Some(KnownCa::LetsEncryptStaging) => Some(DomainLimit {
+                certificates: 30_000,
+                per: week,
+            }),
+            None => None,
+        })
+    }
+
+    fn known_ca(&self) -> Option<KnownCa> {
         let host = self
             .directory_url
             .strip_prefix("https://")
             .and_then(|rest| rest.split(['/', ':']).next())
             .unwrap_or_default();
-        self.new_order_limit.or(match host {
-            "acme-v02.api.letsencrypt.org" => Some(NewOrderLimit {
-                orders: 300,
-                per: three_hours,
-            }),
-            "acme-staging-v02.api.letsencrypt.org" => Some(NewOrderLimit {
-                orders: 1500,
-                per: three_hours,
-            }),
+        match host {
+            "acme-v02.api.letsencrypt.org" => Some(KnownCa::LetsEncrypt),
+            "acme-staging-v02.api.letsencrypt.org" => Some(KnownCa::LetsEncryptStaging),
             _ => None,
-        })
+        }
     }
 }
 
@@ -81,6 +121,12 @@ pub struct EabSettings {
     pub hmac_key_file: Option<PathBuf>,
     /// Or: environment variable holding it.
     pub hmac_key_env: Option<String>,
+}
+
+/// CAs whose published limits are the defaults.
+enum KnownCa {
+    LetsEncrypt,
+    LetsEncryptStaging,
 }
 
 /// The issuer name the `acme:` shorthand defines.

@@ -153,6 +153,15 @@ fn issuers(s: &Settings, text: &str) -> Check {
                 "needs orders of at least 1 and per of at least 1s",
             );
         }
+        if let Some(limit) = issuer.registered_domain_limit
+            && (limit.certificates == 0 || limit.per < Duration::from_secs(1))
+        {
+            return problem(
+                &format!("issuers.{name}.registered_domain_limit"),
+                "registered_domain_limit",
+                "needs certificates of at least 1 and per of at least 1s",
+            );
+        }
         if issuer.new_orders_in_flight == Some(0) {
             let prefix = if name == DEFAULT_ISSUER && text.contains("\nacme:") {
                 "acme".to_string()

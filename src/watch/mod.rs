@@ -344,6 +344,7 @@ mod tests {
                 verified: None,
                 verification: None,
                 waiting_until: None,
+                waiting_for: None,
                 renew_command: None,
             }],
         }

@@ -135,3 +135,74 @@ async fn config_check_warns_when_a_commit_adds_more_than_a_day_of_new_orders() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_certificates_beyond_a_registered_domains_limit_wait_and_other_domains_go_on() {
+    let env = LocalEnv::start(&["example.test", "other.test"], PebbleOptions::default()).await;
+    let text = std::fs::read_to_string(env.settings_path()).unwrap();
+    std::fs::write(
+        env.settings_path(),
+        text.replace(
+            "  order_timeout: 60s\n",
+            "  order_timeout: 60s\n  registered_domain_limit: {certificates: 2, per: 1h}\n",
+        ),
+    )
+    .unwrap();
+    // Three new certificates under example.test (one of them names two
+    // hosts: still one certificate for the domain), one under other.test.
+    env.repo.commit_certificates(
+        "certificates:\n  - name: a\n    domains: [a.example.test, www.a.example.test]\n  - name: b\n    domains: [b.example.test]\n  - name: c\n    domains: [c.example.test]\n  - name: d\n    domains: [d.other.test]\n",
+        "four",
+    );
+    let out = env.run().await;
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let issued: Vec<String> = out
+        .events_named("cert.issued")
+        .iter()
+        .map(|e| e["cert"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(issued.len(), 3, "{}", out.stdout);
+    assert!(issued.contains(&"d".to_string()), "{issued:?}");
+    let wait = out.events_named("ca.limit.wait");
+    assert_eq!(wait.len(), 1, "{}", out.stdout);
+    assert_eq!(wait[0]["limit"], "registered_domain_limit");
+    let message = wait[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("1 new certificates wait for the CA's limit of 2 new certificates per registered domain per 1h (example.test); next at "),
+        "{message}"
+    );
+    let status = env.status();
+    let waiting: Vec<&serde_json::Value> = status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["waiting_until"].is_string())
+        .collect();
+    assert_eq!(waiting.len(), 1, "{status:#}");
+    assert_eq!(
+        waiting[0]["waiting_for"],
+        "the CA's limit on new certificates for example.test"
+    );
+    let st = env
+        .certkeeper(vec![
+            "status".into(),
+            "--config".into(),
+            env.settings_path().display().to_string(),
+        ])
+        .await;
+    assert!(
+        st.stdout.contains(
+            "not issued yet: waits for the CA's limit on new certificates for example.test"
+        ),
+        "{}",
+        st.stdout
+    );
+    // The buckets as the state dir keeps them: example.test spent, the
+    // other domain one down.
+    let buckets: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.state_dir().join("limits/default.domains.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(buckets["example.test"]["tokens"].as_f64().unwrap() < 1.0);
+    assert!(buckets["other.test"]["tokens"].as_f64().unwrap() >= 1.0);
+}

@@ -2,6 +2,7 @@
 //! removed, the status file is written, nothing half-done is left live.
 
 use crate::support;
+use support::Tied;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -32,6 +33,7 @@ async fn sigterm_during_propagation_cleans_up() {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .tied()
             .spawn()
             .expect("spawn");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -115,6 +117,7 @@ async fn sigkill_leaves_records_the_next_run_removes() {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
+            .tied()
             .spawn()
             .expect("spawn");
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {

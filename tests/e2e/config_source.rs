@@ -2,6 +2,7 @@
 //! commits, the zone allowlist, last-good fallback, and `config check`.
 
 use crate::support;
+use support::Tied;
 
 use certkeeper::config::signature::{AllowedSigners, SignatureError};
 use certkeeper::config::source::GitSource;
@@ -403,6 +404,7 @@ fn https_style_token_auth_never_leaks_the_token() {
             "x-access-token",
             token,
         ])
+        .tied()
         .spawn()
         .unwrap();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -4,6 +4,7 @@
 //! up and exits 0.
 
 use crate::support;
+use support::Tied;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixDatagram;
@@ -20,9 +21,31 @@ struct Daemon {
 
 impl Daemon {
     fn start(env: &LocalEnv, notify: &std::path::Path) -> Daemon {
+        Daemon::start_with(env, notify, None)
+    }
+
+    /// With `nofile`, the daemon runs with that RLIMIT_NOFILE.
+    fn start_with(env: &LocalEnv, notify: &std::path::Path, nofile: Option<u64>) -> Daemon {
         let empty = env.root.join("aws-empty");
         std::fs::write(&empty, "").unwrap();
-        let mut child = Command::new(support::certkeeper_bin())
+        let mut command = Command::new(support::certkeeper_bin());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command
             .args(["run", "--config"])
             .arg(env.settings_path())
             .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
@@ -33,6 +56,7 @@ impl Daemon {
             .env("NOTIFY_SOCKET", notify)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            .tied()
             .spawn()
             .expect("spawn daemon");
         let stdout = child.stdout.take().unwrap();
@@ -267,6 +291,83 @@ async fn counts_dns_and_publish_in_metrics() {
     ] {
         assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
     }
+    daemon.signal(libc::SIGTERM);
+    assert_eq!(tokio::task::block_in_place(|| daemon.wait_exit()), 0);
+}
+
+/// CPU time (user + system) of a process so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat; `after` starts at 3.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_listener_waits_instead_of_spinning() {
+    let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
+    let port = support::free_port();
+    env.write_settings(&format!(
+        "schedule:\n  cron: \"0 3 1 1 *\"\nhttp:\n  listen: 127.0.0.1:{port}\n"
+    ));
+    env.repo.commit_certificates(
+        "certificates:\n  - name: www\n    domains: [www.example.test]\n",
+        "one",
+    );
+    let sock_path = env.root.join("notify.sock");
+    let _notify = UnixDatagram::bind(&sock_path).unwrap();
+    let mut daemon = tokio::task::block_in_place(|| Daemon::start_with(&env, &sock_path, Some(64)));
+    tokio::task::block_in_place(|| daemon.wait_for("daemon.next_run"));
+    let (code, _) = get(port, "/healthz");
+    assert_eq!(code, 503, "answers before");
+
+    // Far more connections than descriptors, held open without a request:
+    // accept() fails with EMFILE while they wait in the backlog.
+    let held: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    tokio::task::block_in_place(|| daemon.wait_for("http.accept.failing"));
+    let pid = daemon.child.id();
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_time(pid) - before;
+    assert!(
+        used < Duration::from_millis(1000),
+        "the listener spun: {used:?} of CPU in 3 s"
+    );
+    drop(held);
+
+    // Released: it serves again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut tcp| {
+                tcp.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+                write!(tcp, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+                let mut text = String::new();
+                tcp.read_to_string(&mut text).ok()?;
+                text.get(9..12).map(str::to_string)
+            });
+        if answered.as_deref() == Some("503") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "/healthz did not answer again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tokio::task::block_in_place(|| daemon.wait_for("http.accept.recovered"));
+    let failing = daemon
+        .seen
+        .iter()
+        .filter(|l| l.contains("\"http.accept.failing\""))
+        .count();
+    assert!(
+        failing <= 10,
+        "logged once per streak, not per accept: {failing}"
+    );
     daemon.signal(libc::SIGTERM);
     assert_eq!(tokio::task::block_in_place(|| daemon.wait_exit()), 0);
 }

@@ -647,6 +647,11 @@ fn convert_keystores_pem_sets_and_fingerprints() {
         "convert --to pem --p12 openssl.pfx --out-dir bad",
         "never on the command line",
     );
+    fails(
+        root,
+        "convert --to pem --p12 openssl.pfx --out-dir missing --password-env P12_PASS",
+        "--out-dir missing: does not exist",
+    );
     assert!(
         files_in(&root.join("bad")).is_empty(),
         "{:?}",

@@ -6,6 +6,7 @@
 //! what the fault interrupted. RELIABILITY.md records the results.
 
 use crate::support;
+use support::Tied;
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Stdio};
@@ -267,6 +268,7 @@ fn spawn_until(env: &LocalEnv, event: &str) -> Running {
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
+        .tied()
         .spawn()
         .expect("spawn certkeeper");
     let mut log = BufReader::new(child.stdout.take().unwrap());

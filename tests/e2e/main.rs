@@ -18,6 +18,7 @@ mod end_to_end;
 mod external;
 mod failures;
 mod faults;
+mod leaks;
 mod progress;
 mod publish_aws;
 mod publish_files;

@@ -4,6 +4,7 @@
 //! replica from the bucket instead of re-issuing.
 
 use crate::support;
+use support::Tied;
 
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -27,6 +28,7 @@ fn spawn_replica(env: &LocalEnv, settings: &std::path::Path) -> Child {
         .env("CERTKEEPER_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .tied()
         .spawn()
         .expect("spawn replica")
 }

@@ -8,6 +8,7 @@
 //! /status, /metrics and /healthz. Zero hits.
 
 use crate::support;
+use support::Tied;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -212,6 +213,7 @@ http:
         .env("CERTKEEPER_LOG", "debug")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .tied()
         .spawn()
         .unwrap();
     let mut served = Vec::new();

@@ -87,8 +87,30 @@ async fn reports_health_with_nagios_codes() {
         "{}",
         out.stdout
     );
-    assert!(out.stderr.contains("certkeeper CRITICAL"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("certkeeper CRITICAL - "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.trim_end().ends_with('-'),
+        "the verdict says why: {}",
+        out.stderr
+    );
     support::assert_junit_valid(&out.stdout);
+    let ok = status(&env, &["--junit", "-"]).await;
+    assert!(
+        ok.stderr
+            .contains("certkeeper OK - 2 certificates, last run"),
+        "{}",
+        ok.stderr
+    );
+    let old = status(&env, &["--max-run-age", "1ms"]).await;
+    assert!(
+        old.stdout.contains("no run for ") && !old.stdout.contains("no run for 0 hours"),
+        "{}",
+        old.stdout
+    );
     let out = status(&env, &["--critical-days", "5000", "--json"]).await;
     assert_eq!(out.code, 2, "{}", out.stdout);
     let json: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();

@@ -1,6 +1,6 @@
 //! BIND9 on a loopback port with a TSIG key and one dynamic zone.
 
-use super::{Process, free_port};
+use super::{Process, Tied, free_port};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -63,6 +63,7 @@ zone "{zone}" {{
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
+            .tied()
             .spawn()
             .expect("start /usr/sbin/named (apt-get install bind9)");
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -42,6 +42,35 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
     panic!("{what} did not listen on port {port} within 60s");
 }
 
+/// Long-lived children are tied to the thread that starts them: the kernel
+/// kills them (`PR_SET_PDEATHSIG`) when it ends, however it ends — a test
+/// that panics, an example stopped with Ctrl-C, SIGTERM or SIGKILL — so
+/// nothing is left running. Every server a test or example starts is
+/// spawned through it; `Process` also kills on drop, the usual way.
+pub trait Tied {
+    fn tied(&mut self) -> &mut Self;
+}
+
+impl Tied for Command {
+    fn tied(&mut self) -> &mut Command {
+        use std::os::unix::process::CommandExt;
+        let parent = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            self.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died before the prctl: go now.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
 /// A child process killed when dropped.
 pub struct Process {
     child: Child,
@@ -71,6 +100,7 @@ impl Moto {
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(std::fs::File::create(&log).expect("log"))
             .stderr(std::fs::File::create(dir.path().join("moto.err")).expect("log"))
+            .tied()
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {program} (pip install 'moto[server]'): {e}"));
         wait_for_port(
@@ -220,6 +250,7 @@ impl Route53Front {
             .arg(&log)
             .arg(timing.requests_per_second.to_string())
             .stderr(std::fs::File::create(dir.path().join("proxy.err")).expect("log"))
+            .tied()
             .spawn()
             .expect("python3 route53_proxy.py");
         wait_for_port(
@@ -346,6 +377,7 @@ impl Pebble {
             cmd.env_remove("PEBBLE_WFE_NONCEREJECT");
         }
         let mut child = cmd
+            .tied()
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start pebble (apt-get install pebble): {e}"));
         wait_for_port(self.port, &mut child, "pebble", &log);
@@ -408,6 +440,7 @@ impl Pebble {
             .arg(self.listener_ca())
             .arg(window_file)
             .arg(log_file)
+            .tied()
             .spawn()
             .expect("python3 ari_proxy.py");
         wait_for_port(port, &mut child, "ari proxy", log_file);
@@ -732,6 +765,7 @@ impl LocalEnv {
                     }),
                 )
                 .stdin(Stdio::null())
+                .tied()
                 .output()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
             RunOutput {

@@ -1,7 +1,7 @@
 //! A real OpenSSH server on a loopback port with a throw-away host key,
 //! serving git repos by path to one authorized key.
 
-use super::{Process, free_port, sh};
+use super::{Process, Tied, free_port, sh};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,6 +41,7 @@ impl Sshd {
             .arg(&config)
             .stdin(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
+            .tied()
             .spawn()
             .expect("start /usr/sbin/sshd (apt-get install openssh-server)");
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -9,9 +9,21 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep};
 
 impl Inner {
-    /// How long the last change took to go INSYNC (zero before any did).
+    /// How long changes take to go INSYNC, as far as we know: what the
+    /// last one took, or how long the oldest one waiting has been PENDING
+    /// if longer (so the first minute of a run, before any change went
+    /// INSYNC, already gathers like a slow Route53 deserves).
     pub(super) fn insync(&self) -> Duration {
-        Duration::from_millis(self.insync_ms.load(Ordering::Relaxed))
+        let learned = Duration::from_millis(self.insync_ms.load(Ordering::Relaxed));
+        let pending = self
+            .waiting
+            .lock()
+            .expect("waiting")
+            .values()
+            .min()
+            .map(|since| since.elapsed())
+            .unwrap_or_default();
+        learned.max(pending)
     }
 
     /// Asks until the change is INSYNC: first when the last change took to
@@ -22,7 +34,8 @@ impl Inner {
     pub(super) async fn wait_insync(&self, change_id: &str) -> Result<(), DnsError> {
         let submitted = Instant::now();
         let deadline = submitted + INSYNC_TIMEOUT;
-        let estimate = self.insync();
+        let estimate = Duration::from_millis(self.insync_ms.load(Ordering::Relaxed));
+        let waiting = Waiting::new(self, change_id, submitted);
         let mut delay = if estimate.is_zero() {
             Duration::from_millis(500)
         } else {
@@ -55,6 +68,7 @@ impl Inner {
                     self.insync_ms
                         .store(e.as_millis() as u64, Ordering::Relaxed);
                 }
+                drop(waiting);
                 tracing::debug!(
                     event = "dns.route53.insync",
                     change = change_id,
@@ -80,5 +94,31 @@ impl Inner {
             .clamp(Duration::from_secs(1), Duration::from_secs(5));
             sleep(delay).await;
         }
+    }
+}
+
+/// A change PENDING, noted in `Inner::waiting` while it is asked about.
+struct Waiting<'a> {
+    inner: &'a Inner,
+    id: String,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(inner: &'a Inner, id: &str, since: Instant) -> Self {
+        inner
+            .waiting
+            .lock()
+            .expect("waiting")
+            .insert(id.to_string(), since);
+        Waiting {
+            inner,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.inner.waiting.lock().expect("waiting").remove(&self.id);
     }
 }

@@ -26,12 +26,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep};
 
 mod insync;
 mod rules;
 
-use rules::{batch_window, chunks, route53_name};
+use rules::{batch_window, chunks, cleanup_window, route53_name};
 
 const PROVIDER: &str = "route53";
 const TTL: i64 = 60;
@@ -81,6 +81,8 @@ struct Inner {
     /// fair): by the time the oldest is INSYNC the later ones mostly are
     /// too, so each of those costs one GetChange.
     polling: tokio::sync::Mutex<()>,
+    /// Changes submitted and not yet seen INSYNC, with when.
+    waiting: Mutex<HashMap<String, Instant>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +118,7 @@ impl Route53 {
             calls: AtomicU64::new(0),
             insync_ms: AtomicU64::new(0),
             polling: tokio::sync::Mutex::new(()),
+            waiting: Mutex::new(HashMap::new()),
         });
         let (requests, rx) = mpsc::unbounded_channel();
         let batcher = tokio::spawn(run_batcher(inner.clone(), rx));
@@ -171,25 +174,91 @@ fn batcher_gone() -> DnsError {
     }
 }
 
+/// The batcher: gathers presents for a short window (their callers wait
+/// for INSYNC next) and removals for a longer one (nobody waits on them
+/// but the run's end), and sends removals along with the next presents'
+/// change when there is one, so they often cost no call of their own.
 async fn run_batcher(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Request>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        let (idle, most) = batch_window(inner.insync());
-        let deadline = Instant::now() + most;
-        loop {
-            let wait = idle.min(deadline.saturating_duration_since(Instant::now()));
-            match timeout(wait, rx.recv()).await {
-                Ok(Some(r)) => batch.push(r),
-                _ => break,
+    let mut adds = Gathered::default();
+    let mut removes = Gathered::default();
+    let mut seq = 0u64;
+    loop {
+        let insync = inner.insync();
+        let due = [
+            adds.due(batch_window(insync)),
+            removes.due(cleanup_window(insync)),
+        ];
+        let next = due.iter().flatten().min().copied();
+        tokio::select! {
+            received = rx.recv() => match received {
+                Some(r) => {
+                    seq += 1;
+                    if r.op == Op::Add { &mut adds } else { &mut removes }.push(seq, r);
+                }
+                None => {
+                    flush(&inner, both(&mut adds, &mut removes)).await;
+                    return;
+                }
+            },
+            _ = tokio::time::sleep_until(next.unwrap_or_else(Instant::now)), if next.is_some() => {
+                let now = Instant::now();
+                let batch = if due[0].is_some_and(|d| d <= now) {
+                    both(&mut adds, &mut removes)
+                } else {
+                    removes.take().into_iter().map(|(_, r)| r).collect()
+                };
+                flush(&inner, batch).await;
             }
         }
-        let mut by_zone: BTreeMap<String, Vec<Request>> = BTreeMap::new();
-        for r in batch {
-            by_zone.entry(r.zone_id.clone()).or_default().push(r);
-        }
-        for (zone_id, requests) in by_zone {
-            inner.clone().apply(zone_id, requests).await;
-        }
+    }
+}
+
+/// Every gathered request, in the order they came (a value removed and
+/// then presented again must end up present).
+fn both(adds: &mut Gathered, removes: &mut Gathered) -> Vec<Request> {
+    let mut all = adds.take();
+    all.extend(removes.take());
+    all.sort_by_key(|(seq, _)| *seq);
+    all.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Requests waiting for their batch (with their arrival number), and when
+/// the first and the last came.
+#[derive(Default)]
+struct Gathered {
+    requests: Vec<(u64, Request)>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Gathered {
+    fn push(&mut self, seq: u64, r: Request) {
+        let now = Instant::now();
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+        self.requests.push((seq, r));
+    }
+
+    /// When to send: `idle` after the last request, at most `most` after
+    /// the first; `None` when empty.
+    fn due(&self, (idle, most): (Duration, Duration)) -> Option<Instant> {
+        Some((self.last? + idle).min(self.first? + most))
+    }
+
+    fn take(&mut self) -> Vec<(u64, Request)> {
+        self.first = None;
+        self.last = None;
+        std::mem::take(&mut self.requests)
+    }
+}
+
+async fn flush(inner: &Arc<Inner>, batch: Vec<Request>) {
+    let mut by_zone: BTreeMap<String, Vec<Request>> = BTreeMap::new();
+    for r in batch {
+        by_zone.entry(r.zone_id.clone()).or_default().push(r);
+    }
+    for (zone_id, requests) in by_zone {
+        inner.clone().apply(zone_id, requests).await;
     }
 }
 

@@ -8,24 +8,36 @@ use std::time::Duration;
 /// How long the batcher waits for more requests after the last one, and at
 /// most after the first one, while changes go INSYNC at once; a slower
 /// Route53 (real changes take up to a minute) is waited for longer, since
-/// a second more of gathering is nothing against the INSYNC wait it saves.
+/// a second or two more of gathering is little against the INSYNC wait
+/// every extra change costs the calls it makes.
 pub(super) const BATCH_IDLE: Duration = Duration::from_millis(60);
 pub(super) const BATCH_MAX: Duration = Duration::from_millis(400);
-pub(super) const BATCH_IDLE_MOST: Duration = Duration::from_millis(500);
-pub(super) const BATCH_MAX_MOST: Duration = Duration::from_secs(3);
+pub(super) const BATCH_IDLE_MOST: Duration = Duration::from_millis(1500);
+pub(super) const BATCH_MAX_MOST: Duration = Duration::from_secs(6);
+/// Removals are gathered longer: only the end of the run waits for them
+/// (the order is finalized meanwhile).
+pub(super) const CLEANUP_MAX_MOST: Duration = Duration::from_secs(8);
 
 /// Route53's limits on one ChangeResourceRecordSets request: ResourceRecord
 /// elements and characters of values (an UPSERT counts twice).
 pub(super) const BATCH_RECORDS: usize = 1000;
 pub(super) const BATCH_CHARS: usize = 32_000;
 
-/// How long to gather requests into one batch: after the last one, and at
-/// most, when changes take `insync` to go INSYNC.
+/// How long to gather presents into one batch: after the last one, and at
+/// most, when changes take `insync` to go INSYNC (a tenth of it at most:
+/// 2 s at a 20 s INSYNC).
 pub(super) fn batch_window(insync: Duration) -> (Duration, Duration) {
     (
-        (insync / 100).clamp(BATCH_IDLE, BATCH_IDLE_MOST),
-        (insync / 20).clamp(BATCH_MAX, BATCH_MAX_MOST),
+        (insync / 40).clamp(BATCH_IDLE, BATCH_IDLE_MOST),
+        (insync / 10).clamp(BATCH_MAX, BATCH_MAX_MOST),
     )
+}
+
+/// How long to gather removals: twice the presents' idle time, and at most
+/// an eighth of the INSYNC time (2.5 s at 20 s).
+pub(super) fn cleanup_window(insync: Duration) -> (Duration, Duration) {
+    let (idle, _) = batch_window(insync);
+    (idle * 2, (insync / 8).clamp(BATCH_MAX, CLEANUP_MAX_MOST))
 }
 
 /// A name as Route53 returns it, compared like ours: Route53 escapes

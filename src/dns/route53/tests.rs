@@ -64,10 +64,23 @@ fn a_slow_route53_is_waited_for_longer_batches() {
     assert_eq!(batch_window(Duration::ZERO), (BATCH_IDLE, BATCH_MAX));
     assert_eq!(
         batch_window(Duration::from_secs(20)),
-        (Duration::from_millis(200), Duration::from_secs(1))
+        (Duration::from_millis(500), Duration::from_secs(2))
     );
     assert_eq!(
         batch_window(Duration::from_secs(60)),
         (BATCH_IDLE_MOST, BATCH_MAX_MOST)
+    );
+}
+
+#[test]
+fn removals_are_gathered_longer_than_presents() {
+    assert_eq!(cleanup_window(Duration::ZERO), (BATCH_IDLE * 2, BATCH_MAX));
+    assert_eq!(
+        cleanup_window(Duration::from_secs(20)),
+        (Duration::from_secs(1), Duration::from_millis(2500))
+    );
+    assert_eq!(
+        cleanup_window(Duration::from_secs(120)),
+        (BATCH_IDLE_MOST * 2, CLEANUP_MAX_MOST)
     );
 }
