@@ -39,11 +39,68 @@ impl fmt::Display for Located {
 pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Located> {
     yaml_serde::from_str(text).map_err(|e| {
         let mut located = from_error(file, &e);
-        if located.field.is_empty() {
+        if located.message.starts_with("duplicate field `") {
+            locate_duplicate(text, &mut located);
+        } else if located.field.is_empty() {
             locate_value(text, &mut located);
         }
         located
     })
+}
+
+/// serde reports a duplicate key at the start of its mapping: point at the
+/// second occurrence of the key instead, and say where the first one is.
+fn locate_duplicate(text: &str, located: &mut Located) {
+    let Some(key) = located
+        .message
+        .strip_prefix("duplicate field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(k, _)| k.to_string())
+    else {
+        return;
+    };
+    let (Some(start), Some(column)) = (located.line, located.column) else {
+        return;
+    };
+    let indent = column - 1;
+    let mut seen = Vec::new();
+    for (idx, line) in text.lines().enumerate().skip(start - 1) {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let at = line.len() - trimmed.len();
+        // A line less indented than the mapping ends it (its first line
+        // may start with a list's "- ").
+        if at < indent && idx + 1 != start {
+            break;
+        }
+        let rest = if idx + 1 == start {
+            &line[indent.min(line.len())..]
+        } else {
+            trimmed
+        };
+        if at.max(indent) == indent || idx + 1 == start {
+            let unquoted = rest.trim_start_matches(['"', '\'']);
+            if unquoted.strip_prefix(key.as_str()).is_some_and(|r| {
+                r.trim_start_matches(['"', '\''])
+                    .trim_start()
+                    .starts_with(':')
+            }) {
+                seen.push(idx + 1);
+            }
+        }
+    }
+    if let [first, second, ..] = seen[..] {
+        located.line = Some(second);
+        located.column = Some(indent + 1);
+        located.field = if located.field.is_empty() {
+            key.clone()
+        } else {
+            format!("{}.{key}", located.field)
+        };
+        located.message = format!("duplicate field `{key}` (first at line {first})");
+    }
 }
 
 /// A value error at the top level (a custom deserializer's, like a bad
@@ -134,6 +191,24 @@ mod tests {
     #[allow(dead_code)]
     struct Item {
         name: String,
+    }
+
+    #[test]
+    fn duplicate_key_points_at_its_second_line() {
+        let err = parse::<Doc>(
+            Path::new("s.yaml"),
+            "items: []\n# note\nitems:\n  - name: a\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "s.yaml:3:1: items: duplicate field `items` (first at line 1)"
+        );
+        let nested = "items:\n  - name: a\n    name: b\n";
+        let err = parse::<Doc>(Path::new("s.yaml"), nested).unwrap_err();
+        assert_eq!(err.line, Some(3), "{err}");
+        assert!(err.message.contains("first at line 2"), "{err}");
+        assert_eq!(err.field, "items[0].name", "{err}");
     }
 
     #[test]

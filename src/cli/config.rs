@@ -22,22 +22,33 @@ pub(crate) fn config_check(
             return exit::CONFIG_ERROR;
         }
     };
+    // Zones: the settings' allowlist, else the zones the DNS providers
+    // hold, asked as a run asks them; when neither is known, say so.
+    let mut zones_note = None;
     if let Some(settings) = &settings {
-        let providers: Vec<String> = settings.dns_providers.keys().cloned().collect();
-        report.errors.extend(config.check_providers(&providers));
+        use certkeeper::config::gate::Zones;
+        let held = match &settings.allowed_zones {
+            Some(_) => None,
+            None => match zones_held(settings) {
+                Ok(zones) => Some(zones),
+                Err(why) => {
+                    zones_note = Some(format!(
+                        "domains not checked against the DNS providers' zones: {why}"
+                    ));
+                    None
+                }
+            },
+        };
+        let zones = match (&settings.allowed_zones, &held) {
+            (Some(allowed), _) => Zones::Allowed(allowed),
+            (None, Some(held)) => Zones::Held(held),
+            (None, None) => Zones::Unknown,
+        };
         report
             .errors
-            .extend(certkeeper::config::resolve::check_issuers(
-                &config, settings,
+            .extend(certkeeper::config::gate::check_against(
+                &config, settings, zones,
             ));
-        report
-            .errors
-            .extend(certkeeper::config::resolve::check_targets(
-                &config, settings,
-            ));
-        if let Some(zones) = &settings.allowed_zones {
-            report.errors.extend(config.check_allowed_zones(zones));
-        }
         // More new certificates than the CA takes in a day: say so now,
         // not as a queue that surprises someone tomorrow.
         // Only read: a check never creates the state dir.
@@ -136,6 +147,11 @@ pub(crate) fn config_check(
             }
         }
     }
+    if settings.is_none() {
+        zones_note = Some(
+            "DNS providers, issuers, targets and zones not checked: they are in the settings (--settings FILE)".to_string(),
+        );
+    }
     match format {
         OutputFormat::Text => {
             for e in &report.errors {
@@ -143,6 +159,9 @@ pub(crate) fn config_check(
             }
             for w in &report.warnings {
                 println!("warning: {w}");
+            }
+            if let Some(note) = &zones_note {
+                println!("note: {note}");
             }
             println!(
                 "{} certificates, {} errors, {} warnings",
@@ -157,6 +176,7 @@ pub(crate) fn config_check(
                 "certificates": config.certificates.iter().map(|c| c.name()).collect::<Vec<_>>(),
                 "errors": report.errors.iter().map(located_json).collect::<Vec<_>>(),
                 "warnings": report.warnings.iter().map(located_json).collect::<Vec<_>>(),
+                "not_checked": zones_note,
             });
             println!("{}", serde_json::to_string_pretty(&json).expect("json"));
         }
@@ -166,6 +186,23 @@ pub(crate) fn config_check(
     } else {
         exit::CONFIG_ERROR
     }
+}
+
+/// The zones the settings' DNS providers hold, asked within 30 s; why not
+/// when they cannot be asked (no credentials, no network).
+fn zones_held(settings: &Settings) -> Result<Vec<String>, String> {
+    let runtime = runtime().ok_or("no async runtime")?;
+    runtime.block_on(async {
+        let asked = async {
+            let services = run::Services::from_settings(settings)
+                .await
+                .map_err(|e| e.to_string())?;
+            run::zones_held(&services).await.map_err(|e| e.to_string())
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), asked)
+            .await
+            .unwrap_or_else(|_| Err("no answer from the DNS providers within 30s".into()))
+    })
 }
 
 pub(crate) fn located_json(l: &certkeeper::yaml::Located) -> serde_json::Value {

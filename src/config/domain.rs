@@ -1,5 +1,6 @@
 //! Hostname rules for certificate domains (RFC 1123 labels, wildcards).
 
+use icu_properties::props::GeneralCategory;
 use std::collections::BTreeMap;
 
 /// A domain the config cannot use. Messages are whole sentences quoting
@@ -37,6 +38,20 @@ pub enum Problem {
     Hyphen,
     #[error("has a character other than a-z, 0-9 and '-' in label {0:?}")]
     Character(String),
+    #[error("has a label {0:?} that is not valid punycode")]
+    Punycode(String),
+    #[error(
+        "has a label {label:?} ({unicode}) whose {code} is not allowed by IDNA2008 (symbols, emoji, punctuation and upper case are not)"
+    )]
+    NotIdna2008 {
+        label: String,
+        unicode: String,
+        code: String,
+    },
+    #[error(
+        "has a label {0:?} with '--' in the third and fourth place, which only punycode labels (xn--...) may have"
+    )]
+    ReservedHyphens(String),
 }
 
 /// Turns a domain as written into its canonical form (lower case, no
@@ -118,8 +133,85 @@ pub fn validate(domain: &str) -> Result<(), DomainError> {
         if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return invalid(Problem::Character(label.to_string()));
         }
+        if let Err(problem) = check_hyphens34(label) {
+            return invalid(problem);
+        }
     }
     Ok(())
+}
+
+/// A label with `--` in its third and fourth place is an IDNA2008 A-label
+/// (`xn--`) that must decode to a valid U-label, or a reserved one a CA
+/// refuses (RFC 5891 §4.2.3.1, §5.4; Let's Encrypt checks the same).
+fn check_hyphens34(label: &str) -> Result<(), Problem> {
+    if label.get(2..4) != Some("--") {
+        return Ok(());
+    }
+    let Some(encoded) = label.strip_prefix("xn--") else {
+        return Err(Problem::ReservedHyphens(label.to_string()));
+    };
+    let bad_punycode = || Problem::Punycode(label.to_string());
+    let unicode = idna::punycode::decode_to_string(encoded).ok_or_else(bad_punycode)?;
+    // An A-label has one spelling, decodes to something not ASCII, and
+    // passes UTS #46's validity checks (NFC, joiners, bidi).
+    if unicode.is_ascii()
+        || idna::punycode::encode_str(&unicode).as_deref() != Some(encoded)
+        || idna::domain_to_ascii_strict(label).ok().as_deref() != Some(label)
+    {
+        return Err(bad_punycode());
+    }
+    let categories = icu_properties::CodePointMapData::<GeneralCategory>::new();
+    let mut chars = unicode.chars();
+    let leading_mark = chars.next().is_some_and(|c| {
+        matches!(
+            categories.get(c),
+            GeneralCategory::NonspacingMark
+                | GeneralCategory::SpacingMark
+                | GeneralCategory::EnclosingMark
+        )
+    });
+    let disallowed = unicode
+        .chars()
+        .find(|&c| !idna2008_allowed(categories.get(c), c));
+    let culprit = if leading_mark {
+        unicode.chars().next()
+    } else {
+        disallowed
+    };
+    match culprit {
+        None => Ok(()),
+        Some(c) => Err(Problem::NotIdna2008 {
+            label: label.to_string(),
+            unicode: unicode.clone(),
+            code: format!("U+{:04X}", u32::from(c)),
+        }),
+    }
+}
+
+/// RFC 5892's LetterDigits (lower-case, other and modifier letters, marks,
+/// decimal digits), the hyphen, and the contextual characters (joiners,
+/// middle dots, geresh) whose context UTS #46 already checked. Symbols,
+/// emoji, punctuation, spaces and upper case are DISALLOWED.
+fn idna2008_allowed(category: GeneralCategory, c: char) -> bool {
+    use GeneralCategory as G;
+    matches!(
+        category,
+        G::LowercaseLetter
+            | G::OtherLetter
+            | G::ModifierLetter
+            | G::NonspacingMark
+            | G::SpacingMark
+            | G::DecimalNumber
+    ) || matches!(
+        c,
+        '-' | '\u{200C}'
+            | '\u{200D}'
+            | '\u{00B7}'
+            | '\u{0375}'
+            | '\u{05F3}'
+            | '\u{05F4}'
+            | '\u{30FB}'
+    )
 }
 
 /// The name the DNS-01 TXT record goes at: `_acme-challenge.` plus the domain
@@ -246,6 +338,46 @@ mod tests {
             "{err}"
         );
         assert!(normalize("a_b.example.com").is_err());
+    }
+
+    #[test]
+    fn punycode_labels_must_be_valid_idna2008() {
+        // Valid A-labels: German, Japanese, Arabic.
+        for d in [
+            "xn--bcher-kva.example",
+            "xn--wgv71a119e.example.test",
+            "*.xn--mgbh0fb.example",
+        ] {
+            validate(d).unwrap_or_else(|e| panic!("{d}: {e}"));
+        }
+        let problem = |d: &str| match validate(d) {
+            Err(DomainError::Invalid { problem, .. }) => problem,
+            other => panic!("{d}: {other:?}"),
+        };
+        // Not punycode at all.
+        assert!(matches!(
+            problem("xn--zz.example.test"),
+            Problem::Punycode(_)
+        ));
+        // An emoji (U+1F4A9) and a symbol (U+2603): valid in UTS #46, not
+        // in IDNA2008, refused by the CA.
+        let emoji = validate("xn--ls8h.example.test").unwrap_err().to_string();
+        assert!(
+            emoji.contains("U+1F4A9") && emoji.contains("IDNA2008"),
+            "{emoji}"
+        );
+        assert!(matches!(
+            problem("xn--n3h.example.test"),
+            Problem::NotIdna2008 { .. }
+        ));
+        // Written in Unicode, the emoji is refused the same way.
+        assert!(normalize("💩.example.test").is_err());
+        // `--` in the third and fourth place is reserved for xn--.
+        assert!(matches!(
+            problem("ab--cd.example.test"),
+            Problem::ReservedHyphens(_)
+        ));
+        validate("a--b.example.test").unwrap();
     }
 
     #[test]

@@ -171,21 +171,62 @@ fn check(
         let principals = signers.verify_commit(&repo, &checkout.commit)?;
         tracing::info!(event = "config.signature.verified", commit = %checkout.commit, signer = %principals);
     }
-    let config = Config::load(&checkout.dir)?;
-    for warning in &config.warnings {
+    let (config, mut report) = Config::check_tree(&checkout.dir)?;
+    let zones = match (&settings.allowed_zones, provider_zones) {
+        (Some(allowed), _) => Zones::Allowed(allowed),
+        (None, Some(held)) => Zones::Held(held),
+        (None, None) => Zones::Unknown,
+    };
+    report
+        .errors
+        .extend(check_against(&config, settings, zones));
+    if !report.errors.is_empty() {
+        return Err(CheckError::Invalid(report.errors));
+    }
+    for warning in &report.warnings {
         tracing::warn!(event = "config.warning", commit = %checkout.commit, warning = %warning);
     }
+    Ok(Config {
+        warnings: report.warnings,
+        ..config
+    })
+}
+
+/// The zones a config's domains must be in.
+#[derive(Debug, Clone, Copy)]
+pub enum Zones<'a> {
+    /// `allowed_zones` in the settings.
+    Allowed(&'a [String]),
+    /// `allowed_zones` unset: the zones the DNS providers hold, as a run
+    /// asks them.
+    Held(&'a [String]),
+    /// The providers could not be asked: domains are checked when issued.
+    Unknown,
+}
+
+/// What the settings decide about a config: its DNS providers, issuers
+/// (and how many names they take), targets, secrets and zones. A run and
+/// `config check` decide with this one function.
+pub fn check_against(
+    config: &Config,
+    settings: &Settings,
+    zones: Zones,
+) -> Vec<crate::yaml::Located> {
     let providers: Vec<String> = settings.dns_providers.keys().cloned().collect();
     let mut errors = config.check_providers(&providers);
-    errors.extend(super::resolve::check_issuers(&config, settings));
-    errors.extend(super::resolve::check_targets(&config, settings));
-    if let Some(zones) = settings.allowed_zones.as_deref().or(provider_zones) {
-        errors.extend(config.check_allowed_zones(zones));
+    errors.extend(super::resolve::check_issuers(config, settings));
+    errors.extend(super::resolve::check_targets(config, settings));
+    match zones {
+        Zones::Allowed(zones) => errors.extend(
+            config.check_allowed_zones(zones, "the allowed zones (allowed_zones in the settings)"),
+        ),
+        Zones::Held(zones) => errors.extend(config.check_allowed_zones(
+            zones,
+            "the zones the DNS providers hold (allowed_zones is not set)",
+        )),
+        Zones::Unknown => {}
     }
-    if !errors.is_empty() {
-        return Err(CheckError::Invalid(errors));
-    }
-    Ok(config)
+    errors
 }
 
 fn last_good(store: &Store) -> Option<String> {

@@ -66,18 +66,10 @@ pub(super) fn parse_file(path: &Path, text: &str, errors: &mut Vec<Located>) -> 
     let mut out = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
         let base = format!("certificates[{index}]");
-        let mut spec: CertificateSpec = match serde_path_to_error::deserialize(item) {
-            Ok(spec) => spec,
-            Err(e) => {
-                let inner = e.path().to_string();
-                let field = if inner == "." || inner.is_empty() {
-                    base
-                } else {
-                    format!("{base}.{inner}")
-                };
-                errors.push(at(field, e.inner().to_string()));
-                continue;
-            }
+        let Some(mut spec) = deserialize_all(item, &base, &mut |field, message| {
+            errors.push(at(field, message))
+        }) else {
+            continue;
         };
         validate_spec(&mut spec, index, &mut |field: String, message: String| {
             errors.push(at(field, message))
@@ -88,6 +80,7 @@ pub(super) fn parse_file(path: &Path, text: &str, errors: &mut Vec<Located>) -> 
             .collect();
         let provider_position =
             yaml::locate(&positions, &format!("{base}.dns.provider")).unwrap_or((line, 0));
+        let name_position = yaml::locate(&positions, &format!("{base}.name")).unwrap_or((line, 0));
         let target_positions = (0..spec.targets.as_ref().map_or(0, Vec::len))
             .map(|t| yaml::locate(&positions, &format!("{base}.targets[{t}]")).unwrap_or((line, 0)))
             .collect();
@@ -95,6 +88,7 @@ pub(super) fn parse_file(path: &Path, text: &str, errors: &mut Vec<Located>) -> 
             yaml::locate(&positions, &format!("{base}.pkcs12.password")).unwrap_or((line, 0));
         out.push(Certificate {
             provider_position,
+            name_position,
             target_positions,
             secret_position,
             origin: format!("{}:{line}", path.display()),
@@ -107,6 +101,66 @@ pub(super) fn parse_file(path: &Path, text: &str, errors: &mut Vec<Located>) -> 
     out
 }
 
+/// Deserializes one certificate, reporting every field error, not only the
+/// first: a field that fails is reported and dropped, and the rest is tried
+/// again, so the certificate still reaches the checks across files (its
+/// name, targets, issuer) in the same report. `None` when what is left is
+/// no certificate (a required field missing or dropped).
+fn deserialize_all(
+    mut item: yaml_serde::Value,
+    base: &str,
+    err: &mut impl FnMut(String, String),
+) -> Option<CertificateSpec> {
+    // Keys dropped so far: the "missing field" they cause is no news.
+    let mut dropped: Vec<String> = Vec::new();
+    // Each round drops one key, so a certificate has at most this many.
+    for _ in 0..64 {
+        let e = match serde_path_to_error::deserialize::<_, CertificateSpec>(item.clone()) {
+            Ok(spec) => return Some(spec),
+            Err(e) => e,
+        };
+        let inner = e.path().to_string();
+        let message = e.inner().to_string();
+        let echo = dropped
+            .iter()
+            .any(|k| message == format!("missing field `{k}`"));
+        if !echo {
+            let field = if inner == "." || inner.is_empty() {
+                base.to_string()
+            } else {
+                format!("{base}.{inner}")
+            };
+            err(field, message);
+        }
+        // Drop the innermost mapping key on the path (a bad list element
+        // drops its list) and try again; at the top there is nothing left.
+        let keys: Vec<String> = e
+            .path()
+            .iter()
+            .map_while(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        let (last, parents) = keys.split_last()?;
+        let mut map = &mut item;
+        for key in parents {
+            match map.get_mut(key.as_str()) {
+                Some(inner) => map = inner,
+                None => return None,
+            }
+        }
+        match map
+            .as_mapping_mut()
+            .and_then(|m| m.shift_remove(last.as_str()))
+        {
+            Some(_) => dropped.push(last.clone()),
+            None => return None,
+        }
+    }
+    None
+}
+
 /// Checks across all files: unique names (error), a domain in two
 /// certificates (warning: legal, but usually a copy-paste mistake).
 pub(super) fn cross_check(certificates: &[Certificate], report: &mut Report) {
@@ -114,10 +168,11 @@ pub(super) fn cross_check(certificates: &[Certificate], report: &mut Report) {
     let mut domains: BTreeMap<&str, &Certificate> = BTreeMap::new();
     for cert in certificates {
         if let Some(first) = names.get(cert.name()) {
+            let (line, column) = cert.name_position;
             report.errors.push(Located {
                 file: cert.file.clone(),
-                line: cert.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
-                column: None,
+                line: (line > 0).then_some(line),
+                column: (column > 0).then_some(column),
                 field: format!("certificates[{}].name", cert.index),
                 message: format!(
                     "duplicate certificate name {:?}, first defined at {}",

@@ -57,6 +57,8 @@ pub struct Certificate {
     pub domain_positions: Vec<(usize, usize)>,
     /// Line and column of `dns.provider` (or of the entry when defaulted).
     pub provider_position: (usize, usize),
+    /// Line and column of `name`.
+    pub name_position: (usize, usize),
     pub target_positions: Vec<(usize, usize)>,
     pub secret_position: (usize, usize),
 }
@@ -178,8 +180,9 @@ impl Config {
     }
 
     /// Refuses certificates with a domain outside `zones` (the settings'
-    /// allowlist, which the repo cannot widen).
-    pub fn check_allowed_zones(&self, zones: &[String]) -> Vec<Located> {
+    /// allowlist, which the repo cannot widen, or the zones the DNS
+    /// providers hold); `whose` says which, after "is outside".
+    pub fn check_allowed_zones(&self, zones: &[String], whose: &str) -> Vec<Located> {
         let zones: Vec<String> = zones.iter().map(|z| domain::normalize_name(z)).collect();
         let mut errors = Vec::new();
         // External certificates are not issued through our DNS.
@@ -190,10 +193,8 @@ impl Config {
                     .iter()
                     .any(|z| base == z || base.ends_with(&format!(".{z}")))
                 {
-                    errors.push(cert.domain_error(
-                        i,
-                        format!("{d:?} is outside the allowed zones {zones:?} (allowed_zones in the settings)"),
-                    ));
+                    errors
+                        .push(cert.domain_error(i, format!("{d:?} is outside {whose}: {zones:?}")));
                 }
             }
         }

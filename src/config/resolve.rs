@@ -28,6 +28,24 @@ pub fn check_issuers(config: &Config, settings: &Settings) -> Vec<Located> {
                 });
             }
         }
+        // The CA refuses an order with more names than it takes.
+        let first = c.spec.issuer.as_deref().or(settings.default_issuer());
+        let chain = first
+            .into_iter()
+            .chain(c.spec.fallback_issuers.iter().map(String::as_str));
+        if let Some((name, max)) = chain
+            .filter_map(|n| settings.issuers.get(n).map(|a| (n, a.max_names())))
+            .min_by_key(|(_, max)| *max)
+            && c.spec.domains.len() > max
+        {
+            errors.push(c.domain_error(
+                max,
+                format!(
+                    "{} names in one certificate, more than issuer {name:?} takes (max_names: {max}); split it into several certificates",
+                    c.spec.domains.len()
+                ),
+            ));
+        }
         if c.spec.issuer.is_none() && settings.default_issuer().is_none() {
             errors.push(Located {
                 file: c.file.clone(),
@@ -183,6 +201,7 @@ mod tests {
             index: 0,
             domain_positions: Vec::new(),
             provider_position: (0, 0),
+            name_position: (0, 0),
             target_positions: Vec::new(),
             secret_position: (0, 0),
         };

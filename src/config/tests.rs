@@ -37,7 +37,10 @@ fn external_certificates_take_their_names_from_the_csr_template() {
         ["rrr01hc.rrr01.mesh-client.nhs.uk", "rrr01hc.example.test"]
     );
     // No zone of ours is involved: the allowlist does not apply.
-    assert!(c.check_allowed_zones(&["example.org".into()]).is_empty());
+    assert!(
+        c.check_allowed_zones(&["example.org".into()], "the allowed zones")
+            .is_empty()
+    );
     assert!(c.check_providers(&[]).is_empty());
 }
 

@@ -97,17 +97,36 @@ pub(super) async fn provider_zones(
     if settings.allowed_zones.is_some() {
         return None;
     }
-    let mut zones = Vec::new();
-    for (name, provider) in &services.dns {
-        match provider.zones().await {
-            Ok(z) => zones.extend(z),
-            Err(e) => {
-                // Issuance needs a zone at the provider anyway, so nothing
-                // outside them can be issued; only the early check is skipped.
-                tracing::warn!(event = "dns.zones.unavailable", provider = %name, error = %e);
-                return None;
-            }
+    match zones_held(services).await {
+        Ok(zones) => Some(zones),
+        Err(e) => {
+            // Issuance needs a zone at the provider anyway, so nothing
+            // outside them can be issued; only the early check is skipped.
+            tracing::warn!(event = "dns.zones.unavailable", provider = %e.provider, error = %e.source);
+            None
         }
     }
-    Some(zones)
+}
+
+/// A DNS provider that could not list its zones.
+#[derive(Debug, thiserror::Error)]
+#[error("DNS provider {provider:?} could not list its zones: {source}")]
+pub struct ZonesUnavailable {
+    pub provider: String,
+    #[source]
+    pub source: crate::dns::DnsError,
+}
+
+/// Every zone the DNS providers hold, as a run asks them (`config check`
+/// asks the same).
+pub async fn zones_held(services: &Services) -> Result<Vec<String>, ZonesUnavailable> {
+    let mut zones = Vec::new();
+    for (name, provider) in &services.dns {
+        let held = provider.zones().await.map_err(|source| ZonesUnavailable {
+            provider: name.clone(),
+            source,
+        })?;
+        zones.extend(held);
+    }
+    Ok(zones)
 }

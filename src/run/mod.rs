@@ -41,7 +41,7 @@ mod services;
 mod task;
 
 use dry_run::provider_zones;
-pub use dry_run::{DryRun, DryRunError, dry_run};
+pub use dry_run::{DryRun, DryRunError, ZonesUnavailable, dry_run, zones_held};
 use facts::*;
 use finish::*;
 use issue::*;

@@ -42,6 +42,9 @@ pub struct AcmeSettings {
     /// Encrypt's for its directories (50 per 7 days in production, 30,000
     /// on staging), none for other CAs.
     pub registered_domain_limit: Option<DomainLimit>,
+    /// Names one certificate may carry at this CA (default 100, Let's
+    /// Encrypt's limit); `config check` and the run refuse more.
+    pub max_names: Option<usize>,
 }
 
 /// At most `certificates` new certificates per registered domain per
@@ -80,6 +83,11 @@ impl AcmeSettings {
             }),
             None => None,
         })
+    }
+
+    /// Names one certificate may carry at this CA.
+    pub fn max_names(&self) -> usize {
+        self.max_names.unwrap_or(100)
     }
 
     /// The limit on new certificates per registered domain that applies,

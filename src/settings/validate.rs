@@ -162,6 +162,13 @@ fn issuers(s: &Settings, text: &str) -> Check {
                 "needs certificates of at least 1 and per of at least 1s",
             );
         }
+        if issuer.max_names == Some(0) {
+            return problem(
+                &format!("issuers.{name}.max_names"),
+                "max_names",
+                "needs at least 1",
+            );
+        }
         if issuer.new_orders_in_flight == Some(0) {
             let prefix = if name == DEFAULT_ISSUER && text.contains("\nacme:") {
                 "acme".to_string()

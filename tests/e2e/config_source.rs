@@ -282,12 +282,65 @@ async fn first_commit_with_a_domain_in_no_zone_issues_nothing() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("certificates.yaml:5:15: certificates[1].domains[0]: \"a.nowhere.test\" is outside the allowed zones"),
+        out.stderr.contains("certificates.yaml:5:15: certificates[1].domains[0]: \"a.nowhere.test\" is outside the zones the DNS providers hold (allowed_zones is not set)"),
         "{}",
         out.stderr
     );
     assert!(!env.state_dir().join("live/web").exists());
     assert!(out.events_named("order.created").is_empty());
+
+    // `config check` with the same settings and credentials decides the
+    // same, in the same words: it asks the provider for its zones too.
+    let checked = env
+        .command()
+        .args(["config", "check", "--repo"])
+        .arg(&env.repo.path)
+        .arg("--settings")
+        .arg(env.settings_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("certificates.yaml:5:15: certificates[1].domains[0]: \"a.nowhere.test\" is outside the zones the DNS providers hold (allowed_zones is not set): [\"example.test\"]"),
+        "{text}"
+    );
+    assert!(!text.contains("note:"), "{text}");
+
+    // When the zones cannot be asked (here: nothing answers at the AWS
+    // endpoint), the check says so plainly instead of passing the domain.
+    let text = std::fs::read_to_string(env.settings_path()).unwrap();
+    let endpoint = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("endpoint_url: "))
+        .unwrap()
+        .to_string();
+    let blind_settings = env.settings_path().with_file_name("blind.yaml");
+    std::fs::write(
+        &blind_settings,
+        text.replace(
+            &endpoint,
+            &format!("http://127.0.0.1:{}", support::free_port()),
+        ),
+    )
+    .unwrap();
+    let blind = std::process::Command::new(support::certkeeper_bin())
+        .args(["config", "check", "--repo"])
+        .arg(&env.repo.path)
+        .arg("--settings")
+        .arg(&blind_settings)
+        .env("AWS_ACCESS_KEY_ID", "AKIDWRONG")
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret-1f3e")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&blind.stdout);
+    assert_eq!(blind.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("note: domains not checked against the DNS providers' zones: DNS provider \"route53\" could not list its zones"),
+        "{text}"
+    );
+    assert!(!text.contains("wrong-secret-1f3e"), "{text}");
 }
 
 fn config_check(args: &[&str]) -> (i32, String) {
@@ -371,6 +424,80 @@ fn config_check_reports_everything_at_once() {
     assert_eq!(code, 2);
     assert!(
         text.contains("certificates/team.yaml:5:15: certificates[1].domains[0]: \"xn--bcher-kva.example.test\" is outside"),
+        "{text}"
+    );
+}
+
+/// Everything at once, whatever was wrong first: a certificate with an
+/// unknown field still has its target and its name checked; names a CA
+/// refuses (bad punycode, an emoji, more names than the issuer takes);
+/// the duplicate name and a duplicate settings key at their own lines.
+#[test]
+fn config_check_reports_what_the_run_would_refuse_all_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    std::fs::create_dir_all(repo.join("certificates")).unwrap();
+    let many: Vec<String> = (0..4).map(|i| format!("n{i}.example.test")).collect();
+    std::fs::write(
+        repo.join("certificates/a.yaml"),
+        format!(
+            "certificates:\n  - name: web\n    domains: [web.example.test]\n    targets: [nope]\n    colour: blue\n    key_type: dsa\n  - name: odd\n    domains: [xn--zz.example.test, xn--ls8h.example.test, \"💩.example.test\"]\n  - name: many\n    domains: [{}]\n  - name: web\n    domains: [www.example.test]\n",
+            many.join(", ")
+        ),
+    )
+    .unwrap();
+    let settings = tmp.path().join("settings.yaml");
+    let base = "config_repo:\n  url: x\nstate_dir: s\nacme:\n  directory_url: https://ca.test/dir\n  max_names: 3\nallowed_zones: [example.test]\n";
+    std::fs::write(&settings, format!("{base}state_dir: t\n")).unwrap();
+    let run = |settings: &std::path::Path| {
+        let out = Command::new(support::certkeeper_bin())
+            .args(["config", "check", "--repo"])
+            .arg(&repo)
+            .arg("--settings")
+            .arg(settings)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, stderr) = run(&settings);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(
+            "settings.yaml:8:1: state_dir: duplicate field `state_dir` (first at line 3)"
+        ),
+        "{stderr}"
+    );
+    std::fs::write(&settings, base).unwrap();
+    let (code, text, _) = run(&settings);
+    assert_eq!(code, 2, "{text}");
+    for expected in [
+        "certificates/a.yaml:5:5: certificates[0].colour: unknown field `colour`",
+        "certificates/a.yaml:6:15: certificates[0].key_type: unknown variant `dsa`",
+        "certificates/a.yaml:4:15: certificates[0].targets[0]: unknown publish target \"nope\"",
+        "certificates/a.yaml:8:15: certificates[1].domains[0]: \"xn--zz.example.test\" has a label \"xn--zz\" that is not valid punycode",
+        "certificates/a.yaml:8:36: certificates[1].domains[1]: \"xn--ls8h.example.test\" has a label \"xn--ls8h\" (💩) whose U+1F4A9 is not allowed by IDNA2008",
+        "certificates[1].domains[2]: \"💩.example.test\" has a label \"xn--ls8h\"",
+        "certificates/a.yaml:10:66: certificates[2].domains[3]: 4 names in one certificate, more than issuer \"default\" takes (max_names: 3)",
+        "certificates/a.yaml:11:11: certificates[3].name: duplicate certificate name \"web\", first defined at certificates/a.yaml:2",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    assert!(text.contains("4 certificates, 8 errors"), "{text}");
+    assert!(!text.contains("note:"), "{text}");
+
+    // Without settings, what was not checked is said.
+    let out = Command::new(support::certkeeper_bin())
+        .args(["config", "check", "--repo"])
+        .arg(&repo)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("note: DNS providers, issuers, targets and zones not checked: they are in the settings (--settings FILE)"),
         "{text}"
     );
 }
