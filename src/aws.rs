@@ -68,6 +68,11 @@ pub async fn base(settings: &AwsSettings, profile: Option<&str>) -> aws_config::
     // Per attempt, and for the whole call with the SDK's retries (3
     // attempts and their back-off), so no AWS call can hang a run.
     let attempt = settings.request_timeout;
+    // A `proxy:` setting (the environment's HTTPS_PROXY and NO_PROXY the
+    // SDK reads by itself).
+    if let Some(client) = crate::proxy::current().aws_http_client() {
+        loader = loader.http_client(client);
+    }
     loader = loader.timeout_config(
         aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(attempt.min(std::time::Duration::from_secs(10)))

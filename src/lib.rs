@@ -26,6 +26,7 @@ pub mod names;
 pub mod notify;
 pub mod pki;
 pub mod plan;
+pub mod proxy;
 pub mod psl;
 pub mod publish;
 pub mod ratelimit;

@@ -17,6 +17,8 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
 # keytool checks the PKCS#12 bundles the way Java reads them.
 command -v keytool >/dev/null 2>&1 || need_apt+=(default-jre-headless)
+# A real forward proxy for the egress tests.
+command -v tinyproxy >/dev/null 2>&1 || need_apt+=(tinyproxy)
 # The Public Suffix List: registered domains for the CA's per-domain limit.
 [ -f /usr/share/publicsuffix/public_suffix_list.dat ] || need_apt+=(publicsuffix)
 

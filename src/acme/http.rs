@@ -142,7 +142,7 @@ impl Connection {
 }
 
 type Hyper = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    hyper_rustls::HttpsConnector<crate::proxy::Connector>,
     BodyWrapper<Bytes>,
 >;
 
@@ -199,7 +199,11 @@ impl PoliteClient {
                 .with_provider_and_platform_verifier(provider)
                 .map_err(TlsSetupError::Platform)?,
         };
-        let connector = builder.https_only().enable_http1().enable_http2().build();
+        let connector = builder
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(crate::proxy::current().connector());
         // HTTP/2 multiplexes every order over one connection: ping it, so a
         // connection that stopped answering is dropped (and the requests on
         // it retried on a new one) instead of stalling every order.

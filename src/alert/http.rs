@@ -1,10 +1,9 @@
 //! One small HTTPS (or, for local receivers, HTTP) client for channels.
 
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use std::time::Duration;
 
-pub type Poster = Client<hyper_rustls::HttpsConnector<HttpConnector>, String>;
+pub type Poster = Client<hyper_rustls::HttpsConnector<crate::proxy::Connector>, String>;
 
 /// Why a POST did not deliver. Never carries the URL (a secret) or the
 /// host (hyper's messages may name it).
@@ -31,7 +30,7 @@ pub fn poster() -> Result<Poster, PostError> {
         .map_err(PostError::Client)?
         .https_or_http()
         .enable_http1()
-        .build();
+        .wrap_connector(crate::proxy::current().connector());
     Ok(Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
 }
 

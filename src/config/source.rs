@@ -132,6 +132,7 @@ impl GitSource {
         Ok(repo)
     }
 
+    /// The callbacks and proxy of a fetch.
     fn fetch_options(&self) -> Result<FetchOptions<'static>, SourceError> {
         let mut callbacks = RemoteCallbacks::new();
         let token = self.https_token()?;
@@ -190,6 +191,21 @@ impl GitSource {
         });
         let mut options = FetchOptions::new();
         options.remote_callbacks(callbacks);
+        // git over https through the proxy the rest of the run uses
+        // (NO_PROXY honoured); libgit2 connects to http:// remotes and ssh
+        // direct.
+        let proxy = crate::proxy::current();
+        if let (Some(url), Ok(uri)) = (proxy.url(), self.settings.url.parse::<http::Uri>())
+            && proxy.applies_to(&uri)
+        {
+            tracing::debug!(
+                event = "config.fetch.proxy",
+                proxy = proxy.shown().unwrap_or_default()
+            );
+            let mut via = git2::ProxyOptions::new();
+            via.url(url.expose());
+            options.proxy_options(via);
+        }
         Ok(options)
     }
 

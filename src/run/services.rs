@@ -26,6 +26,12 @@ impl Services {
     /// gets its own AWS identity (profile or assumed role), separate from
     /// the one used for S3.
     pub async fn from_settings(settings: &Settings) -> Result<Services, ServiceError> {
+        // Validated with the settings; the environment's otherwise.
+        crate::proxy::install(
+            settings
+                .proxy()
+                .unwrap_or_else(|_| crate::proxy::Proxy::from_env()),
+        );
         let base = aws::base(&settings.aws, None).await;
         let mut dns: BTreeMap<String, Arc<dyn DnsProvider>> = BTreeMap::new();
         for (name, provider) in &settings.dns_providers {

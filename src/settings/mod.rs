@@ -78,6 +78,10 @@ pub struct Settings {
     /// an order, which talks to the targets).
     #[serde(default = "defaults::max_concurrent_publishes")]
     pub max_concurrent_publishes: usize,
+    /// The forward proxy for outbound HTTP(S) (ACME, AWS, git https, alert
+    /// channels). Absent: HTTPS_PROXY / HTTP_PROXY / NO_PROXY.
+    #[serde(default)]
+    pub proxy: Option<ProxySettings>,
     /// Zones certificates may be issued in, whatever the repo says. Absent:
     /// the zones the DNS providers hold.
     #[serde(default)]
@@ -114,6 +118,31 @@ pub struct Settings {
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub source: PathBuf,
+}
+
+/// `proxy:` — a forward proxy every outbound HTTP(S) connection goes
+/// through (HTTP CONNECT), except to the `no_proxy` destinations.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// `http://host:port`, with `user:password@` when the proxy asks for
+    /// them (never logged).
+    pub url: String,
+    /// Destinations reached directly: names, `.suffix`es, IPs, CIDR blocks
+    /// (NO_PROXY's syntax).
+    #[serde(default)]
+    pub no_proxy: Vec<String>,
+}
+
+impl Settings {
+    /// The proxy outbound connections use: the setting, else the
+    /// environment's.
+    pub fn proxy(&self) -> Result<crate::proxy::Proxy, crate::proxy::ProxyError> {
+        match &self.proxy {
+            Some(p) => crate::proxy::Proxy::configured(&p.url, &p.no_proxy),
+            None => Ok(crate::proxy::Proxy::from_env()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -30,6 +30,7 @@ const CHECKS: &[fn(&Settings, &str) -> Check] = &[
     config_repo_ssh,
     config_repo_https,
     allowed_zones,
+    proxy,
     dns_providers,
     schedule,
     http,
@@ -224,6 +225,14 @@ fn allowed_zones(s: &Settings, _: &str) -> Check {
         }
     }
     Ok(())
+}
+
+/// The proxy URL is one certkeeper can tunnel through.
+fn proxy(s: &Settings, _: &str) -> Check {
+    match (&s.proxy, s.proxy()) {
+        (Some(_), Err(e)) => problem("proxy.url", "url:", e.to_string()),
+        _ => Ok(()),
+    }
 }
 
 /// Each DNS provider's addresses and options fit together.

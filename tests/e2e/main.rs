@@ -20,6 +20,7 @@ mod failures;
 mod faults;
 mod leaks;
 mod progress;
+mod proxy;
 mod publish_aws;
 mod publish_files;
 mod renewal;

@@ -1,8 +1,10 @@
 """Smart-HTTP git server for tests: `git http-backend` behind HTTP basic
-auth. Usage: git_http.py PORT PROJECT_ROOT USER TOKEN. Binds 127.0.0.1 only."""
+auth. Usage: git_http.py PORT PROJECT_ROOT USER TOKEN [CERT KEY]; with a
+certificate and key it serves https. Binds 127.0.0.1 only."""
 import base64
 import http.server
 import os
+import ssl
 import subprocess
 import sys
 
@@ -11,6 +13,9 @@ EXPECTED = "Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
+    # Keep-alive, as real git hosts: libgit2 reconnecting through a proxy
+    # tears its TLS stream down on a closed socket (libgit2 1.9).
+    protocol_version = "HTTP/1.1"
     def log_message(self, *args):
         pass
 
@@ -22,6 +27,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         path, _, query = self.path.partition("?")
+        # Through a forward proxy the request line carries the whole URL.
+        if path.startswith("http://"):
+            path = "/" + path.split("/", 3)[3]
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         env = dict(os.environ)
@@ -56,4 +64,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_POST = handle_any
 
 
-http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+server = http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler)
+if len(sys.argv) > 6:
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[5], sys.argv[6])
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+server.serve_forever()

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod fault;
 pub mod smtp;
 pub mod sshd;
+pub mod tinyproxy;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
