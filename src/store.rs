@@ -365,6 +365,61 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
 }
 
 /// Temp file in the same directory, fsync, rename, fsync the directory.
+impl Store {
+    /// Removes what a run killed half-way left: `.tmp-N` version
+    /// directories in `archive/<name>/` and `.<file>.<pid>.tmp` files and
+    /// links written by [`write_atomic`] and the live switch. Only under the
+    /// run lock (no other run can be writing them). Returns what it removed.
+    pub fn sweep(&self) -> Vec<PathBuf> {
+        let stale = |name: &str| {
+            name.starts_with(".tmp-") || (name.starts_with('.') && name.ends_with(".tmp"))
+        };
+        let mut dirs = vec![self.root.clone()];
+        let entries = |dir: &Path| -> Vec<fs::DirEntry> {
+            fs::read_dir(dir)
+                .map(|r| r.flatten().collect())
+                .unwrap_or_default()
+        };
+        for entry in entries(&self.root) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // The config repo's clone has its own dot files.
+            if name != "repo" && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(entry.path());
+            }
+        }
+        dirs.extend(
+            entries(&self.root.join("archive"))
+                .into_iter()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path()),
+        );
+        let mut removed = Vec::new();
+        for dir in dirs {
+            for entry in entries(&dir) {
+                if !stale(&entry.file_name().to_string_lossy()) {
+                    continue;
+                }
+                let path = entry.path();
+                let gone = match entry.file_type() {
+                    Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+                    _ => fs::remove_file(&path),
+                };
+                match gone {
+                    Ok(()) => removed.push(path),
+                    Err(e) => {
+                        tracing::warn!(event = "store.sweep.failed", path = %path.display(), error = %e)
+                    }
+                }
+            }
+        }
+        if !removed.is_empty() {
+            let paths: Vec<String> = removed.iter().map(|p| p.display().to_string()).collect();
+            tracing::warn!(event = "store.swept", removed = ?paths, "removed what an interrupted run left half-written");
+        }
+        removed
+    }
+}
+
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
@@ -387,6 +442,28 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sweep_removes_what_a_killed_run_left_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s")).unwrap();
+        let root = store.root().to_path_buf();
+        let half = root.join("archive/web/.tmp-0003");
+        fs::create_dir_all(&half).unwrap();
+        fs::write(half.join("cert.pem"), "half").unwrap();
+        fs::create_dir_all(root.join("archive/web/0002")).unwrap();
+        fs::write(root.join(".status.json.4242.tmp"), "{").unwrap();
+        fs::write(root.join("published/.web.json.77.tmp"), "{").unwrap();
+        std::os::unix::fs::symlink("../archive/web/0003", root.join("live/.web.tmp")).unwrap();
+        fs::create_dir_all(root.join("repo/.git")).unwrap();
+        fs::write(root.join("status.json"), "{}").unwrap();
+        let mut removed = store.sweep();
+        removed.sort();
+        assert_eq!(removed.len(), 4, "{removed:?}");
+        assert!(!half.exists() && root.join("archive/web/0002").is_dir());
+        assert!(root.join("repo/.git").is_dir() && root.join("status.json").is_file());
+        assert!(store.sweep().is_empty());
+    }
 
     fn meta(name: &str) -> Meta {
         Meta {

@@ -23,14 +23,16 @@ pub enum PostError {
     Status(u16),
 }
 
-pub fn poster() -> Result<Poster, PostError> {
+/// The client every channel posts with, through `proxy` where its rules
+/// say.
+pub fn poster(proxy: &crate::proxy::Proxy) -> Result<Poster, PostError> {
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_platform_verifier(provider)
         .map_err(PostError::Client)?
         .https_or_http()
         .enable_http1()
-        .wrap_connector(crate::proxy::current().connector());
+        .wrap_connector(proxy.connector());
     Ok(Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
 }
 

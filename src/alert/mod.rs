@@ -113,7 +113,11 @@ pub async fn build(
 ) -> (Vec<Arc<dyn Channel>>, Vec<String>) {
     let mut out: Vec<Arc<dyn Channel>> = Vec::new();
     let mut errors = Vec::new();
-    let client = match http::poster() {
+    // The settings' proxy (validated with them), else the environment's.
+    let proxy = settings
+        .proxy()
+        .unwrap_or_else(|_| crate::proxy::Proxy::from_env());
+    let client = match http::poster(&proxy) {
         Ok(c) => c,
         Err(e) => return (out, vec![e.to_string()]),
     };

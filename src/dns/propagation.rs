@@ -112,6 +112,37 @@ pub async fn query_txt(server: SocketAddr, name: &str) -> Result<Vec<String>, Qu
 static IN_FLIGHT: std::sync::LazyLock<tokio::sync::Semaphore> =
     std::sync::LazyLock::new(|| tokio::sync::Semaphore::new(32));
 
+/// Pauses before asking a one-off question again after it timed out (each
+/// try is `QUERY_ATTEMPTS` datagrams): a resolver swamped for a few seconds
+/// must not fail an order whose lookup is asked once (CNAME before the
+/// records are written), about 25 s in all before giving up.
+const PATIENT_PAUSES: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(7),
+];
+
+/// [`query`] with recursion, asked again after a pause while it times out.
+async fn query_patiently(
+    server: SocketAddr,
+    name: &str,
+    rtype: RecordType,
+) -> Result<Message, QueryError> {
+    let mut pauses = PATIENT_PAUSES.iter();
+    loop {
+        match query(server, name, rtype, true).await {
+            Err(QueryError::TimedOut) => match pauses.next() {
+                Some(pause) => {
+                    tracing::debug!(event = "dns.query.retry", name = %name, pause_ms = pause.as_millis() as u64);
+                    tokio::time::sleep(*pause).await;
+                }
+                None => return Err(QueryError::TimedOut),
+            },
+            other => return other,
+        }
+    }
+}
+
 /// One question to one server (UDP, then TCP if the answer is truncated).
 pub async fn query(
     server: SocketAddr,
@@ -234,7 +265,7 @@ pub async fn follow_cname(servers: &[SocketAddr], name: &str) -> Result<Option<S
     let mut current = normalize_name(name);
     let mut followed = false;
     for _ in 0..8 {
-        let response = query(server, &current, RecordType::CNAME, true)
+        let response = query_patiently(server, &current, RecordType::CNAME)
             .await
             .map_err(|e| DnsError::Nameservers {
                 name: current.clone(),

@@ -111,6 +111,7 @@ pub async fn run_once(
     let started_at = OffsetDateTime::now_utc();
     let store = Store::open(&settings.state_dir)?;
     let _lock = crate::lock::RunLock::acquire(store.root())?;
+    store.sweep();
 
     let provider_zones = provider_zones(settings, services).await;
     let gate_settings = settings.clone();

@@ -65,7 +65,7 @@ async fn published(env: &LocalEnv, name: &str) -> Vec<(&'static str, Option<Vec<
     out
 }
 
-async fn assert_published_is_live(env: &LocalEnv, name: &str) {
+pub(crate) async fn assert_published_is_live(env: &LocalEnv, name: &str) {
     let live = live(env, name);
     let s3 = published(env, name).await;
     for ((file, local), (_, remote)) in live.iter().zip(s3) {

@@ -12,6 +12,7 @@ mod ca_limits;
 mod cancel;
 mod config_source;
 mod corrupt_state;
+mod crash;
 mod daemon;
 mod dns_preflight;
 mod end_to_end;
