@@ -81,9 +81,7 @@ pub(crate) fn config_check(
             else {
                 continue;
             };
-            let per_day = limit.certificates as usize
-                + (f64::from(limit.certificates) * 86_400.0 / limit.per.as_secs_f64().max(1.0))
-                    as usize;
+            let per_day = in_a_day(limit.certificates, limit.per);
             let mut by_domain: std::collections::BTreeMap<
                 String,
                 Vec<&certkeeper::config::Certificate>,
@@ -105,19 +103,15 @@ pub(crate) fn config_check(
                 if certs.len() <= per_day {
                     continue;
                 }
-                let first_late = certs[per_day];
-                report.warnings.push(certkeeper::yaml::Located {
-                    file: first_late.file.clone(),
-                    line: first_late.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
-                    column: None,
-                    field: format!("certificates[{}]", first_late.index),
-                    message: format!(
+                report.warnings.push(first_late(
+                    certs[per_day],
+                    format!(
                         "{} new certificates for the registered domain {domain} from issuer {issuer:?}, whose limit ({} per {}) allows {per_day} in a day: from this one on they wait for later runs",
                         certs.len(),
                         limit.certificates,
                         certkeeper::duration::format(limit.per)
                     ),
-                });
+                ));
             }
         }
         for (issuer, new) in new_by_issuer {
@@ -128,22 +122,17 @@ pub(crate) fn config_check(
             else {
                 continue;
             };
-            let per_day = limit.orders as usize
-                + (f64::from(limit.orders) * 86_400.0 / limit.per.as_secs_f64().max(1.0)) as usize;
+            let per_day = in_a_day(limit.orders, limit.per);
             if new.len() > per_day {
-                let first_late = new[per_day];
-                report.warnings.push(certkeeper::yaml::Located {
-                    file: first_late.file.clone(),
-                    line: first_late.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
-                    column: None,
-                    field: format!("certificates[{}]", first_late.index),
-                    message: format!(
+                report.warnings.push(first_late(
+                    new[per_day],
+                    format!(
                         "{} new certificates for issuer {issuer:?}, whose new-order limit ({} per {}) allows {per_day} in a day: from this one on they wait for later runs",
                         new.len(),
                         limit.orders,
                         certkeeper::duration::format(limit.per)
                     ),
-                });
+                ));
             }
         }
     }
@@ -185,6 +174,26 @@ pub(crate) fn config_check(
         exit::OK
     } else {
         exit::CONFIG_ERROR
+    }
+}
+
+/// How many a token bucket of `size` refilled over `per` lets through in a
+/// day: the full bucket at once, then the refill.
+fn in_a_day(size: u32, per: std::time::Duration) -> usize {
+    size as usize + (f64::from(size) * 86_400.0 / per.as_secs_f64().max(1.0)) as usize
+}
+
+/// The warning at the first certificate that must wait.
+fn first_late(
+    cert: &certkeeper::config::Certificate,
+    message: String,
+) -> certkeeper::yaml::Located {
+    certkeeper::yaml::Located {
+        file: cert.file.clone(),
+        line: cert.origin.rsplit(':').next().and_then(|l| l.parse().ok()),
+        column: None,
+        field: format!("certificates[{}]", cert.index),
+        message,
     }
 }
 

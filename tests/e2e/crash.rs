@@ -66,13 +66,7 @@ async fn check(env: &LocalEnv, round: usize, phase: &str) {
     let status = env.status();
     for name in ["web", "api"] {
         let live = state.join("live").join(name);
-        for f in [
-            "privkey.pem",
-            "cert.pem",
-            "chain.pem",
-            "fullchain.pem",
-            "meta.json",
-        ] {
+        for f in crate::faults::SET_FILES {
             assert!(live.join(f).is_file(), "{at}: live/{name}/{f} missing");
         }
         let meta: serde_json::Value =
@@ -108,13 +102,7 @@ async fn check(env: &LocalEnv, round: usize, phase: &str) {
                 !file_name.starts_with('.'),
                 "{at}: archive/{name}/{file_name} left half-written"
             );
-            for f in [
-                "privkey.pem",
-                "cert.pem",
-                "chain.pem",
-                "fullchain.pem",
-                "meta.json",
-            ] {
+            for f in crate::faults::SET_FILES {
                 assert!(
                     version.path().join(f).is_file(),
                     "{at}: archive/{name}/{file_name}/{f} missing"

@@ -37,29 +37,26 @@ fn ok(out: &RunOutput) {
 }
 
 /// The live set of `name` as certkeeper stored it.
+/// The files of a live set, in the order they are compared.
+pub(crate) const SET_FILES: [&str; 5] = [
+    "privkey.pem",
+    "cert.pem",
+    "chain.pem",
+    "fullchain.pem",
+    "meta.json",
+];
+
 fn live(env: &LocalEnv, name: &str) -> Vec<(&'static str, Vec<u8>)> {
-    [
-        "privkey.pem",
-        "cert.pem",
-        "chain.pem",
-        "fullchain.pem",
-        "meta.json",
-    ]
-    .into_iter()
-    .map(|f| (f, env.live_file(name, f)))
-    .collect()
+    SET_FILES
+        .into_iter()
+        .map(|f| (f, env.live_file(name, f)))
+        .collect()
 }
 
 /// The S3 copy of the live set of `name` (None for a missing object).
 async fn published(env: &LocalEnv, name: &str) -> Vec<(&'static str, Option<Vec<u8>>)> {
     let mut out = Vec::new();
-    for f in [
-        "privkey.pem",
-        "cert.pem",
-        "chain.pem",
-        "fullchain.pem",
-        "meta.json",
-    ] {
+    for f in SET_FILES {
         out.push((f, env.s3_object(&format!("certs/{name}/{f}")).await));
     }
     out
