@@ -233,12 +233,17 @@ async fn killed_at_any_moment_the_next_run_leaves_everything_whole() {
     }
     // The moments cover the run's life, not one corner of it.
     eprintln!("crash: seed {seed}, {KILLS} kills: {phases:?}");
-    for phase in [
-        "order",
-        "dns present",
-        "validation, finalize, store",
-        "s3 upload",
+    // (The TXT values stay written through validation: a kill there
+    // leaves them too, and the window after the upsert alone is a few
+    // milliseconds on a loaded machine.)
+    for any in [
+        &["order"][..],
+        &["dns present", "validation, finalize, store"],
+        &["s3 upload"],
     ] {
-        assert!(phases.contains_key(phase), "no kill in {phase}: {phases:?}");
+        assert!(
+            any.iter().any(|p| phases.contains_key(p)),
+            "no kill in {any:?}: {phases:?}"
+        );
     }
 }
