@@ -177,7 +177,7 @@ fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
 }
 
 /// `http://user:pass@host:port` → `http://host:port`.
-fn without_credentials(url: &str) -> String {
+pub fn without_credentials(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
             let authority_end = rest.find('/').unwrap_or(rest.len());

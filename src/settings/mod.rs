@@ -122,7 +122,7 @@ pub struct Settings {
 
 /// `proxy:` — a forward proxy every outbound HTTP(S) connection goes
 /// through (HTTP CONNECT), except to the `no_proxy` destinations.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySettings {
     /// `http://host:port`, with `user:password@` when the proxy asks for
@@ -132,6 +132,16 @@ pub struct ProxySettings {
     /// (NO_PROXY's syntax).
     #[serde(default)]
     pub no_proxy: Vec<String>,
+}
+
+/// The URL's credentials never print.
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySettings")
+            .field("url", &crate::proxy::without_credentials(&self.url))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
 }
 
 impl Settings {

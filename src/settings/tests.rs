@@ -185,3 +185,16 @@ fn concurrency_and_new_order_limits_are_located() {
     );
     assert_eq!(le("https://ca.test/dir"), None);
 }
+
+#[test]
+fn the_proxy_password_never_prints() {
+    let settings = ProxySettings {
+        url: "http://ops:s3cret@proxy.corp:3128".into(),
+        no_proxy: vec![],
+    };
+    let shown = format!("{settings:?}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("proxy.corp:3128"),
+        "{shown}"
+    );
+}
