@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash deploy/local/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# The leak test runs the demo example by its plain name, which only cargo
+# build gives it.
+cargo build --locked --examples
 cargo test --locked --all-targets "$@"
 # Jenkins' side: the Jenkinsfile linted (the JUnit report is checked
 # against the junit plugin's schema by tests/e2e/status.rs).

@@ -109,7 +109,8 @@ fn a_panicking_test_leaves_no_server_running() {
 /// The demo (examples/localenv.rs), stopped by `signal` once Pebble, the
 /// last server it starts, is up.
 fn stop_the_demo(signal: libc::c_int) -> (Option<i32>, Vec<(i32, String)>, Vec<i32>) {
-    // cargo test builds the examples beside the test binaries.
+    // `cargo build --examples` puts it there (deploy/local/test.sh runs it
+    // before the tests; cargo test itself leaves only hashed copies).
     let example = std::env::current_exe()
         .unwrap()
         .parent()
@@ -118,7 +119,7 @@ fn stop_the_demo(signal: libc::c_int) -> (Option<i32>, Vec<(i32, String)>, Vec<i
         .unwrap();
     assert!(
         example.exists(),
-        "{} (built by cargo test)",
+        "{} missing: run `cargo build --examples` first (deploy/local/test.sh does)",
         example.display()
     );
     let dir = tempfile::tempdir().unwrap();
