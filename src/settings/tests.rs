@@ -198,3 +198,16 @@ fn the_proxy_password_never_prints() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_proxy_that_cannot_be_used_is_located_without_its_password() {
+    let text = format!("{MINIMAL}proxy:\n  url: https://ops:s3cret@proxy.corp:3128\n");
+    let err = Settings::parse(Path::new("/etc/ck/s.yaml"), &text)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("/etc/ck/s.yaml:7:"), "{err}");
+    assert!(
+        err.contains("proxy.url") && !err.contains("s3cret"),
+        "{err}"
+    );
+}

@@ -230,7 +230,9 @@ fn allowed_zones(s: &Settings, _: &str) -> Check {
 /// The proxy URL is one certkeeper can tunnel through.
 fn proxy(s: &Settings, _: &str) -> Check {
     match (&s.proxy, s.proxy()) {
-        (Some(_), Err(e)) => problem("proxy.url", "url:", e.to_string()),
+        // Located by its value (other sections have a `url:` too); the
+        // message shows it without credentials.
+        (Some(p), Err(e)) => problem("proxy.url", &p.url, e.to_string()),
         _ => Ok(()),
     }
 }

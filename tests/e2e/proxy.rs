@@ -24,6 +24,18 @@ fn aws_port(env: &LocalEnv) -> String {
         .to_string()
 }
 
+/// Asserts a run succeeded, with what it and the proxy said when not.
+fn assert_ok(out: &RunOutput, proxy: &Tinyproxy) {
+    assert_eq!(
+        out.code,
+        0,
+        "{}\n{}\n{}",
+        out.stdout,
+        out.stderr,
+        proxy.log()
+    );
+}
+
 /// `certkeeper ARGS --config SETTINGS` with the environment's AWS
 /// credentials and `vars`.
 fn certkeeper(env: &LocalEnv, args: &[&str], vars: &[(&str, &str)]) -> RunOutput {
@@ -58,14 +70,7 @@ async fn every_outbound_connection_goes_through_the_proxy_and_its_password_is_ne
     .unwrap();
 
     let out = certkeeper(&env, &["run", "--once"], &[]);
-    assert_eq!(
-        out.code,
-        0,
-        "{}\n{}\n{}",
-        out.stdout,
-        out.stderr,
-        proxy.log()
-    );
+    assert_ok(&out, &proxy);
     let log = proxy.log();
     // The CA over TLS through CONNECT; AWS (plain http on loopback here)
     // forwarded by the proxy.
@@ -102,14 +107,7 @@ async fn every_outbound_connection_goes_through_the_proxy_and_its_password_is_ne
         ("NO_PROXY", ""),
     ];
     let out = certkeeper(&env, &["renew", "web", "--force"], &vars);
-    assert_eq!(
-        out.code,
-        0,
-        "{}\n{}\n{}",
-        out.stdout,
-        out.stderr,
-        proxy.log()
-    );
+    assert_ok(&out, &proxy);
     let log = proxy.log();
     let new: Vec<&str> = log.lines().skip(before).collect();
     assert!(new.iter().any(|l| l.contains(&ca)), "{log}");
@@ -124,8 +122,12 @@ async fn every_outbound_connection_goes_through_the_proxy_and_its_password_is_ne
         format!("{base}proxy:\n  url: {wrong}\n"),
     )
     .unwrap();
+    let live = env.live_file("web", "cert.pem");
     let out = certkeeper(&env, &["renew", "web", "--force"], &[]);
     assert_ne!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    // Nothing live or published was touched.
+    assert_eq!(env.live_file("web", "cert.pem"), live);
+    crate::faults::assert_published_is_live(&env, "web").await;
     assert!(
         !out.stdout.contains(password) && !out.stderr.contains(password),
         "{}\n{}",
@@ -181,7 +183,7 @@ async fn the_config_repo_is_fetched_over_https_through_the_proxy() {
     );
     let git_port = support::free_port();
     let token = "git-t0ken-55aa";
-    let mut git = Command::new("python3")
+    let git = Command::new("python3")
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/git_http.py"))
         .args([
             &git_port.to_string(),
@@ -194,6 +196,7 @@ async fn the_config_repo_is_fetched_over_https_through_the_proxy() {
         .tied()
         .spawn()
         .unwrap();
+    let git = support::Process::own(git);
     while std::net::TcpStream::connect(("127.0.0.1", git_port)).is_err() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -217,16 +220,8 @@ async fn the_config_repo_is_fetched_over_https_through_the_proxy() {
 
     let cert_file = cert.display().to_string();
     let out = certkeeper(&env, &["run", "--once"], &[("SSL_CERT_FILE", &cert_file)]);
-    let _ = git.kill();
-    let _ = git.wait();
-    assert_eq!(
-        out.code,
-        0,
-        "{}\n{}\n{}",
-        out.stdout,
-        out.stderr,
-        proxy.log()
-    );
+    drop(git);
+    assert_ok(&out, &proxy);
     let log = proxy.log();
     let repo = format!("CONNECT 127.0.0.1:{git_port} ");
     assert!(

@@ -77,6 +77,14 @@ pub struct Process {
     child: Child,
 }
 
+impl Process {
+    /// Owns `child`: it is killed on every exit path, panics included.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn own(child: Child) -> Process {
+        Process { child }
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
