@@ -20,6 +20,16 @@ fn with_limit(env: &LocalEnv, limit: &str) {
     std::fs::write(env.settings_path(), text).unwrap();
 }
 
+/// The status's certificates that wait for a CA limit.
+fn waiting(status: &serde_json::Value) -> Vec<&serde_json::Value> {
+    status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["waiting_until"].is_string())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn certificates_beyond_the_new_order_limit_wait_for_a_later_run() {
     let env = LocalEnv::start(&["example.test"], PebbleOptions::default()).await;
@@ -43,12 +53,7 @@ async fn certificates_beyond_the_new_order_limit_wait_for_a_later_run() {
         "{message}"
     );
     let status = env.status();
-    let waiting: Vec<&serde_json::Value> = status["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["waiting_until"].is_string())
-        .collect();
+    let waiting = waiting(&status);
     assert_eq!(waiting.len(), 2, "{status:#}");
     assert!(
         waiting
@@ -172,12 +177,7 @@ async fn new_certificates_beyond_a_registered_domains_limit_wait_and_other_domai
         "{message}"
     );
     let status = env.status();
-    let waiting: Vec<&serde_json::Value> = status["certificates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["waiting_until"].is_string())
-        .collect();
+    let waiting = waiting(&status);
     assert_eq!(waiting.len(), 1, "{status:#}");
     assert_eq!(
         waiting[0]["waiting_for"],
