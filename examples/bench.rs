@@ -155,8 +155,6 @@ async fn bench_env(
         requests_per_second: 5.0,
     };
     let env = support::LocalEnv::start_timed(dir, &["example.test"], pebble, timing).await;
-    // One zone, made above: the responder need not list zones per query.
-    env.dns.cache_zones();
     env.repo
         .commit_certificates(&certificates_yaml(n, wildcards), "bench");
     env

@@ -1,8 +1,11 @@
-//! Service bench (issue 7): the daemon's resident memory and CPU while idle
-//! (after start, and after a run of N certificates), and `certkeeper
-//! status` over a status file of 10,000 certificates. See BENCHMARKS.md.
+//! Service bench (issues 7 and 24): the daemon's resident memory and CPU
+//! while idle (after start, after a run of N certificates, and after each of
+//! RUNS more SIGHUP-triggered runs), and `certkeeper status` over a status
+//! file of 10,000 certificates. The daemon runs as deployed: the HTTP
+//! listener on, and one watch source (files) over 5 certificates besides the
+//! N it manages. See BENCHMARKS.md.
 //!
-//! Usage: CERTKEEPER_BIN=target/release/certkeeper bench_service [N]
+//! Usage: CERTKEEPER_BIN=target/release/certkeeper bench_service [N] [--runs RUNS]
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -46,6 +49,14 @@ fn split(pid: u32) -> (f64, f64) {
     (get("RssAnon:"), get("RssFile:"))
 }
 
+/// Resident set, heap and file pages (MiB) once the daemon has settled.
+fn settled(pid: u32) -> (f64, f64, f64) {
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss, _) = sample(pid);
+    let (anon, file) = split(pid);
+    (rss, anon, file)
+}
+
 fn idle(pid: u32, what: &str) {
     std::thread::sleep(Duration::from_secs(2));
     let (rss, cpu0) = sample(pid);
@@ -60,13 +71,28 @@ fn idle(pid: u32, what: &str) {
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(50);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(50);
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(0);
     let bin = support::certkeeper_bin();
     let env = support::LocalEnv::start(&["example.test"], support::PebbleOptions::default()).await;
-    env.write_settings("schedule:\n  cron: \"0 3 1 1 *\"\n");
+    let watched = env.root.join("watched");
+    std::fs::create_dir_all(&watched).unwrap();
+    for i in 0..5 {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params = rcgen::CertificateParams::new(vec![format!("w{i}.partner.test")]).unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(watched.join(format!("w{i}.pem")), cert.pem()).unwrap();
+    }
+    env.write_settings(&format!(
+        "schedule:\n  cron: \"0 3 1 1 *\"\nhttp:\n  listen: 127.0.0.1:{}\nwatch:\n  sources:\n    - type: files\n      path: {}\n",
+        support::free_port(),
+        watched.display()
+    ));
     let mut yaml = String::from("certificates:\n");
     for i in 0..n {
         yaml.push_str(&format!(
@@ -104,6 +130,37 @@ async fn main() {
     );
     wait_for("daemon.next_run");
     idle(pid, &format!("after a run of {n}"));
+    // RUNS more runs (nothing due: the watch, the repo fetch, the status),
+    // each followed by the idle wait the daemon spends most of its life in.
+    let mut series = Vec::new();
+    let started = Instant::now();
+    for i in 1..=runs {
+        unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+        wait_for("run.finished");
+        wait_for("daemon.next_run");
+        let mark = [1, 20, 120, 500, 1000].contains(&i) || i == runs;
+        if mark {
+            let (rss, anon, file) = settled(pid);
+            println!(
+                "idle after {i} more runs: RSS {rss:.1} MiB (heap {anon:.1}, binary and libraries {file:.1})"
+            );
+            series.push(rss);
+        } else {
+            series.push(sample(pid).0);
+        }
+    }
+    if runs > 0 {
+        let max = series.iter().cloned().fold(0.0, f64::max);
+        let tail = &series[series.len() / 2..];
+        let late = tail.iter().sum::<f64>() / tail.len() as f64;
+        let early = series[..series.len().div_ceil(2)].iter().sum::<f64>()
+            / series.len().div_ceil(2) as f64;
+        println!(
+            "{runs} runs in {:.1} s; RSS right after each run: max {max:.1} MiB, mean of the first half {early:.1}, of the second half {late:.1}",
+            started.elapsed().as_secs_f64()
+        );
+        idle(pid, &format!("after {runs} more runs"));
+    }
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     let _ = child.wait();
 

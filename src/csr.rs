@@ -179,9 +179,11 @@ pub fn import(
 ) -> Result<Imported, CsrError> {
     let base = dir(name);
     let request = pending(store, name).ok_or_else(|| CsrError::NoPending(name.to_string()))?;
-    let key_pem = store
-        .read_state(&format!("{base}/{PENDING_KEY}"))?
-        .ok_or_else(|| CsrError::NoPending(name.to_string()))?;
+    let key_pem = zeroize::Zeroizing::new(
+        store
+            .read_state(&format!("{base}/{PENDING_KEY}"))?
+            .ok_or_else(|| CsrError::NoPending(name.to_string()))?,
+    );
     let key_path = store.root().join(&base).join(PENDING_KEY);
     let key = convert::private_key(&key_path, &key_pem)?;
     let csr_pem = store

@@ -88,7 +88,7 @@ pub fn ensure(
                     String::from_utf8_lossy(&read(CHAIN).unwrap_or_default()).into_owned();
                 let mut ders = vec![leaf.clone()];
                 ders.extend(crate::x509::pem_chain(&chain_pem).unwrap_or_default());
-                let key_pem = read(PRIVKEY).unwrap_or_default();
+                let key_pem = zeroize::Zeroizing::new(read(PRIVKEY).unwrap_or_default());
                 let key = crate::convert::private_key(&dir.join(PRIVKEY), &key_pem)
                     .map_err(|e| p12_err(e.to_string()))?;
                 let trusted = if spec.trusted_chain {

@@ -14,11 +14,15 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 pub const CERT: &str = "cert.pem";
 pub const CHAIN: &str = "chain.pem";
 pub const FULLCHAIN: &str = "fullchain.pem";
 pub const PRIVKEY: &str = "privkey.pem";
+
+/// A live set's files by name, as read for publishing; wiped on drop.
+pub type LiveFiles = Vec<(&'static str, Zeroizing<Vec<u8>>)>;
 pub const META: &str = "meta.json";
 /// Every file of a live set, in the order they are published (meta last, so
 /// a reader that sees the new meta.json sees the new files).
@@ -166,23 +170,31 @@ impl Store {
 
     /// Reads every file of the live set, for publishing.
     /// Derived files that exist are included, before meta.json.
-    pub fn live_files(&self, name: &str) -> Result<Vec<(&'static str, Vec<u8>)>, StoreError> {
+    /// The bytes are wiped when dropped: the private key and PKCS#12 are
+    /// among them.
+    pub fn live_files(&self, name: &str) -> Result<LiveFiles, StoreError> {
         let dir = self.live_dir(name);
         let mut files = Vec::new();
         for f in LIVE_FILES.iter().filter(|f| **f != META) {
             let path = dir.join(f);
-            files.push((*f, fs::read(&path).map_err(io("reading", &path))?));
+            files.push((
+                *f,
+                Zeroizing::new(fs::read(&path).map_err(io("reading", &path))?),
+            ));
         }
         for f in DERIVED_FILES {
             let path = dir.join(f);
             match fs::read(&path) {
-                Ok(b) => files.push((f, b)),
+                Ok(b) => files.push((f, Zeroizing::new(b))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io("reading", &path)(e)),
             }
         }
         let path = dir.join(META);
-        files.push((META, fs::read(&path).map_err(io("reading", &path))?));
+        files.push((
+            META,
+            Zeroizing::new(fs::read(&path).map_err(io("reading", &path))?),
+        ));
         Ok(files)
     }
 

@@ -3,7 +3,8 @@
 # release build. Prints wall time, CPU, peak RSS and Route53 calls per
 # certificate. With --certbot, also renews the same names with certbot +
 # certbot-dns-route53 (installed into target/bench-venv) and prints the ratio.
-# `bench.sh service [N]`: the daemon's idle memory and CPU, and `status`
+# `bench.sh service [N] [--runs R]`: the daemon's idle memory and CPU (after
+# start, a run of N, and R more SIGHUP-triggered runs), and `status`
 # over 10,000 certificates. `bench.sh watch [N]`: N watched certificates in S3. Results are recorded in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

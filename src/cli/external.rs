@@ -442,7 +442,8 @@ pub fn convert(args: ConvertArgs) -> Result<(), Failure> {
             for c in &args.chain {
                 pool.extend(convert::certificates(c, &convert::read(c)?)?);
             }
-            let key = convert::private_key(key_path, &convert::read(key_path)?)?;
+            let key_bytes = zeroize::Zeroizing::new(convert::read(key_path)?);
+            let key = convert::private_key(key_path, &key_bytes)?;
             if !convert::key_matches(&key.pair, &leaf) {
                 return Err(format!(
                     "{}: the private key does not match the certificate in {} ({})",

@@ -121,7 +121,8 @@ fn is_pkcs12(bytes: &[u8]) -> bool {
 /// A private key as PKCS#8 DER (what PKCS#12 and `privkey.pem` hold), and
 /// the key pair it makes, for matching against certificates.
 pub struct PrivateKeyInput {
-    pkcs8: Vec<u8>,
+    /// Wiped on drop.
+    pkcs8: zeroize::Zeroizing<Vec<u8>>,
     pub pair: rcgen::KeyPair,
 }
 
@@ -167,7 +168,7 @@ pub fn private_key(path: &Path, bytes: &[u8]) -> Result<PrivateKeyInput, Convert
             )
         })?
     } else {
-        PrivateKeyDer::try_from(bytes.to_vec())
+        PrivateKeyDer::try_from(bytes)
             .map_err(|_| input(path, "neither a PEM nor a DER private key"))?
     };
     let pair = rcgen::KeyPair::try_from(&key)
@@ -190,7 +191,10 @@ pub fn private_key(path: &Path, bytes: &[u8]) -> Result<PrivateKeyInput, Convert
         }
         _ => return Err(input(path, "unsupported private key format")),
     };
-    Ok(PrivateKeyInput { pkcs8, pair })
+    Ok(PrivateKeyInput {
+        pkcs8: zeroize::Zeroizing::new(pkcs8),
+        pair,
+    })
 }
 
 /// AlgorithmIdentifier DER for rsaEncryption with NULL parameters.
@@ -224,17 +228,22 @@ fn der_length(len: usize) -> Vec<u8> {
 }
 
 fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend(der_length(content.len()));
+    let length = der_length(content.len());
+    let mut out = Vec::with_capacity(1 + length.len() + content.len());
+    out.push(tag);
+    out.extend(length);
     out.extend_from_slice(content);
     out
 }
 
 /// PKCS#8 PrivateKeyInfo around a PKCS#1 or SEC1 key.
 fn wrap_pkcs8(algorithm: &[u8], key: &[u8]) -> Vec<u8> {
-    let mut body = vec![0x02, 0x01, 0x00];
+    // Sized once so that no reallocation leaves a copy of the key behind.
+    let inner = zeroize::Zeroizing::new(der_tlv(0x04, key));
+    let mut body = zeroize::Zeroizing::new(Vec::with_capacity(3 + algorithm.len() + inner.len()));
+    body.extend_from_slice(&[0x02, 0x01, 0x00]);
     body.extend_from_slice(algorithm);
-    body.extend(der_tlv(0x04, key));
+    body.extend_from_slice(&inner);
     der_tlv(0x30, &body)
 }
 

@@ -36,7 +36,7 @@ pub struct Outcome {
 /// One certificate's live set, as handed to a target.
 pub struct Item<'a> {
     pub meta: &'a Meta,
-    pub files: &'a [(&'static str, Vec<u8>)],
+    pub files: &'a [(&'static str, zeroize::Zeroizing<Vec<u8>>)],
     /// Template values: the certificate's `vars`, then `name`, `domain`,
     /// `serial`, `date`.
     pub vars: BTreeMap<String, String>,
@@ -46,7 +46,7 @@ pub struct Item<'a> {
 impl Item<'_> {
     pub fn new<'a>(
         meta: &'a Meta,
-        files: &'a [(&'static str, Vec<u8>)],
+        files: &'a [(&'static str, zeroize::Zeroizing<Vec<u8>>)],
         cert_vars: &BTreeMap<String, String>,
         store: &'a Store,
     ) -> Item<'a> {
@@ -124,7 +124,7 @@ struct Record {
 }
 
 /// Fingerprint of a whole live set (file names and contents).
-pub fn set_fingerprint(files: &[(&'static str, Vec<u8>)]) -> String {
+pub fn set_fingerprint(files: &[(&'static str, zeroize::Zeroizing<Vec<u8>>)]) -> String {
     let mut joined = Vec::new();
     for (name, bytes) in files {
         joined.extend_from_slice(name.as_bytes());

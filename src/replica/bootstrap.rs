@@ -137,6 +137,8 @@ impl Coordinator {
             files.push(String::from_utf8(bytes).map_err(|_| fail(&key, "not PEM text".into()))?);
         }
         let [cert_pem, chain_pem, key_pem] = <[String; 3]>::try_from(files).expect("three files");
+        // Wiped on every path out of here, the refusals included.
+        let key_pem = crate::secret::Secret::new(key_pem);
         let cert_key = self.object_key(name, crate::store::CERT);
         let ders = crate::x509::pem_chain(&cert_pem).map_err(|e| fail(&cert_key, e.to_string()))?;
         let info = crate::x509::leaf_info(&ders[0]).map_err(|e| fail(&cert_key, e.to_string()))?;
@@ -147,7 +149,7 @@ impl Coordinator {
             ));
         }
         let key_path = std::path::PathBuf::from(self.object_key(name, crate::store::PRIVKEY));
-        let key = crate::convert::private_key(&key_path, key_pem.as_bytes())
+        let key = crate::convert::private_key(&key_path, key_pem.expose().as_bytes())
             .map_err(|e| fail(&key_path.display().to_string(), e.to_string()))?;
         if !crate::convert::key_matches(&key.pair, &ders[0]) {
             return Err(fail(
@@ -158,7 +160,7 @@ impl Coordinator {
         let issued = Issued {
             cert_pem,
             chain_pem,
-            key_pem: crate::secret::Secret::new(key_pem),
+            key_pem,
         };
         let mut meta = remote.clone();
         store

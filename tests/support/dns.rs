@@ -1,6 +1,8 @@
 //! A DNS responder backed by moto's Route53: every query is answered from
-//! the hosted zones as they are at that moment (TXT, NS, SOA), so what Pebble
-//! and certkeeper's propagation check see is exactly what went through the
+//! the hosted zones as they are at that moment (TXT, NS, SOA, CNAME), read
+//! from moto once per zone and kept current from the realistic Route53
+//! front's journal of accepted changes (`Source`), so what Pebble and
+//! certkeeper's propagation check see is exactly what went through the
 //! Route53 API.
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
@@ -8,7 +10,7 @@ use hickory_proto::rr::rdata::{CNAME, NS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::net::UdpSocket;
 
@@ -26,8 +28,6 @@ pub struct Route53Dns {
     delay_ms: Arc<AtomicU64>,
     /// Queries dropped so far.
     pub dropped: Arc<AtomicU64>,
-    /// Keep the zone list between queries (see `cache_zones`).
-    cache_zones: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -38,7 +38,9 @@ impl Drop for Route53Dns {
 }
 
 impl Route53Dns {
-    pub async fn start(route53: aws_sdk_route53::Client) -> Route53Dns {
+    /// Answers from moto's zones (`route53`, moto itself) and the changes
+    /// `journal` (the Route53 front's) records.
+    pub async fn start(route53: aws_sdk_route53::Client, journal: &std::path::Path) -> Route53Dns {
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind dns"));
         let addr = socket.local_addr().expect("addr");
         let queries = Arc::new(AtomicU64::new(0));
@@ -51,9 +53,11 @@ impl Route53Dns {
         let delay_ms = Arc::new(AtomicU64::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
         let (lose, delay, dropped_count) = (losses.clone(), delay_ms.clone(), dropped.clone());
-        let zones: Arc<Zones> = Arc::default();
-        let cache_zones = Arc::new(AtomicBool::new(false));
-        let cache = cache_zones.clone();
+        let source = Arc::new(Source {
+            route53,
+            journal: journal.to_path_buf(),
+            state: tokio::sync::Mutex::default(),
+        });
         let task = tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -74,18 +78,11 @@ impl Route53Dns {
                     continue;
                 }
                 let wait = std::time::Duration::from_millis(delay.load(Ordering::Relaxed));
-                let (socket, route53, hide, fwd, zones, cache) = (
-                    socket.clone(),
-                    route53.clone(),
-                    hide.clone(),
-                    fwd.clone(),
-                    zones.clone(),
-                    cache.clone(),
-                );
+                let (socket, source, hide, fwd) =
+                    (socket.clone(), source.clone(), hide.clone(), fwd.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(wait).await;
-                    let response =
-                        respond(&route53, &request, &hide, &fwd, &zones, &cache, 0).await;
+                    let response = respond(&source, &request, &hide, &fwd, 0).await;
                     if let Ok(bytes) = response.to_vec() {
                         let _ = socket.send_to(&bytes, peer).await;
                     }
@@ -100,16 +97,8 @@ impl Route53Dns {
             losses,
             delay_ms,
             dropped,
-            cache_zones,
             task,
         }
-    }
-
-    /// Keeps the zone list between queries (for the bench, where moto is
-    /// the bottleneck); only for a fixed set of zones.
-    #[allow(dead_code)] // only the bench uses it
-    pub fn cache_zones(&self) {
-        self.cache_zones.store(true, Ordering::Relaxed);
     }
 
     /// From now on, the first query for every name and type gets no
@@ -169,13 +158,7 @@ fn norm(name: &str) -> String {
         .to_ascii_lowercase()
 }
 
-async fn answer(
-    route53: &aws_sdk_route53::Client,
-    request: &Message,
-    hidden: &Mutex<HashSet<String>>,
-    zones: &Zones,
-    cache_zones: &AtomicBool,
-) -> Message {
+async fn answer(source: &Source, request: &Message, hidden: &Mutex<HashSet<String>>) -> Message {
     let mut response = Message::response(request.metadata.id, OpCode::Query);
     response.metadata.message_type = MessageType::Response;
     response.metadata.authoritative = true;
@@ -191,78 +174,33 @@ async fn answer(
         response.metadata.response_code = ResponseCode::NXDomain;
         return response;
     }
-
-    // With `cache_zones` (the bench: moto is its bottleneck) the zone list
-    // is read again only when no cached zone holds the name, so a zone
-    // created later under a cached one would go unseen: tests that create
-    // zones as they go leave it off. The records always come from Route53.
-    let find = |zones: &[(String, String)]| {
-        zones
-            .iter()
-            .filter(|(apex, _)| qname == *apex || qname.ends_with(&format!(".{apex}")))
-            .max_by_key(|(apex, _)| apex.len())
-            .cloned()
-    };
-    let mut zone = if cache_zones.load(Ordering::Relaxed) {
-        find(&zones.lock().unwrap())
-    } else {
-        None
-    };
-    if zone.is_none() {
-        let Ok(list) = route53.list_hosted_zones().send().await else {
+    let (apex, at_name) = match source.lookup(&qname).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            response.metadata.response_code = ResponseCode::Refused;
+            return response;
+        }
+        Err(()) => {
             response.metadata.response_code = ResponseCode::ServFail;
             return response;
-        };
-        let fresh: Vec<(String, String)> = list
-            .hosted_zones()
-            .iter()
-            .map(|z| (norm(z.name()), z.id().to_string()))
-            .collect();
-        zone = find(&fresh);
-        *zones.lock().unwrap() = fresh;
-    }
-    let Some((apex, zone_id)) = zone else {
-        response.metadata.response_code = ResponseCode::Refused;
-        return response;
-    };
-    // Only the sets at the name: a zone of thousands of challenge names
-    // listed whole for every query made this responder the bottleneck.
-    let Ok(sets) = route53
-        .list_resource_record_sets()
-        .hosted_zone_id(&zone_id)
-        .start_record_name(format!("{qname}."))
-        .max_items(20)
-        .send()
-        .await
-    else {
-        // Perhaps the zone is gone: list the zones again next time.
-        zones.lock().unwrap().clear();
-        response.metadata.response_code = ResponseCode::ServFail;
-        return response;
+        }
     };
     let owner = query.name().clone();
-    let at_name: Vec<_> = sets
-        .resource_record_sets()
-        .iter()
-        .filter(|s| norm(s.name()) == qname)
-        .collect();
-    for set in &at_name {
-        let ttl = set.ttl().unwrap_or(60) as u32;
-        let rtype = set.r#type().as_str();
-        for rr in set.resource_records() {
-            let data = match (rtype, qtype) {
-                ("TXT", RecordType::TXT) => RData::TXT(TXT::new(txt_strings(rr.value()))),
-                ("NS", RecordType::NS) => match Name::from_ascii(rr.value()) {
+    for (rtype, ttl, values) in &at_name {
+        for value in values {
+            let data = match (rtype.as_str(), qtype) {
+                ("TXT", RecordType::TXT) => RData::TXT(TXT::new(txt_strings(value))),
+                ("NS", RecordType::NS) => match Name::from_ascii(value) {
                     Ok(n) => RData::NS(NS(n)),
                     Err(_) => continue,
                 },
-                ("CNAME", _) => match Name::from_ascii(rr.value()) {
+                ("CNAME", _) => match Name::from_ascii(value) {
                     Ok(n) => RData::CNAME(CNAME(n)),
                     Err(_) => continue,
                 },
                 _ => continue,
             };
-            response.add_answer(Record::from_rdata(owner.clone(), ttl, data));
+            response.add_answer(Record::from_rdata(owner.clone(), *ttl, data));
         }
     }
     // moto's SOA value is not a real SOA; synthesize one for the apex.
@@ -278,19 +216,198 @@ async fn answer(
     response
 }
 
-type Forwards = Mutex<Vec<(String, SocketAddr)>>;
-/// Cached hosted zones: (apex, zone id).
-type Zones = Mutex<Vec<(String, String)>>;
+/// Record sets at one name: (type, TTL, values as Route53 holds them).
+type Sets = Vec<(String, u32, Vec<String>)>;
 
-/// Answers from moto, or relays to a forward zone's server; a CNAME found in
-/// moto is chased like a resolver would, so the answer holds the chain.
+/// Where the answers come from: moto's hosted zones, each read whole from
+/// moto the first time a question falls in it, then kept current from the
+/// Route53 front's journal of accepted changes (`route53_proxy.py`). So a
+/// question costs no moto call (moto, one Python process, also serves the
+/// runs' S3 traffic and would time the CA's lookups out), and what is
+/// served is exactly what went through the Route53 API. Changes written to
+/// moto directly, bypassing the front, are not seen once a zone is read:
+/// tests write through the front.
+struct Source {
+    route53: aws_sdk_route53::Client,
+    journal: std::path::PathBuf,
+    state: tokio::sync::Mutex<Mirror>,
+}
+
+#[derive(Default)]
+struct Mirror {
+    /// (apex, zone id) as last listed, and when.
+    zones: Vec<(String, String)>,
+    listed: Option<std::time::Instant>,
+    /// How far the journal has been read, and an unfinished last line.
+    offset: u64,
+    partial: Vec<u8>,
+    /// Every journal entry so far, replayed over a zone when it is read.
+    history: Vec<Entry>,
+    /// Zone id -> (name, type) -> (TTL, values).
+    read: std::collections::HashMap<
+        String,
+        std::collections::HashMap<(String, String), (u32, Vec<String>)>,
+    >,
+}
+
+/// One line of the front's journal: a record set as a change left it.
+#[derive(serde::Deserialize, Clone)]
+struct Entry {
+    zone: String,
+    name: String,
+    r#type: String,
+    ttl: u32,
+    values: Vec<String>,
+}
+
+/// How often the zone list is read again: zones created later (a subzone
+/// under a known one) are seen within this.
+const ZONES_FRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Source {
+    /// The zone holding `qname` and the sets at that name; `None` when no
+    /// zone holds it; `Err` when moto did not answer.
+    async fn lookup(&self, qname: &str) -> Result<Option<(String, Sets)>, ()> {
+        let mut mirror = self.state.lock().await;
+        mirror.catch_up(&self.journal);
+        let find = |zones: &[(String, String)]| {
+            zones
+                .iter()
+                .filter(|(apex, _)| qname == apex || qname.ends_with(&format!(".{apex}")))
+                .max_by_key(|(apex, _)| apex.len())
+                .cloned()
+        };
+        let stale = mirror.listed.is_none_or(|at| at.elapsed() > ZONES_FRESH);
+        let mut zone = find(&mirror.zones);
+        if zone.is_none() || stale {
+            let list = self
+                .route53
+                .list_hosted_zones()
+                .send()
+                .await
+                .map_err(|_| ())?;
+            mirror.zones = list
+                .hosted_zones()
+                .iter()
+                .map(|z| (norm(z.name()), zone_id(z.id())))
+                .collect();
+            mirror.listed = Some(std::time::Instant::now());
+            zone = find(&mirror.zones);
+        }
+        let Some((apex, id)) = zone else {
+            return Ok(None);
+        };
+        if !mirror.read.contains_key(&id) {
+            let sets = self.read_zone(&id).await?;
+            mirror.read.insert(id.clone(), sets);
+            let replay: Vec<Entry> = mirror
+                .history
+                .iter()
+                .filter(|e| e.zone == id)
+                .cloned()
+                .collect();
+            for entry in replay {
+                mirror.apply(entry);
+            }
+        }
+        let sets = mirror.read[&id]
+            .iter()
+            .filter(|((name, _), _)| name == qname)
+            .map(|((_, rtype), (ttl, values))| (rtype.clone(), *ttl, values.clone()))
+            .collect();
+        Ok(Some((apex, sets)))
+    }
+
+    /// Every record set of a zone, as moto holds it now.
+    async fn read_zone(
+        &self,
+        id: &str,
+    ) -> Result<std::collections::HashMap<(String, String), (u32, Vec<String>)>, ()> {
+        let mut out = std::collections::HashMap::new();
+        let mut next: Option<(String, aws_sdk_route53::types::RrType)> = None;
+        loop {
+            let mut ask = self.route53.list_resource_record_sets().hosted_zone_id(id);
+            if let Some((name, rtype)) = next.take() {
+                ask = ask.start_record_name(name).start_record_type(rtype);
+            }
+            let page = ask.send().await.map_err(|_| ())?;
+            for set in page.resource_record_sets() {
+                let values = set
+                    .resource_records()
+                    .iter()
+                    .map(|r| r.value().to_string())
+                    .collect();
+                out.insert(
+                    (norm(set.name()), set.r#type().as_str().to_string()),
+                    (set.ttl().unwrap_or(60) as u32, values),
+                );
+            }
+            match (
+                page.is_truncated(),
+                page.next_record_name(),
+                page.next_record_type(),
+            ) {
+                (true, Some(name), Some(rtype)) => next = Some((name.to_string(), rtype.clone())),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+impl Mirror {
+    /// Reads what the front journaled since the last look.
+    fn catch_up(&mut self, journal: &std::path::Path) {
+        use std::io::{Read, Seek};
+        let Ok(mut file) = std::fs::File::open(journal) else {
+            return;
+        };
+        if file.seek(std::io::SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut fresh = Vec::new();
+        let Ok(n) = file.read_to_end(&mut fresh) else {
+            return;
+        };
+        self.offset += n as u64;
+        self.partial.extend_from_slice(&fresh);
+        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let entry: Entry =
+                serde_json::from_slice(line).expect("a journal line of route53_proxy.py");
+            self.history.push(entry.clone());
+            self.apply(entry);
+        }
+    }
+
+    fn apply(&mut self, entry: Entry) {
+        let Some(zone) = self.read.get_mut(&entry.zone) else {
+            return;
+        };
+        let key = (entry.name, entry.r#type);
+        if entry.values.is_empty() {
+            zone.remove(&key);
+        } else {
+            zone.insert(key, (entry.ttl, entry.values));
+        }
+    }
+}
+
+fn zone_id(id: &str) -> String {
+    id.trim_start_matches("/hostedzone/").to_string()
+}
+
+type Forwards = Mutex<Vec<(String, SocketAddr)>>;
+
+/// Answers from Route53's zones, or relays to a forward zone's server; a
+/// CNAME found is chased like a resolver would, so the answer holds the chain.
 fn respond<'a>(
-    route53: &'a aws_sdk_route53::Client,
+    source: &'a Source,
     request: &'a Message,
     hidden: &'a Mutex<HashSet<String>>,
     forwards: &'a Forwards,
-    zones: &'a Zones,
-    cache_zones: &'a AtomicBool,
     depth: u8,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Message> + Send + 'a>> {
     Box::pin(async move {
@@ -305,7 +422,7 @@ fn respond<'a>(
         });
         let mut response = match upstream {
             Some(addr) => forward(addr, request).await,
-            None => answer(route53, request, hidden, zones, cache_zones).await,
+            None => answer(source, request, hidden).await,
         };
         let qtype = request.queries.first().map(|q| q.query_type());
         let cname = response.answers.iter().find_map(|r| match &r.data {
@@ -315,16 +432,7 @@ fn respond<'a>(
         if let (Some(target), Some(qtype), true) = (cname, qtype, depth < 8) {
             let mut sub = Message::query();
             sub.add_query(hickory_proto::op::Query::query(target, qtype));
-            let chased = respond(
-                route53,
-                &sub,
-                hidden,
-                forwards,
-                zones,
-                cache_zones,
-                depth + 1,
-            )
-            .await;
+            let chased = respond(source, &sub, hidden, forwards, depth + 1).await;
             response.answers.extend(chased.answers);
             response.metadata.response_code = chased.metadata.response_code;
         }

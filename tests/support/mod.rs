@@ -241,6 +241,8 @@ pub struct Route53Front {
     pub port: u16,
     pub timing: Route53Timing,
     log: PathBuf,
+    /// The record sets each accepted change left (the DNS responder's feed).
+    pub journal: PathBuf,
     _process: Process,
     _dir: tempfile::TempDir,
 }
@@ -250,6 +252,7 @@ impl Route53Front {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let log = dir.path().join("route53.log");
+        let journal = dir.path().join("changes.jsonl");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/route53_proxy.py");
         let mut child = Command::new("python3")
             .arg(script)
@@ -258,6 +261,7 @@ impl Route53Front {
             .arg(timing.insync.as_secs_f64().to_string())
             .arg(&log)
             .arg(timing.requests_per_second.to_string())
+            .arg(&journal)
             .stderr(std::fs::File::create(dir.path().join("proxy.err")).expect("log"))
             .tied()
             .spawn()
@@ -272,6 +276,7 @@ impl Route53Front {
             port,
             timing,
             log,
+            journal,
             _process: Process { child },
             _dir: dir,
         }
@@ -648,7 +653,7 @@ impl LocalEnv {
         }
         let bucket = "certkeeper-test".to_string();
         moto.create_bucket(&bucket).await;
-        let dns = dns::Route53Dns::start(moto.route53().await).await;
+        let dns = dns::Route53Dns::start(moto.route53().await, &route53.journal).await;
         let pebble = Pebble::start(dns.addr, pebble);
         let repo = ConfigRepo::init(&root.join("config-repo"));
         let env = LocalEnv {

@@ -1,6 +1,6 @@
 """A front for moto that makes its Route53 behave like the real one.
 
-Usage: route53_proxy.py PORT MOTO_URL INSYNC_SECONDS LOG_FILE [RATE]
+Usage: route53_proxy.py PORT MOTO_URL INSYNC_SECONDS LOG_FILE [RATE [JOURNAL]]
 
 moto answers INSYNC at once and hands out one constant change id; real
 Route53 keeps a change PENDING for up to a minute ("changes generally
@@ -19,15 +19,21 @@ and moto's validation stay), except that for the Route53 API
 
 Other services (S3, SSM, ...) pass through untouched and unthrottled.
 LOG_FILE gets one line per Route53 request: `<unix time> <status> <action>`.
-The DNS responder of the tests reads moto directly, so a value is served as
-soon as moto holds it, which is earlier than real Route53's nameservers
-would; certkeeper's own propagation check is what waits for them. Binds
-127.0.0.1 only.
+JOURNAL, when given, gets one JSON line per record set that a successful
+ChangeResourceRecordSets left: `{"zone", "name", "type", "ttl", "values"}`
+(`values` empty when the set was deleted), in the order moto applied them.
+The DNS responder of the tests (tests/support/dns.rs) answers from it, so
+what it serves is exactly what went through this API, without a moto call
+per question. It serves a value as soon as moto holds it, which is earlier
+than real Route53's nameservers would; certkeeper's own propagation check is
+what waits for them. Binds 127.0.0.1 only.
 """
 import http.client
 import http.server
 import itertools
+import json
 import re
+import xml.etree.ElementTree as ET
 import socketserver
 import sys
 import threading
@@ -39,8 +45,11 @@ MOTO = urllib.parse.urlparse(sys.argv[2])
 INSYNC = float(sys.argv[3])
 LOG = open(sys.argv[4], "a", buffering=1)
 RATE = float(sys.argv[5]) if len(sys.argv) > 5 else 5.0
+JOURNAL = open(sys.argv[6], "a", buffering=1) if len(sys.argv) > 6 else None
 
 lock = threading.Lock()
+# Changes go to moto one at a time, so the journal's order is moto's.
+change_lock = threading.Lock()
 changes = {}  # change id -> submitted at (monotonic)
 ids = itertools.count(1)
 tokens = RATE
@@ -70,6 +79,30 @@ def moto():
         conn = http.client.HTTPConnection(MOTO.hostname, MOTO.port, timeout=120)
         local.conn = conn
     return conn
+
+
+def journal(zone, request):
+    """One line per record set the accepted change left (see the module doc)."""
+    if JOURNAL is None:
+        return
+    ns = {"r": NS}
+    lines = []
+    for change in ET.fromstring(request).iterfind(".//r:Change", ns):
+        action = change.findtext("r:Action", "", ns)
+        rrset = change.find("r:ResourceRecordSet", ns)
+        if rrset is None:
+            continue
+        values = [v.text or "" for v in rrset.iterfind(".//r:ResourceRecord/r:Value", ns)]
+        lines.append(json.dumps({
+            "zone": zone,
+            "name": rrset.findtext("r:Name", "", ns).rstrip(".").replace("\\052", "*").lower(),
+            "type": rrset.findtext("r:Type", "", ns),
+            "ttl": int(rrset.findtext("r:TTL", "300", ns)),
+            "values": [] if action == "DELETE" else values,
+        }))
+    with lock:
+        for line in lines:
+            JOURNAL.write(line + "\n")
 
 
 def error_xml(code, message):
@@ -170,8 +203,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             LOG.write(f"{time.time():.3f} 200 GetChange {change_id} {status}\n")
             wall = time.time() - (time.monotonic() - submitted)
             return self.send(200, [("Content-Type", "text/xml")], change_xml(change_id, status, wall))
-        status, headers, payload = self.forward(data)
-        if CHANGE_PATH.match(path) and self.command == "POST" and status == 200:
+        is_change = CHANGE_PATH.match(path) and self.command == "POST"
+        if is_change:
+            with change_lock:
+                status, headers, payload = self.forward(data)
+                if status == 200:
+                    journal(path.split("/")[3], data)
+        else:
+            status, headers, payload = self.forward(data)
+        if is_change and status == 200:
             change_id = f"C{next(ids):012X}"
             with lock:
                 changes[change_id] = time.monotonic()
