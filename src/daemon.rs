@@ -73,12 +73,26 @@ pub async fn run(config: &Path, mut settings: Settings) -> Result<(), DaemonErro
         tracing::info!(event = "daemon.next_run", at = %next.to_rfc3339());
         notify::status(&format!("idle; next run at {}", next.to_rfc3339()));
         let wait = (next - now).to_std().unwrap_or_default();
-        let wake = tokio::select! {
-            _ = tokio::time::sleep(wait) => Wake::Scheduled,
-            asked = signals.next() => match asked {
-                Asked::Reload => Wake::Reload,
-                Asked::Shutdown => Wake::Shutdown,
-            },
+        let next_run = tokio::time::sleep(wait);
+        tokio::pin!(next_run);
+        // What a run leaves behind winds down after it returns (connection
+        // pools closing, tokio's idle blocking threads exiting) and touches
+        // code pages again: hand memory back once more when it has.
+        let settle = tokio::time::sleep(SETTLE);
+        tokio::pin!(settle);
+        let mut settled = false;
+        let wake = loop {
+            tokio::select! {
+                _ = &mut next_run => break Wake::Scheduled,
+                asked = signals.next() => break match asked {
+                    Asked::Reload => Wake::Reload,
+                    Asked::Shutdown => Wake::Shutdown,
+                },
+                _ = &mut settle, if !settled => {
+                    settled = true;
+                    release_memory();
+                }
+            }
         };
         match wake {
             Wake::Shutdown => break,
@@ -214,6 +228,10 @@ async fn one_run(settings: &Settings, services: &Services, signals: &mut Signals
     }
     stopping.stopping()
 }
+
+/// How long after a run (or the start) the daemon hands memory back a
+/// second time; tokio keeps an idle blocking thread 10 s.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Hands the run's freed heap back to the OS: between runs the daemon
 /// should hold only what it needs to wait.

@@ -34,6 +34,7 @@ pub mod replica;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod seal;
 pub mod secret;
 pub mod secrets;
 pub mod serve;

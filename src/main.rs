@@ -123,6 +123,10 @@ enum Command {
     /// (key entry plus `rootca` and `subca` trusted entries). Writes all
     /// output files or none.
     Convert(cli::external::ConvertArgs),
+    /// Seal a certificate's private key, certificate and chain to a
+    /// client's RSA public key: one bundle the client opens with tar and
+    /// openssl (its README.txt has the commands).
+    Seal(cli::seal::SealArgs),
     /// Fingerprints of certificate files as openssl prints them, or
     /// `--format monit` for monit's `certmd5`.
     Fingerprint(cli::external::FingerprintArgs),
@@ -332,6 +336,12 @@ fn main() {
         }
         Command::Generate { what } => generate(what),
         Command::Convert(args) => plain(cli::external::convert(args)),
+        Command::Seal(args) => {
+            let config = args.config.clone();
+            with_settings_logging(&config, logging::init_stderr, |settings| {
+                cli::seal::seal(settings, args)
+            })
+        }
         Command::Fingerprint(args) => plain(cli::external::fingerprint(args)),
         Command::Account {
             command: AccountCommand::Rollover { issuer, config },

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
+#[derive(Clone)]
 pub struct Email {
     pub name: String,
     pub server: String,
@@ -161,6 +162,17 @@ impl Email {
         let date = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc2822)
             .unwrap_or_default();
+        if alert.level == crate::alert::REMINDER {
+            // To someone outside: no internal locations.
+            let days = alert.days_left.unwrap_or(0).max(0);
+            return format!(
+                "From: {}\r\nTo: {}\r\nSubject: Certificate {} due for renewal within {days} days\r\nDate: {date}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n",
+                self.from,
+                self.to.join(", "),
+                alert.name,
+                alert.message.replace('\n', "\r\n"),
+            );
+        }
         let subject = format!("[certkeeper] {}: {}", alert.level, alert.name);
         format!(
             "From: {}\r\nTo: {}\r\nSubject: {subject}\r\nDate: {date}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n\r\nsource: {}\r\nnot after: {}\r\n",
@@ -212,6 +224,13 @@ impl Email {
 impl Channel for Email {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn readdressed(&self, to: &[String]) -> Option<Arc<dyn Channel>> {
+        Some(Arc::new(Email {
+            to: to.to_vec(),
+            ..self.clone()
+        }))
     }
 
     async fn send(&self, alert: &Alert) -> Result<(), ChannelError> {

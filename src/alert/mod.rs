@@ -50,7 +50,15 @@ pub enum Cause {
 pub trait Channel: Send + Sync {
     fn name(&self) -> &str;
     async fn send(&self, alert: &Alert) -> Result<(), ChannelError>;
+    /// The same channel sending to `to` instead; `None` where a channel has
+    /// no recipients of its own (chat and webhooks).
+    fn readdressed(&self, _to: &[String]) -> Option<Arc<dyn Channel>> {
+        None
+    }
 }
+
+/// The level of a reminder mailed to a certificate's `contact`.
+pub const REMINDER: &str = "reminder";
 
 /// What was last said about a certificate.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -14,6 +14,7 @@ pub mod generate;
 pub mod iam_policy;
 pub mod inventory;
 pub mod run_cmd;
+pub mod seal;
 pub mod status;
 
 pub(crate) use crate::{IamPolicyArgs, OutputFormat};

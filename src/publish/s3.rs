@@ -320,10 +320,11 @@ impl Target for S3 {
             let content_type = match *file {
                 META => "application/json",
                 P12 => "application/x-pkcs12",
+                crate::seal::BUNDLE => "application/x-tar",
                 f if f.ends_with(".txt") => "text/plain",
                 _ => "application/x-pem-file",
             };
-            let encrypt = *file == PRIVKEY || *file == P12;
+            let encrypt = *file == PRIVKEY || *file == P12 || *file == crate::seal::BUNDLE;
             let (uploaded, etag) = self
                 .put(
                     &key,

@@ -310,6 +310,11 @@ mod defaults {
     pub fn critical_template() -> String {
         "URGENT: the certificate for {name} in {environment} expires within {duration} days (not after {not_after}); renew it now".into()
     }
+    /// The mTLS client runbook's email: new keys made on the client's side,
+    /// only the public key sent.
+    pub fn contact_template() -> String {
+        "Hello,\n\nThe client certificate {name} for the {environment} environment is due for renewal: it expires within the next {duration} days ({not_after}).\n\nPlease generate a new key pair as below and send us only the public key (public-key.pem). Never send the private key; keep it where the client runs.\n\n  openssl genrsa -out private-key.pem 3072\n  openssl rsa -in private-key.pem -pubout -out public-key.pem\n\nWe will send the new certificate back encrypted to that public key, with the openssl commands to open it.".into()
+    }
     pub fn watch_name() -> String {
         "{stem}".into()
     }

@@ -289,9 +289,31 @@ fn http(s: &Settings, _: &str) -> Check {
     Ok(())
 }
 
-/// Watch alerts go to configured channels.
+/// Watch alerts go to configured channels; contacts are mailed.
 fn watch(s: &Settings, _: &str) -> Check {
     if let Some(watch) = &s.watch {
+        if let Some(c) = &watch.contact_channel {
+            match s.channels.get(c) {
+                Some(ChannelSettings::Email { .. }) => {}
+                Some(_) => {
+                    return problem(
+                        "watch.contact_channel",
+                        c,
+                        format!("{c:?} is not an email channel (contacts are mailed)"),
+                    );
+                }
+                None => {
+                    return problem(
+                        "watch.contact_channel",
+                        c,
+                        format!(
+                            "unknown channel {c:?} (channels: {:?})",
+                            s.channels.keys().collect::<Vec<_>>()
+                        ),
+                    );
+                }
+            }
+        }
         for c in &watch.channels {
             if !s.channels.contains_key(c) {
                 return problem(

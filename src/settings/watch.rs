@@ -28,6 +28,15 @@ pub struct WatchSettings {
     /// Channel names from `channels:`.
     #[serde(default)]
     pub channels: Vec<String>,
+    /// An email channel of `channels:`: a certificate labelled
+    /// `contact: ADDRESS` also gets `contact_template` mailed to that
+    /// address through this channel's server, once per level (warning, then
+    /// critical), not daily.
+    #[serde(default)]
+    pub contact_channel: Option<String>,
+    /// The reminder to a certificate's contact; the same variables.
+    #[serde(default = "defaults::contact_template")]
+    pub contact_template: String,
 }
 
 /// Where watched certificates are found.

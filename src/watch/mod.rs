@@ -253,6 +253,61 @@ pub fn due(
     out
 }
 
+/// The label naming who outside gets `contact_template`.
+pub const CONTACT: &str = "contact";
+
+/// A reminder to a certificate's contact.
+#[derive(Debug)]
+pub struct Reminder {
+    pub address: String,
+    /// What it is remembered by in the sent state (`contact/<name>`).
+    pub key: String,
+    /// The alert level it is for (`warning`, `critical`, `expired`).
+    pub level: &'static str,
+    pub alert: Alert,
+}
+
+/// Reminders due to contacts (`contact:` label, an email address): one per
+/// certificate and level, so a client hears once when the warning starts
+/// and once more when it turns critical, not every day.
+pub fn reminders(
+    watch: &WatchSettings,
+    watched: &[Watched],
+    sent: &BTreeMap<String, Sent>,
+    now: OffsetDateTime,
+) -> Vec<Reminder> {
+    let mut out = Vec::new();
+    for w in watched {
+        let Some(address) = w.labels.get(CONTACT).filter(|a| a.contains('@')) else {
+            continue;
+        };
+        let days = (w.not_after - now).whole_days();
+        let Some(level) = level(days, w.not_after <= now, watch) else {
+            continue;
+        };
+        let key = format!("{CONTACT}/{}", w.name);
+        if sent.get(&key).is_some_and(|s| s.level == level) {
+            continue;
+        }
+        let v = vars(&w.name, &w.labels, days, w.not_after, &w.source);
+        out.push(Reminder {
+            address: address.clone(),
+            key,
+            level,
+            alert: Alert {
+                name: w.name.clone(),
+                level: alert::REMINDER.into(),
+                message: render(&watch.contact_template, &v),
+                days_left: Some(days),
+                not_after: v.get("not_after").cloned(),
+                source: w.source.clone(),
+                labels: w.labels.clone(),
+            },
+        });
+    }
+    out
+}
+
 /// The watch step of a run: scan, decide, send, remember.
 pub async fn check(settings: &Settings, store: &Store, status: Option<&Status>, secrets: &Secrets) {
     let Some(watch) = &settings.watch else {
@@ -280,12 +335,20 @@ pub async fn check(settings: &Settings, store: &Store, status: Option<&Status>, 
         &sent,
         OffsetDateTime::now_utc(),
     );
+    let reminders = match &watch.contact_channel {
+        Some(_) => reminders(watch, &watched, &sent, OffsetDateTime::now_utc()),
+        None => Vec::new(),
+    };
     tracing::info!(
         event = "watch.checked",
         watched = watched.len(),
         alerts = alerts.len(),
+        reminders = reminders.len(),
         source_errors = errors.len()
     );
+    if let (Some(name), false) = (&watch.contact_channel, reminders.is_empty()) {
+        remind(settings, name, &reminders, &mut sent, store, secrets).await;
+    }
     if alerts.is_empty() {
         return;
     }
@@ -304,6 +367,46 @@ pub async fn check(settings: &Settings, store: &Store, status: Option<&Status>, 
             );
             // Saved after each, so a crash mid-way repeats nothing.
             alert::save_sent(store, &sent);
+        }
+    }
+}
+
+/// Mails each reminder to its contact through the contact channel's server.
+async fn remind(
+    settings: &Settings,
+    channel: &str,
+    reminders: &[Reminder],
+    sent: &mut BTreeMap<String, Sent>,
+    store: &Store,
+    secrets: &Secrets,
+) {
+    let (channels, errors) = alert::build(settings, &[channel.to_string()], secrets).await;
+    for e in &errors {
+        tracing::error!(event = "alert.channel.failed", error = %e);
+    }
+    let Some(base) = channels.first() else {
+        return;
+    };
+    for r in reminders {
+        let Some(to) = base.readdressed(std::slice::from_ref(&r.address)) else {
+            return;
+        };
+        match to.send(&r.alert).await {
+            Ok(()) => {
+                tracing::info!(event = "alert.reminder.sent", channel = channel, cert = %r.alert.name, to = %r.address, level = r.level);
+                sent.insert(
+                    r.key.clone(),
+                    Sent {
+                        day: alert::today(),
+                        level: r.level.into(),
+                    },
+                );
+                // Saved after each, so a crash mid-way repeats nothing.
+                alert::save_sent(store, sent);
+            }
+            Err(e) => {
+                tracing::error!(event = "alert.reminder.failed", channel = channel, cert = %r.alert.name, error = %e);
+            }
         }
     }
 }
@@ -445,5 +548,79 @@ mod tests {
         );
         assert_eq!(a[0].level, "critical");
         assert!(a[0].message.contains(command));
+    }
+
+    fn client(days: time::Duration, contact: Option<&str>) -> Watched {
+        let mut labels = BTreeMap::from([("environment".to_string(), "prod".to_string())]);
+        if let Some(c) = contact {
+            labels.insert(CONTACT.into(), c.into());
+        }
+        Watched {
+            name: "hmpps-client".into(),
+            source: "s3://backup/hmpps-client/cert.pem".into(),
+            labels,
+            not_after: OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000) + days,
+            serial: "01".into(),
+            subject: "CN=client".into(),
+        }
+    }
+
+    #[test]
+    fn a_contact_is_reminded_once_per_level_with_the_days_it_truly_has() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let w = watch();
+        // 9.99 days left: "within the next 9 days" is true, 10 would not be.
+        let almost_ten =
+            time::Duration::days(9) + time::Duration::hours(23) + time::Duration::minutes(45);
+        let certs = [
+            client(almost_ten, Some("pki@client.example")),
+            Watched {
+                name: "no-contact".into(),
+                ..client(almost_ten, None)
+            },
+        ];
+        let mut sent = BTreeMap::new();
+        let due = reminders(&w, &certs, &sent, now);
+        assert_eq!(due.len(), 1, "{due:?}");
+        let r = &due[0];
+        assert_eq!(
+            (r.address.as_str(), r.key.as_str(), r.level),
+            ("pki@client.example", "contact/hmpps-client", "warning")
+        );
+        assert!(
+            r.alert.message.contains(
+                "for the prod environment is due for renewal: it expires within the next 9 days"
+            ),
+            "{}",
+            r.alert.message
+        );
+        assert!(
+            r.alert
+                .message
+                .contains("openssl genrsa -out private-key.pem 3072")
+        );
+        assert!(r.alert.message.contains("send us only the public key"));
+        // Sent: not again the next day at the same level ...
+        sent.insert(
+            r.key.clone(),
+            Sent {
+                day: "1970-01-01".into(),
+                level: "warning".into(),
+            },
+        );
+        assert!(reminders(&w, &certs, &sent, now + time::Duration::days(1)).is_empty());
+        // ... once more when it turns critical ...
+        let later = reminders(&w, &certs, &sent, now + time::Duration::days(4));
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].level, "critical");
+        // ... and never once a renewed certificate is there.
+        let renewed = [client(
+            time::Duration::days(365),
+            Some("pki@client.example"),
+        )];
+        assert!(reminders(&w, &renewed, &BTreeMap::new(), now).is_empty());
+        // Not an address: nobody to mail.
+        let odd = [client(almost_ten, Some("the client team"))];
+        assert!(reminders(&w, &odd, &BTreeMap::new(), now).is_empty());
     }
 }

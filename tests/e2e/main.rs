@@ -28,6 +28,7 @@ mod renewal;
 mod replicas;
 mod rfc2136;
 mod route53;
+mod seal;
 mod secrets;
 mod status;
 mod verify;
