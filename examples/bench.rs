@@ -121,12 +121,17 @@ fn certificates_yaml(n: usize, wildcards: bool) -> String {
 /// Every live certificate that does not chain to Pebble's root (openssl
 /// verify with the live chain as untrusted intermediates).
 fn unverified(env: &support::LocalEnv, names: &[String]) -> usize {
+    unverified_in(env, &env.state_dir(), names)
+}
+
+/// `unverified` over the live sets of the state dir `state`.
+fn unverified_in(env: &support::LocalEnv, state: &std::path::Path, names: &[String]) -> usize {
     let root = env.root.join("pebble-root.pem");
     std::fs::write(&root, env.pebble.issuing_root()).expect("root");
     names
         .iter()
         .filter(|name| {
-            let live = env.state_dir().join("live").join(name);
+            let live = state.join("live").join(name);
             !Command::new("openssl")
                 .args(["verify", "-CAfile"])
                 .arg(&root)
@@ -153,6 +158,7 @@ async fn bench_env(
     let timing = support::Route53Timing {
         insync,
         requests_per_second: 5.0,
+        prior_request_window: Duration::ZERO,
     };
     let env = support::LocalEnv::start_timed(dir, &["example.test"], pebble, timing).await;
     env.repo
@@ -486,7 +492,51 @@ async fn replicas_bench(env: &support::LocalEnv, n: usize, k: usize) -> std::pro
     );
     let left = env.moto.challenge_records().await.len();
     println!("left in DNS:             {left} _acme-challenge record sets");
-    if issued != n || left != 0 {
+    // Every replica ends its run with every certificate: its own, and the
+    // others' pulled from the bucket; each verifies and is published.
+    let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+    let mut incomplete = 0;
+    for i in 0..k {
+        let state = std::path::PathBuf::from(format!("{}-{i}", env.state_dir().display()));
+        let status: serde_json::Value = std::fs::read(state.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let certs = status["certificates"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let published = certs.iter().filter(|c| c["published"] == true).count();
+        let bad = unverified_in(env, &state, &names);
+        println!(
+            "replica {i} live sets:     {} of {n} verify against Pebble's root, {published} published",
+            n - bad
+        );
+        incomplete += bad + n.saturating_sub(published);
+    }
+    let s3 = env.moto.s3().await;
+    let (mut metas, mut token) = (0, None);
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(&env.bucket)
+            .prefix("certs/")
+            .set_continuation_token(token)
+            .send()
+            .await
+            .expect("list the bucket");
+        metas += page
+            .contents()
+            .iter()
+            .filter(|o| o.key().is_some_and(|k| k.ends_with("/meta.json")))
+            .count();
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    println!("in the bucket:           {metas} live sets");
+    if issued != n || left != 0 || incomplete != 0 || metas != n {
         eprintln!("replicas issued {issued} certificates for {n} names");
         return std::process::ExitCode::FAILURE;
     }

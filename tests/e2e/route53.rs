@@ -37,6 +37,7 @@ fn front(moto: &support::Moto) -> support::Route53Front {
         support::Route53Timing {
             insync: PENDING,
             requests_per_second: 5.0,
+            prior_request_window: std::time::Duration::ZERO,
         },
     )
 }
@@ -248,5 +249,60 @@ async fn concurrent_orders_share_one_change_and_a_bad_one_is_isolated() {
         txt_values(&moto, &zone, "_acme-challenge.h7.example.test")
             .await
             .is_empty()
+    );
+}
+
+/// Two writers on one zone (two replicas, or certkeeper and a person):
+/// Route53 refuses a change that comes while it still processes the
+/// zone's previous one (PriorRequestNotComplete); each is retried after a
+/// pause and every value lands, then every one is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prior_request_not_complete_is_waited_out() {
+    let moto = support::Moto::start();
+    let zone = moto.create_zone("example.test").await;
+    let front = support::Route53Front::start(
+        &moto,
+        support::Route53Timing {
+            insync: PENDING,
+            requests_per_second: 5.0,
+            prior_request_window: std::time::Duration::from_millis(800),
+        },
+    );
+    let writers = [
+        Arc::new(Route53::new(front.route53().await)),
+        Arc::new(Route53::new(front.route53().await)),
+        Arc::new(Route53::new(front.route53().await)),
+    ];
+    let name = |w: usize, i: usize| format!("_acme-challenge.w{w}-{i}.example.test");
+    for op in ["present", "cleanup"] {
+        let mut tasks = Vec::new();
+        for (w, p) in writers.iter().enumerate() {
+            for i in 0..3 {
+                let (p, n) = (p.clone(), name(w, i));
+                tasks.push(tokio::spawn(async move {
+                    let records = [rec(&n, "v")];
+                    if op == "present" {
+                        p.present(&ZoneHint::default(), &records).await
+                    } else {
+                        p.cleanup(&ZoneHint::default(), &records).await
+                    }
+                }));
+            }
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        for w in 0..3 {
+            for i in 0..3 {
+                let want: &[&str] = if op == "present" { &["\"v\""] } else { &[] };
+                assert_eq!(txt_values(&moto, &zone, &name(w, i)).await, want, "{op}");
+            }
+        }
+    }
+    let log = front.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(" 400 PriorRequestNotComplete ")),
+        "three writers at once never overlapped: {log}"
     );
 }

@@ -218,6 +218,9 @@ pub struct Route53Timing {
     pub insync: Duration,
     /// Account-wide API requests per second (real Route53: 5).
     pub requests_per_second: f64,
+    /// A change to a zone within this long of its last one is refused
+    /// with PriorRequestNotComplete (zero: never).
+    pub prior_request_window: Duration,
 }
 
 impl Default for Route53Timing {
@@ -230,6 +233,7 @@ impl Default for Route53Timing {
         Route53Timing {
             insync: Duration::from_secs_f64(insync),
             requests_per_second: 5.0,
+            prior_request_window: Duration::ZERO,
         }
     }
 }
@@ -262,6 +266,7 @@ impl Route53Front {
             .arg(&log)
             .arg(timing.requests_per_second.to_string())
             .arg(&journal)
+            .arg(timing.prior_request_window.as_secs_f64().to_string())
             .stderr(std::fs::File::create(dir.path().join("proxy.err")).expect("log"))
             .tied()
             .spawn()

@@ -1,6 +1,6 @@
 """A front for moto that makes its Route53 behave like the real one.
 
-Usage: route53_proxy.py PORT MOTO_URL INSYNC_SECONDS LOG_FILE [RATE [JOURNAL]]
+Usage: route53_proxy.py PORT MOTO_URL INSYNC_SECONDS LOG_FILE [RATE [JOURNAL [PRIOR_SECONDS]]]
 
 moto answers INSYNC at once and hands out one constant change id; real
 Route53 keeps a change PENDING for up to a minute ("changes generally
@@ -15,7 +15,11 @@ and moto's validation stay), except that for the Route53 API
 - one account-wide token bucket (RATE per second, default 5, burst the
   same) answers HTTP 400 Throttling "Rate exceeded" above it;
 - ListResourceRecordSets names wildcards `\\052.` as Route53 does (moto
-  says `*.`).
+  says `*.`);
+- with PRIOR_SECONDS > 0, a change to a zone that comes within that long of
+  the zone's last accepted change answers HTTP 400 PriorRequestNotComplete,
+  as Route53 does while it is still processing the previous request for
+  the zone ("wait, in intervals of increasing duration, and retry").
 
 Other services (S3, SSM, ...) pass through untouched and unthrottled.
 LOG_FILE gets one line per Route53 request: `<unix time> <status> <action>`.
@@ -45,7 +49,9 @@ MOTO = urllib.parse.urlparse(sys.argv[2])
 INSYNC = float(sys.argv[3])
 LOG = open(sys.argv[4], "a", buffering=1)
 RATE = float(sys.argv[5]) if len(sys.argv) > 5 else 5.0
-JOURNAL = open(sys.argv[6], "a", buffering=1) if len(sys.argv) > 6 else None
+JOURNAL = open(sys.argv[6], "a", buffering=1) if len(sys.argv) > 6 and sys.argv[6] else None
+PRIOR = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
+last_change = {}  # zone id -> when its last change was accepted (monotonic)
 
 lock = threading.Lock()
 # Changes go to moto one at a time, so the journal's order is moto's.
@@ -205,10 +211,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(200, [("Content-Type", "text/xml")], change_xml(change_id, status, wall))
         is_change = CHANGE_PATH.match(path) and self.command == "POST"
         if is_change:
+            zone = path.split("/")[3]
             with change_lock:
-                status, headers, payload = self.forward(data)
-                if status == 200:
-                    journal(path.split("/")[3], data)
+                busy = PRIOR > 0 and time.monotonic() - last_change.get(zone, -1e9) < PRIOR
+                if not busy:
+                    status, headers, payload = self.forward(data)
+                    if status == 200:
+                        journal(zone, data)
+                        last_change[zone] = time.monotonic()
+            if busy:
+                LOG.write(f"{time.time():.3f} 400 PriorRequestNotComplete {action}\n")
+                return self.send(
+                    400,
+                    [("Content-Type", "text/xml")],
+                    error_xml("PriorRequestNotComplete", "The request was rejected because Route 53 was still processing a prior request."),
+                )
         else:
             status, headers, payload = self.forward(data)
         if is_change and status == 200:

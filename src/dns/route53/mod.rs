@@ -36,8 +36,9 @@ use rules::{batch_window, chunks, cleanup_window, route53_name};
 const PROVIDER: &str = "route53";
 const TTL: i64 = 60;
 const INSYNC_TIMEOUT: Duration = Duration::from_secs(600);
-/// Attempts of one call; throttling is answered more patiently than an
-/// error (`THROTTLE_ATTEMPTS`): every throttled call is retried.
+/// Attempts of one call; throttling and a zone still busy with a prior
+/// change are answered more patiently than an error (`THROTTLE_ATTEMPTS`):
+/// every throttled call is retried.
 const MAX_ATTEMPTS: u32 = 6;
 const THROTTLE_ATTEMPTS: u32 = 16;
 
@@ -357,8 +358,11 @@ impl Inner {
                             | "PriorRequestNotComplete"
                             | "RequestLimitExceeded"
                     ) || server;
-                    let throttled =
-                        code.starts_with("Throttling") || code == "RequestLimitExceeded";
+                    // A zone busy with a prior change answers the same way
+                    // until it is done: as patient as with throttling.
+                    let throttled = code.starts_with("Throttling")
+                        || code == "RequestLimitExceeded"
+                        || code == "PriorRequestNotComplete";
                     let attempts = if throttled {
                         THROTTLE_ATTEMPTS
                     } else {
