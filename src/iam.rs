@@ -10,7 +10,9 @@
 //! and must be added by hand.
 
 use crate::config::Config;
-use crate::settings::{AwsIdentity, DnsProviderSettings, Settings, TargetSettings};
+use crate::settings::{
+    AwsIdentity, ChannelSettings, DnsProviderSettings, Settings, TargetSettings, WatchSource,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -323,11 +325,17 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
             TargetSettings::Files(_) => {}
         }
     }
-    let used_secrets: BTreeSet<&str> = config
+    if let Some(watch) = &settings.watch {
+        for (i, source) in watch.sources.iter().enumerate() {
+            watch_source(&mut b, i, source);
+        }
+    }
+    let mut used_secrets: BTreeSet<&str> = config
         .certificates
         .iter()
         .filter_map(|c| c.spec.pkcs12.as_ref().map(|p| p.password.as_str()))
         .collect();
+    used_secrets.extend(settings_secrets(settings));
     for (name, secret) in &settings.secrets {
         if let (Some(param), true) = (&secret.ssm, used_secrets.contains(name.as_str())) {
             b.add(
@@ -350,6 +358,74 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
             )
         })
         .collect()
+}
+
+/// What reading one watch source needs.
+fn watch_source(b: &mut Builder, i: usize, source: &WatchSource) {
+    match source {
+        WatchSource::S3(s) => {
+            let prefix = s.prefix.trim_start_matches('/');
+            b.add(
+                &s.aws,
+                json!({
+                    "Sid": format!("WatchS3List{i}"),
+                    "Effect": "Allow",
+                    "Action": "s3:ListBucket",
+                    "Resource": format!("arn:aws:s3:::{}", s.bucket),
+                    "Condition": {"StringLike": {"s3:prefix": format!("{prefix}*")}},
+                }),
+            );
+            b.add(
+                &s.aws,
+                json!({
+                    "Sid": format!("WatchS3Read{i}"),
+                    "Effect": "Allow",
+                    "Action": "s3:GetObject",
+                    "Resource": format!("arn:aws:s3:::{}/{prefix}*", s.bucket),
+                }),
+            );
+        }
+        WatchSource::Ssm(s) => {
+            let path = s.path.trim_matches('/');
+            b.add(
+                &s.aws,
+                json!({
+                    "Sid": format!("WatchSsmRead{i}"),
+                    "Effect": "Allow",
+                    "Action": "ssm:GetParametersByPath",
+                    "Resource": [
+                        format!("arn:aws:ssm:*:*:parameter/{path}"),
+                        format!("arn:aws:ssm:*:*:parameter/{path}/*"),
+                    ],
+                }),
+            );
+        }
+        WatchSource::Files(_) | WatchSource::Endpoint(_) => {}
+    }
+}
+
+/// The `secrets:` names the settings themselves refer to: alert channels'
+/// URLs and keys, watched PKCS#12 passwords.
+fn settings_secrets(settings: &Settings) -> Vec<&str> {
+    let mut out = Vec::new();
+    for channel in settings.channels.values() {
+        match channel {
+            ChannelSettings::Slack { webhook_url } => out.push(webhook_url.as_str()),
+            ChannelSettings::Webhook { url, hmac_secret } => {
+                out.push(url.as_str());
+                out.extend(hmac_secret.as_deref());
+            }
+            ChannelSettings::Email { password, .. } => out.extend(password.as_deref()),
+        }
+    }
+    for source in settings.watch.iter().flat_map(|w| &w.sources) {
+        match source {
+            WatchSource::Files(f) => out.extend(f.pkcs12_password.as_deref()),
+            WatchSource::S3(s) => out.extend(s.pkcs12_password.as_deref()),
+            WatchSource::Ssm(_) | WatchSource::Endpoint(_) => {}
+        }
+    }
+    out
 }
 
 fn kms(target: &str, key: &str, actions: &[&str]) -> Value {
@@ -505,5 +581,34 @@ mod tests {
         );
         assert!(!p["arn:aws:iam::111:role/dns"].to_string().contains("s3:"));
         assert!(p["default"].to_string().contains("service/mesh/forwarder"));
+    }
+
+    #[test]
+    fn watch_sources_and_the_settings_secrets_are_readable() {
+        let s = settings(
+            "secrets:\n  slack: {ssm: /certkeeper/slack-url}\n  unused: {ssm: /certkeeper/other}\nchannels:\n  ops: {type: slack, webhook_url: slack}\nwatch:\n  channels: [ops]\n  sources:\n    - {type: s3, bucket: backups, prefix: mesh/}\n    - {type: ssm, path: /registrations/prod/, aws: {profile: registry}}\n",
+        );
+        let c = config("certificates: []\n");
+        let all = policies(&s, &c);
+        let default = all["default"].to_string();
+        assert!(default.contains("\"s3:ListBucket\""), "{default}");
+        assert!(default.contains("\"arn:aws:s3:::backups\""), "{default}");
+        assert!(default.contains("\"s3:prefix\":\"mesh/*\""), "{default}");
+        assert!(default.contains("arn:aws:s3:::backups/mesh/*"), "{default}");
+        assert!(
+            default.contains("arn:aws:ssm:*:*:parameter/certkeeper/slack-url"),
+            "{default}"
+        );
+        assert!(
+            !default.contains("certkeeper/other"),
+            "a secret nothing uses: {default}"
+        );
+        assert!(!default.contains("GetParametersByPath"), "{default}");
+        let registry = all["profile:registry"].to_string();
+        assert!(registry.contains("ssm:GetParametersByPath"), "{registry}");
+        assert!(
+            registry.contains("arn:aws:ssm:*:*:parameter/registrations/prod/*"),
+            "{registry}"
+        );
     }
 }
