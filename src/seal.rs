@@ -130,32 +130,12 @@ pub fn recipient(path: &Path, bytes: &[u8]) -> Result<Recipient, SealError> {
 
 /// SubjectPublicKeyInfo around a PKCS#1 RSAPublicKey.
 fn spki_of_pkcs1(pkcs1: &[u8]) -> Vec<u8> {
-    const RSA_ALGORITHM: [u8; 15] = [
-        0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
-    ];
+    use crate::convert::{RSA_ALGORITHM, der_tlv};
     let mut bits = vec![0u8];
     bits.extend_from_slice(pkcs1);
     let mut body = RSA_ALGORITHM.to_vec();
     body.extend(der_tlv(0x03, &bits));
     der_tlv(0x30, &body)
-}
-
-fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len
-            .to_be_bytes()
-            .into_iter()
-            .skip_while(|b| *b == 0)
-            .collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
 }
 
 /// One file to seal: its name in the bundle (without `.enc`) and bytes.

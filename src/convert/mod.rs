@@ -198,7 +198,7 @@ pub fn private_key(path: &Path, bytes: &[u8]) -> Result<PrivateKeyInput, Convert
 }
 
 /// AlgorithmIdentifier DER for rsaEncryption with NULL parameters.
-const RSA_ALGORITHM: [u8; 15] = [
+pub(crate) const RSA_ALGORITHM: [u8; 15] = [
     0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
 ];
 /// id-ecPublicKey with prime256v1.
@@ -227,7 +227,7 @@ fn der_length(len: usize) -> Vec<u8> {
     }
 }
 
-fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+pub(crate) fn der_tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let length = der_length(content.len());
     let mut out = Vec::with_capacity(1 + length.len() + content.len());
     out.push(tag);

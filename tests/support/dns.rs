@@ -219,6 +219,9 @@ async fn answer(source: &Source, request: &Message, hidden: &Mutex<HashSet<Strin
 /// Record sets at one name: (type, TTL, values as Route53 holds them).
 type Sets = Vec<(String, u32, Vec<String>)>;
 
+/// One zone's record sets: (name, type) -> (TTL, values).
+type ZoneSets = std::collections::HashMap<(String, String), (u32, Vec<String>)>;
+
 /// Where the answers come from: moto's hosted zones, each read whole from
 /// moto the first time a question falls in it, then kept current from the
 /// Route53 front's journal of accepted changes (`route53_proxy.py`). So a
@@ -244,10 +247,7 @@ struct Mirror {
     /// Every journal entry so far, replayed over a zone when it is read.
     history: Vec<Entry>,
     /// Zone id -> (name, type) -> (TTL, values).
-    read: std::collections::HashMap<
-        String,
-        std::collections::HashMap<(String, String), (u32, Vec<String>)>,
-    >,
+    read: std::collections::HashMap<String, ZoneSets>,
 }
 
 /// One line of the front's journal: a record set as a change left it.
@@ -319,10 +319,7 @@ impl Source {
     }
 
     /// Every record set of a zone, as moto holds it now.
-    async fn read_zone(
-        &self,
-        id: &str,
-    ) -> Result<std::collections::HashMap<(String, String), (u32, Vec<String>)>, ()> {
+    async fn read_zone(&self, id: &str) -> Result<ZoneSets, ()> {
         let mut out = std::collections::HashMap::new();
         let mut next: Option<(String, aws_sdk_route53::types::RrType)> = None;
         loop {
