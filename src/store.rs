@@ -433,7 +433,7 @@ impl Store {
 }
 
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = folder_of(path);
     let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&tmp);
@@ -445,6 +445,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), StoreErr
     sync_dir(dir)
 }
 
+/// The folder a file is in; `.` for a bare file name (`out.tar`), whose
+/// parent is the empty path.
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -454,6 +462,13 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_file_name_is_in_the_current_folder() {
+        assert_eq!(folder_of(Path::new("bundle.tar")), Path::new("."));
+        assert_eq!(folder_of(Path::new("out/bundle.tar")), Path::new("out"));
+        assert_eq!(folder_of(Path::new("/bundle.tar")), Path::new("/"));
+    }
 
     #[test]
     fn sweep_removes_what_a_killed_run_left_and_nothing_else() {
