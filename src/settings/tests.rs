@@ -211,3 +211,35 @@ fn a_proxy_that_cannot_be_used_is_located_without_its_password() {
         "{err}"
     );
 }
+
+#[test]
+fn a_contact_channel_must_be_an_email_channel() {
+    let err = |channels: &str| {
+        let text = format!(
+            "{MINIMAL}secrets:\n  hook: {{env: HOOK}}\nchannels:\n{channels}watch:\n  contact_channel: mail\n"
+        );
+        Settings::parse(Path::new("s.yaml"), &text)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("  mail: {type: slack, webhook_url: hook}\n");
+    assert!(
+        e.starts_with("s.yaml:11:3: watch.contact_channel: \"mail\" is not an email channel"),
+        "{e}"
+    );
+    let e = err("  ops: {type: slack, webhook_url: hook}\n");
+    assert!(
+        e.starts_with("s.yaml:11:3: watch.contact_channel: unknown channel \"mail\""),
+        "{e}"
+    );
+    let ok = format!(
+        "{MINIMAL}channels:\n  mail: {{type: email, server: \"smtp.test:587\", from: a@b.test, to: [c@d.test]}}\nwatch:\n  contact_channel: mail\n"
+    );
+    let s = Settings::parse(Path::new("s.yaml"), &ok).unwrap();
+    let watch = s.watch.unwrap();
+    assert!(
+        watch
+            .contact_template
+            .contains("send us only the public key")
+    );
+}

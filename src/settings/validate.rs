@@ -298,14 +298,14 @@ fn watch(s: &Settings, _: &str) -> Check {
                 Some(_) => {
                     return problem(
                         "watch.contact_channel",
-                        c,
+                        "contact_channel:",
                         format!("{c:?} is not an email channel (contacts are mailed)"),
                     );
                 }
                 None => {
                     return problem(
                         "watch.contact_channel",
-                        c,
+                        "contact_channel:",
                         format!(
                             "unknown channel {c:?} (channels: {:?})",
                             s.channels.keys().collect::<Vec<_>>()
