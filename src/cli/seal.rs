@@ -3,6 +3,7 @@
 //! to a target, so the client's expiry watch sees the new certificate.
 
 use super::Failure;
+use certkeeper::convert;
 use certkeeper::seal::{self, About, Plain};
 use certkeeper::settings::{Settings, TargetSettings};
 use certkeeper::store::{self, Store};
@@ -39,15 +40,16 @@ pub struct SealArgs {
 }
 
 pub async fn seal(settings: Settings, args: SealArgs) -> Result<(), Failure> {
-    let to = seal::recipient(
-        &args.public_key,
-        &std::fs::read(&args.public_key)
-            .map_err(|e| format!("{}: {e}", args.public_key.display()))?,
-    )?;
+    let to = seal::recipient(&args.public_key, &convert::read(&args.public_key)?)?;
     let store = Store::open(&settings.state_dir)?;
     // The target is checked before anything is sealed or written.
     let target = match &args.publish {
         None => None,
+        Some(_) if args.key.is_some() => {
+            return Err(
+                "--publish needs a certificate from the state dir (not --key/--cert)".into(),
+            );
+        }
         Some(name) => match settings.targets.get(name) {
             Some(t @ TargetSettings::S3(_)) => Some((name.clone(), t.clone())),
             Some(_) => {
@@ -67,16 +69,12 @@ pub async fn seal(settings: Settings, args: SealArgs) -> Result<(), Failure> {
     };
     let (files, details, meta) = match (&args.key, &args.cert) {
         (Some(key), Some(cert)) => {
-            let read = |p: &PathBuf| {
-                std::fs::read(p)
-                    .map(Zeroizing::new)
-                    .map_err(|e| format!("{}: {e}", p.display()))
-            };
+            let read = |p: &PathBuf| convert::read(p).map(Zeroizing::new);
             let key_bytes = read(key)?;
             let cert_bytes = read(cert)?;
-            let pair = certkeeper::convert::private_key(key, &key_bytes)?;
-            let leaf = certkeeper::convert::certificates(cert, &cert_bytes)?;
-            if !certkeeper::convert::key_matches(&pair.pair, &leaf[0]) {
+            let pair = convert::private_key(key, &key_bytes)?;
+            let leaf = convert::certificates(cert, &cert_bytes)?;
+            if !convert::key_matches(&pair.pair, &leaf[0]) {
                 return Err(format!(
                     "{}: the private key does not match the certificate in {}",
                     key.display(),
@@ -106,7 +104,7 @@ pub async fn seal(settings: Settings, args: SealArgs) -> Result<(), Failure> {
             let files: Vec<_> = store
                 .live_files(&args.name)?
                 .into_iter()
-                .filter(|(f, _)| *f != store::META && *f != "fingerprints.txt")
+                .filter(|(f, _)| *f != store::META && *f != store::FINGERPRINTS)
                 .collect();
             let details = describe(&meta.sans, &meta.serial, meta.not_after);
             (files, details, Some(meta))
@@ -137,12 +135,7 @@ pub async fn seal(settings: Settings, args: SealArgs) -> Result<(), Failure> {
         to.sha256,
         out.display()
     );
-    if let Some((name, target)) = target {
-        let Some(meta) = meta else {
-            return Err(
-                "--publish needs a certificate from the state dir (not --key/--cert)".into(),
-            );
-        };
+    if let (Some((name, target)), Some(meta)) = (target, meta) {
         let base = certkeeper::aws::base(&settings.aws, None).await;
         let target = certkeeper::publish::build(&name, &settings, &target, &base).await;
         let cert = files

@@ -190,6 +190,34 @@ watch:
         assert!(!out.stderr.contains("BEGIN"), "{}", out.stderr);
         assert!(!bundle.exists(), "nothing written on a refusal");
     }
+    // Files sealed with --key/--cert cannot be published (no live set to
+    // name them), and a missing key file is named: nothing written either.
+    let live = env.state_dir().join("live/hmpps-client");
+    for (line, says) in [
+        (
+            format!(
+                "seal hmpps-client --public-key {} --out {} --key {} --cert {} --publish backup",
+                public_key.display(),
+                bundle.display(),
+                live.join("privkey.pem").display(),
+                live.join("cert.pem").display()
+            ),
+            "--publish needs a certificate from the state dir".to_string(),
+        ),
+        (
+            format!(
+                "seal hmpps-client --public-key {}/missing.pem --out {}",
+                root.display(),
+                bundle.display()
+            ),
+            format!("{}/missing.pem: cannot read", root.display()),
+        ),
+    ] {
+        let out = env.certkeeper_line(&line, &env.settings_path()).await;
+        assert_ne!(out.code, 0);
+        assert!(out.stderr.contains(&says), "{}", out.stderr);
+        assert!(!bundle.exists());
+    }
     // An unknown target is refused before anything is sealed.
     let out = env
         .certkeeper_line(
@@ -222,7 +250,6 @@ watch:
         )
         .await;
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
-    let live = env.state_dir().join("live/hmpps-client");
     let key_pem = std::fs::read_to_string(live.join("privkey.pem")).unwrap();
     let key_body = key_pem.lines().nth(1).unwrap().to_string();
     let sealed = std::fs::read(&bundle).unwrap();
