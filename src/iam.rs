@@ -325,6 +325,11 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
             TargetSettings::Files(_) => {}
         }
     }
+    for (cert, rollout) in &settings.rollouts {
+        if config.certificates.iter().any(|c| c.name() == cert) {
+            rollout_statements(&mut b, cert, rollout);
+        }
+    }
     if let Some(watch) = &settings.watch {
         for (i, source) in watch.sources.iter().enumerate() {
             watch_source(&mut b, i, source);
@@ -358,6 +363,106 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
             )
         })
         .collect()
+}
+
+/// What one certificate's rollout reads and switches: each listed
+/// consumer by its ARN; the describe and list calls, which IAM cannot
+/// limit to a resource, on `*`. `cloudfront: previous` cannot be known in
+/// advance, so it may update any distribution.
+fn rollout_statements(b: &mut Builder, cert: &str, rollout: &crate::settings::RolloutSettings) {
+    use crate::settings::StepConsumer;
+    let region = rollout.aws.region.as_deref().unwrap_or("*");
+    let mut distributions = BTreeSet::new();
+    let mut list_distributions = false;
+    let mut load_balancers = BTreeSet::new();
+    let mut listeners = BTreeSet::new();
+    for step in &rollout.steps {
+        match step.consumer() {
+            Ok(StepConsumer::Distribution(id)) => {
+                distributions.insert(format!("arn:aws:cloudfront::*:distribution/{id}"));
+            }
+            Ok(StepConsumer::Previous) => {
+                list_distributions = true;
+                distributions.insert("arn:aws:cloudfront::*:distribution/*".to_string());
+            }
+            Ok(StepConsumer::Elb { name, .. }) => {
+                load_balancers.insert(format!(
+                    "arn:aws:elasticloadbalancing:{region}:*:loadbalancer/{name}"
+                ));
+            }
+            Ok(StepConsumer::Listener { arn, .. }) => {
+                listeners.insert(arn.to_string());
+            }
+            Err(_) => {}
+        }
+    }
+    let id = &rollout.aws;
+    let cert = sid(cert);
+    if !distributions.is_empty() {
+        b.add(
+            id,
+            json!({
+                "Sid": format!("RolloutCloudFront{cert}"),
+                "Effect": "Allow",
+                "Action": [
+                    "cloudfront:GetDistribution", "cloudfront:GetDistributionConfig",
+                    "cloudfront:UpdateDistribution"
+                ],
+                "Resource": distributions,
+            }),
+        );
+    }
+    if list_distributions {
+        b.add(
+            id,
+            json!({
+                "Sid": "RolloutListDistributions",
+                "Effect": "Allow",
+                "Action": "cloudfront:ListDistributions",
+                "Resource": "*",
+            }),
+        );
+    }
+    if !load_balancers.is_empty() {
+        b.add(
+            id,
+            json!({
+                "Sid": format!("RolloutClassicElb{cert}"),
+                "Effect": "Allow",
+                "Action": "elasticloadbalancing:SetLoadBalancerListenerSSLCertificate",
+                "Resource": load_balancers,
+            }),
+        );
+    }
+    if !listeners.is_empty() {
+        b.add(
+            id,
+            json!({
+                "Sid": format!("RolloutListeners{cert}"),
+                "Effect": "Allow",
+                "Action": [
+                    "elasticloadbalancing:ModifyListener",
+                    "elasticloadbalancing:AddListenerCertificates",
+                    "elasticloadbalancing:RemoveListenerCertificates"
+                ],
+                "Resource": listeners,
+            }),
+        );
+    }
+    if !load_balancers.is_empty() || !listeners.is_empty() {
+        b.add(
+            id,
+            json!({
+                "Sid": "RolloutDescribeLoadBalancers",
+                "Effect": "Allow",
+                "Action": [
+                    "elasticloadbalancing:DescribeLoadBalancers",
+                    "elasticloadbalancing:DescribeListenerCertificates"
+                ],
+                "Resource": "*",
+            }),
+        );
+    }
 }
 
 /// What reading one watch source needs.
@@ -610,5 +715,38 @@ mod tests {
             registry.contains("arn:aws:ssm:*:*:parameter/registrations/prod/*"),
             "{registry}"
         );
+    }
+
+    #[test]
+    fn a_rollout_may_switch_exactly_its_consumers() {
+        let s = settings(
+            "targets:\n  cdn: {type: iam, path: /cloudfront/web/}\nrollouts:\n  web:\n    target: cdn\n    aws: {profile: edge, region: eu-west-2}\n    steps:\n      - elb: small:443\n        verify: {endpoints: [small.example.test:443]}\n      - listener: arn:aws:elasticloadbalancing:eu-west-2:111:listener/app/web/1/2\n      - cloudfront: E2QWRUHAPOMQZL\n  gone:\n    target: cdn\n    steps:\n      - cloudfront: EGONE\n        verify: {endpoints: [gone.example.test:443]}\n",
+        );
+        let c = config(
+            "certificates:\n  - name: web\n    domains: [web.example.test]\n    targets: [cdn]\n",
+        );
+        let all = policies(&s, &c);
+        let edge = all["profile:edge"].to_string();
+        assert!(
+            edge.contains("arn:aws:cloudfront::*:distribution/E2QWRUHAPOMQZL"),
+            "{edge}"
+        );
+        assert!(edge.contains("cloudfront:UpdateDistribution"), "{edge}");
+        assert!(!edge.contains("ListDistributions"), "{edge}");
+        assert!(
+            edge.contains("arn:aws:elasticloadbalancing:eu-west-2:*:loadbalancer/small"),
+            "{edge}"
+        );
+        assert!(
+            edge.contains("\"arn:aws:elasticloadbalancing:eu-west-2:111:listener/app/web/1/2\""),
+            "{edge}"
+        );
+        assert!(
+            edge.contains("elasticloadbalancing:AddListenerCertificates"),
+            "{edge}"
+        );
+        // A rollout of a certificate the repo does not have grants nothing.
+        assert!(!edge.contains("EGONE"), "{edge}");
+        assert!(!all["default"].to_string().contains("cloudfront:"));
     }
 }

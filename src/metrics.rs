@@ -64,6 +64,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "1 when the certificate is valid, its last run succeeded and it is published.",
     ),
     (
+        "certkeeper_rollout_aligned",
+        "gauge",
+        "1 when every consumer of the certificate's rollout references its current copy.",
+    ),
+    (
+        "certkeeper_rollout_consumers",
+        "gauge",
+        "Consumers of the certificate's rollout, by whether they reference its current copy.",
+    ),
+    (
         "certkeeper_run_last_success_timestamp_seconds",
         "gauge",
         "End of the last run without failures.",
@@ -146,6 +156,26 @@ pub fn render(
                 .entry("certkeeper_certificate_ready")
                 .or_default()
                 .push(format!("{l} {}", u8::from(ready)));
+            if let Some(rollout) = &c.rollout {
+                lines
+                    .entry("certkeeper_rollout_aligned")
+                    .or_default()
+                    .push(format!("{l} {}", u8::from(rollout.aligned)));
+                for aligned in [true, false] {
+                    let n = rollout
+                        .consumers
+                        .iter()
+                        .filter(|c| c.aligned == aligned)
+                        .count();
+                    lines
+                        .entry("certkeeper_rollout_consumers")
+                        .or_default()
+                        .push(format!(
+                            "{} {n}",
+                            labels(&[("name", c.name.clone()), ("aligned", aligned.to_string())])
+                        ));
+                }
+            }
         }
         lines
             .entry("certkeeper_run_duration_seconds")

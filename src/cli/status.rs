@@ -121,6 +121,32 @@ pub(crate) fn status_command(
         ]);
     }
     print!("{}", table(&rows));
+    for c in &status.certificates {
+        let Some(r) = &c.rollout else {
+            continue;
+        };
+        let aligned = r.consumers.iter().filter(|c| c.aligned).count();
+        println!(
+            "\nrollout {}: {} ({aligned} of {} consumers reference the current copy)",
+            c.name,
+            if r.aligned { "aligned" } else { "NOT ALIGNED" },
+            r.consumers.len()
+        );
+        if !r.aligned {
+            println!("  {}", r.result);
+        }
+        let mut rows = vec![["CONSUMER", "ALIGNED", "REFERENCES"].map(String::from)];
+        for consumer in &r.consumers {
+            rows.push([
+                consumer.consumer.clone(),
+                if consumer.aligned { "yes" } else { "no" }.into(),
+                consumer.references.join(","),
+            ]);
+        }
+        for line in table(&rows).lines() {
+            println!("  {line}");
+        }
+    }
     println!("certkeeper {} - {summary}", level.label());
     level as i32
 }

@@ -4,7 +4,7 @@
 //! us-east-1), kept in the state dir; a lost state file is recovered from
 //! the `certkeeper:name` tag instead of importing a duplicate.
 
-use super::{Item, Outcome, PublishError, Target, same_pem};
+use super::{CertCopy, Copies, Item, Outcome, PublishError, Target, same_pem};
 use crate::aws::message as aws_message;
 use crate::store::{CERT, CHAIN, PRIVKEY};
 use async_trait::async_trait;
@@ -170,6 +170,26 @@ impl Target for Acm {
             .write_state(&state_path, &json)
             .map_err(|e| self.error(&state_path, e.to_string()))?;
         Ok(outcome)
+    }
+
+    /// The ARN of each region: re-imports keep it, so there is no earlier
+    /// copy to move consumers off.
+    async fn copies(&self, item: &Item<'_>) -> Result<Option<Copies>, PublishError> {
+        let current = self
+            .clients
+            .iter()
+            .filter_map(|(region, _)| {
+                recorded_arn(item.store, &self.name, &item.meta.name, region).map(|arn| CertCopy {
+                    arn,
+                    iam_id: None,
+                    region: Some(region.clone()),
+                })
+            })
+            .collect();
+        Ok(Some(Copies {
+            current,
+            previous: Vec::new(),
+        }))
     }
 }
 

@@ -107,11 +107,57 @@ pub trait Target: Send + Sync {
     /// call with the same set changes nothing and reports it unchanged.
     async fn publish(&self, item: &Item<'_>) -> Result<Outcome, PublishError>;
 
+    /// The copies of `item`'s certificate this target keeps where load
+    /// balancers and CloudFront reference them: the one holding this set,
+    /// and earlier ones of the same name. `None` for targets consumers do
+    /// not reference (everything but iam and acm).
+    async fn copies(&self, _item: &Item<'_>) -> Result<Option<Copies>, PublishError> {
+        Ok(None)
+    }
+
+    /// Deletes earlier copies of `item`'s certificate beyond what the
+    /// target keeps, except those a consumer references (`in_use`: ARNs and
+    /// IAM ids). For a certificate with a rollout this runs after the
+    /// rollout, instead of during `publish`.
+    async fn prune(
+        &self,
+        _item: &Item<'_>,
+        _in_use: &std::collections::BTreeSet<String>,
+    ) -> Result<(), PublishError> {
+        Ok(())
+    }
+
     /// Called once after every certificate of a run was handled, with every
     /// live certificate this target publishes (and its template vars).
     async fn finish_run(&self, _certs: &[Published], _store: &Store) -> Result<(), PublishError> {
         Ok(())
     }
+}
+
+/// One copy of a certificate in IAM or ACM, as consumers reference it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertCopy {
+    pub arn: String,
+    /// IAM's ServerCertificateId: CloudFront references IAM certificates
+    /// by it, load balancers by the ARN.
+    pub iam_id: Option<String>,
+    /// ACM's region; `None` for IAM, which is global.
+    pub region: Option<String>,
+}
+
+impl CertCopy {
+    /// Whether a consumer's reference (an ARN or an IAM id) is this copy.
+    pub fn is(&self, reference: &str) -> bool {
+        self.arn == reference || self.iam_id.as_deref() == Some(reference)
+    }
+}
+
+/// Where a target keeps a certificate: the copy holding the live set (one
+/// per ACM region) and the earlier ones of the same name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Copies {
+    pub current: Vec<CertCopy>,
+    pub previous: Vec<CertCopy>,
 }
 
 /// A live certificate and its template variables.
@@ -230,10 +276,19 @@ pub async fn build(
         }
         TargetSettings::Iam(iam) => {
             let sdk = aws::identity(&settings.aws, &iam.aws, base, "certkeeper-iam").await;
+            // Certificates rolled out from this target keep their earlier
+            // copies until the rollout has moved every consumer off them.
+            let rolled_out = settings
+                .rollouts
+                .iter()
+                .filter(|(_, r)| r.target == name)
+                .map(|(cert, _)| cert.clone())
+                .collect();
             Arc::new(iam::Iam::new(
                 name,
                 aws_sdk_iam::Client::new(&sdk),
                 iam.clone(),
+                rolled_out,
             ))
         }
         TargetSettings::Ecs(ecs) => {

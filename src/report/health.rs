@@ -126,6 +126,24 @@ pub fn certificate(c: &CertStatus, t: &Thresholds, now: OffsetDateTime) -> CertH
         let why = c.last_error.as_deref().unwrap_or("not published");
         return verdict(Level::Warning, format!("not published: {why}"));
     }
+    if let Some(r) = c.rollout.as_ref().filter(|r| !r.aligned) {
+        let behind: Vec<&str> = r
+            .consumers
+            .iter()
+            .filter(|c| !c.aligned)
+            .map(|c| c.consumer.as_str())
+            .collect();
+        return verdict(
+            Level::Warning,
+            format!(
+                "rollout not aligned ({} of {} consumers on an older certificate: {}): {}",
+                behind.len(),
+                r.consumers.len(),
+                behind.join(", "),
+                r.result
+            ),
+        );
+    }
     if c.verified == Some(false) {
         return verdict(
             Level::Warning,
@@ -214,6 +232,7 @@ mod tests {
             waiting_until: None,
             waiting_for: None,
             renew_command: None,
+            rollout: None,
         }
     }
 

@@ -213,6 +213,28 @@ pub struct CertStatus {
     /// For certificates from a CA without ACME: what a person runs to renew.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_command: Option<String>,
+    /// With a `rollouts:` entry: which consumers reference the current copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// A certificate's rollout: which consumers reference its current copy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RolloutStatus {
+    /// Every configured consumer references the current copy.
+    pub aligned: bool,
+    /// `aligned`, or what stopped the rollout.
+    pub result: String,
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ConsumerStatus {
+    /// `cloudfront E2QWRUHAPOMQZL`, `elb web:443`, `listener arn:…`.
+    pub consumer: String,
+    /// The ARNs (IAM ids for CloudFront) it references.
+    pub references: Vec<String>,
+    pub aligned: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -236,6 +258,8 @@ pub enum FailedStage {
     /// The derived files (PKCS#12, fingerprints).
     Formats,
     Publish,
+    /// Switching CloudFront and load balancers to the new copy.
+    Rollout,
     Verification,
 }
 
@@ -332,6 +356,7 @@ mod tests {
             waiting_until: None,
             waiting_for: None,
             renew_command: None,
+            rollout: None,
         }
     }
 

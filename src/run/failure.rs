@@ -54,4 +54,6 @@ pub enum Failure {
     Publish(#[from] crate::publish::PublishError),
     #[error("verification: {0}")]
     Verify(#[from] crate::verify::VerifyError),
+    #[error(transparent)]
+    Rollout(#[from] super::rollout::RolloutFailure),
 }

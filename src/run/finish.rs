@@ -62,6 +62,7 @@ pub(super) async fn finish_cert(
     let mut targets = Vec::new();
     let mut verified = None;
     let mut verification = None;
+    let mut rollout_status = None;
     // Still ours? A replica paused past its lease must not publish.
     let held = task.lease.lock().expect("lease lock").clone();
     if let (Some(c), Some(lease)) = (&task.coordinator, held)
@@ -104,6 +105,14 @@ pub(super) async fn finish_cert(
                 },
             });
         }
+        if let Some(rollout) = &task.rollout {
+            let (status, result) =
+                super::rollout::roll_out(task, rollout, meta, &cert.spec.vars, &targets).await;
+            rollout_status = status;
+            if let Err(e) = result {
+                failed(FailedStage::Rollout, &Failure::Rollout(e));
+            }
+        }
         if let Some(spec) = &cert.spec.verify {
             let result = verify_live(task, spec, meta).await;
             verified = Some(result.is_ok());
@@ -140,6 +149,7 @@ pub(super) async fn finish_cert(
         waiting_until: None,
         waiting_for: None,
         renew_command: None,
+        rollout: rollout_status,
     }
 }
 

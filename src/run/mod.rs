@@ -37,6 +37,7 @@ mod issue;
 mod issuers;
 mod limits;
 mod replicas;
+mod rollout;
 mod services;
 mod task;
 
@@ -196,6 +197,8 @@ pub async fn run_once(
         lease_lost: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         lease: std::sync::Mutex::new(None),
         publishes: publishes.clone(),
+        rollout: services.rollouts.get(cert.name()).cloned(),
+        settings_file: settings.source.display().to_string(),
     };
     for (index, (cert, plan)) in plans.into_iter().enumerate() {
         let ctx = make_task(&cert);

@@ -12,6 +12,8 @@ pub struct Services {
     pub secrets: Arc<Secrets>,
     /// Leases and bootstrap through the bucket, when running as replicas.
     pub coordinator: Option<Arc<crate::replica::Coordinator>>,
+    /// Rollouts by certificate name (`rollout::build`).
+    pub rollouts: BTreeMap<String, Arc<crate::rollout::Rollout>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,11 +64,13 @@ impl Services {
                 replicas,
             )));
         }
+        let rollouts = crate::rollout::build(settings, &base).await;
         Ok(Services {
             dns,
             targets,
             secrets,
             coordinator,
+            rollouts,
         })
     }
 

@@ -24,6 +24,7 @@ pub(super) fn panicked_status(cert: &Certificate) -> CertStatus {
         waiting_until: None,
         waiting_for: None,
         renew_command: None,
+        rollout: None,
     }
 }
 
@@ -52,6 +53,10 @@ pub(super) struct CertTask {
     pub(super) lease: std::sync::Mutex<Option<Arc<crate::replica::Lease>>>,
     /// Bounds the certificates published at once (`max_concurrent_publishes`).
     pub(super) publishes: Arc<Semaphore>,
+    /// Its `rollouts:` entry.
+    pub(super) rollout: Option<Arc<crate::rollout::Rollout>>,
+    /// The settings file, for errors about it.
+    pub(super) settings_file: String,
 }
 
 /// One certificate handled: its status line, and whether another replica

@@ -12,6 +12,7 @@ use std::time::Duration;
 mod acme;
 mod dns;
 mod repo;
+mod rollout;
 mod targets;
 mod validate;
 mod watch;
@@ -19,6 +20,7 @@ mod watch;
 pub use acme::*;
 pub use dns::*;
 pub use repo::*;
+pub use rollout::*;
 pub use targets::*;
 pub use watch::*;
 
@@ -115,6 +117,10 @@ pub struct Settings {
     /// Several replicas sharing one bucket: leases, fencing, bootstrap.
     #[serde(default)]
     pub replicas: Option<ReplicaSettings>,
+    /// Per certificate name: what serves it, switched to each new copy
+    /// canary first (CloudFront, classic ELB, ALB/NLB listeners).
+    #[serde(default)]
+    pub rollouts: std::collections::BTreeMap<String, RolloutSettings>,
     /// The file this was read from, for error messages.
     #[serde(skip)]
     pub source: PathBuf,
@@ -321,6 +327,12 @@ mod defaults {
     pub fn shutdown_grace() -> Duration {
         Duration::from_secs(60)
     }
+    pub fn cloudfront_deploy_timeout() -> Duration {
+        Duration::from_secs(30 * 60)
+    }
+    pub fn rollout_retry() -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
     pub fn http_listen() -> String {
         "127.0.0.1:9469".into()
     }
@@ -415,12 +427,37 @@ impl Settings {
         if is_local_path(&settings.config_repo.url) {
             settings.config_repo.url = base.join(&settings.config_repo.url).display().to_string();
         }
+        settings.locate_rollout_steps(text);
         settings.validate(text)?;
         Ok(settings)
     }
 }
 
 impl Settings {
+    /// The line of every rollout step, for errors found at run time (an
+    /// unknown distribution, load balancer or listener).
+    fn locate_rollout_steps(&mut self, text: &str) {
+        let (start, _) = yaml::find_line(text, "rollouts:", 1);
+        for (name, rollout) in self.rollouts.iter_mut() {
+            let (line, _) = yaml::find_line(text, &format!("{name}:"), start);
+            let (mut at, _) = yaml::find_line(text, "steps:", line);
+            rollout.step_lines = rollout
+                .steps
+                .iter()
+                .map(|step| {
+                    let needle = step
+                        .cloudfront
+                        .as_deref()
+                        .or(step.elb.as_deref())
+                        .or(step.listener.as_deref())
+                        .unwrap_or("-");
+                    (at, _) = yaml::find_line(text, needle, at + 1);
+                    at
+                })
+                .collect();
+        }
+    }
+
     pub fn target_names(&self) -> Vec<String> {
         self.targets.keys().cloned().collect()
     }

@@ -243,3 +243,101 @@ fn a_contact_channel_must_be_an_email_channel() {
             .contains("send us only the public key")
     );
 }
+
+const ROLLOUT_BASE: &str = "config_repo: {url: /tmp/none}\nstate_dir: /tmp/s\nacme: {directory_url: https://ca.test/dir}\ntargets:\n  cdn: {type: iam, path: /cloudfront/web/}\n  backup: {type: s3, bucket: b}\n";
+
+#[test]
+fn a_rollout_is_parsed_with_its_step_lines() {
+    let text = format!(
+        "{ROLLOUT_BASE}rollouts:\n  web:\n    target: cdn\n    steps:\n      - elb: small:443\n        verify: {{endpoints: [small.example.com:443]}}\n      - listener: arn:aws:elasticloadbalancing:eu-west-2:123456789012:listener/app/web/1/2\n        as: additional\n      - cloudfront: E2QWRUHAPOMQZL\n      - cloudfront: previous\n"
+    );
+    let s = Settings::parse(Path::new("s.yaml"), &text).unwrap();
+    let r = &s.rollouts["web"];
+    assert_eq!(r.step_lines, vec![11, 13, 15, 16]);
+    assert_eq!(
+        r.steps[0].consumer(),
+        Ok(StepConsumer::Elb {
+            name: "small",
+            port: 443
+        })
+    );
+    assert!(matches!(
+        r.steps[1].consumer(),
+        Ok(StepConsumer::Listener {
+            role: ListenerRole::Additional,
+            ..
+        })
+    ));
+    assert_eq!(r.steps[3].consumer(), Ok(StepConsumer::Previous));
+    assert_eq!(r.retry_after, Duration::from_secs(86400));
+}
+
+#[test]
+fn bad_rollouts_name_file_line_and_field() {
+    let canary = "      - elb: small:443\n        verify: {endpoints: [small.example.com:443]}\n";
+    let cases = [
+        (
+            format!("    target: backup\n    steps:\n{canary}"),
+            9,
+            "rollouts.web.target",
+            "not an iam or acm target",
+        ),
+        (
+            format!("    target: nope\n    steps:\n{canary}"),
+            9,
+            "rollouts.web.target",
+            "unknown target \"nope\"",
+        ),
+        (
+            "    target: cdn\n    steps:\n      - elb: small\n        verify: {endpoints: [a:443]}\n".to_string(),
+            11,
+            "rollouts.web.steps[0]",
+            "not `load-balancer-name:port`",
+        ),
+        (
+            "    target: cdn\n    steps:\n      - cloudfront: previous\n        verify: {endpoints: [a:443]}\n".to_string(),
+            11,
+            "rollouts.web.steps[0]",
+            "the canary (the first step) must be one consumer",
+        ),
+        (
+            "    target: cdn\n    steps:\n      - cloudfront: E2QWRUHAPOMQZL\n".to_string(),
+            11,
+            "rollouts.web.steps[0]",
+            "needs `verify:`",
+        ),
+        (
+            format!("    target: cdn\n    steps:\n{canary}      - listener: arn:aws:iam::1:server-certificate/x\n"),
+            13,
+            "rollouts.web.steps[1]",
+            "is not a listener ARN",
+        ),
+        (
+            format!("    target: cdn\n    steps:\n{canary}      - cloudfront: E1\n        elb: web:443\n"),
+            13,
+            "rollouts.web.steps[1]",
+            "exactly one of cloudfront, elb, listener",
+        ),
+        (
+            format!("    target: cdn\n    steps:\n{canary}      - cloudfront: E1\n        as: additional\n"),
+            13,
+            "rollouts.web.steps[1]",
+            "`as` is only for a listener",
+        ),
+        (
+            format!("    target: cdn\n    steps:\n{canary}      - cloudfront: E1\n      - cloudfront: E1\n"),
+            14,
+            "rollouts.web.steps[2]",
+            "this consumer is listed twice",
+        ),
+    ];
+    for (rollout, line, field, message) in cases {
+        let text = format!("{ROLLOUT_BASE}rollouts:\n  web:\n{rollout}");
+        let err = Settings::parse(Path::new("s.yaml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&format!("s.yaml:{line}:")), "{err}\n{text}");
+        assert!(err.contains(field), "{err}");
+        assert!(err.contains(message), "{err}");
+    }
+}

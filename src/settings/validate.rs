@@ -8,6 +8,8 @@ use super::*;
 struct Problem {
     field: String,
     needle: String,
+    /// The line, when known without a needle.
+    line: Option<usize>,
     message: String,
 }
 
@@ -17,6 +19,16 @@ fn problem(field: &str, needle: &str, message: impl Into<String>) -> Check {
     Err(Problem {
         field: field.to_string(),
         needle: needle.to_string(),
+        line: None,
+        message: message.into(),
+    })
+}
+
+fn problem_at(field: &str, line: usize, message: impl Into<String>) -> Check {
+    Err(Problem {
+        field: field.to_string(),
+        needle: String::new(),
+        line: Some(line),
         message: message.into(),
     })
 }
@@ -39,6 +51,7 @@ const CHECKS: &[fn(&Settings, &str) -> Check] = &[
     default_targets,
     secrets,
     targets,
+    rollouts,
     nameservers,
 ];
 
@@ -46,7 +59,10 @@ impl Settings {
     pub(super) fn validate(&self, text: &str) -> Result<(), SettingsError> {
         for check in CHECKS {
             if let Err(p) = check(self, text) {
-                let (line, column) = yaml::find_line(text, &p.needle, 1);
+                let (line, column) = match p.line {
+                    Some(line) => (line, 1),
+                    None => yaml::find_line(text, &p.needle, 1),
+                };
                 return Err(SettingsError::Invalid(Located {
                     file: self.source.clone(),
                     line: Some(line),
@@ -461,6 +477,69 @@ fn targets(s: &Settings, text: &str) -> Check {
                 format!("{name}:")
             };
             return problem(&field, &needle, message);
+        }
+    }
+    Ok(())
+}
+
+/// A rollout names an iam or acm target, and steps that each name one
+/// consumer; the canary (the first) says how to verify it.
+fn rollouts(s: &Settings, _: &str) -> Check {
+    for (name, rollout) in &s.rollouts {
+        let field = |f: &str| format!("rollouts.{name}.{f}");
+        match s.targets.get(&rollout.target) {
+            Some(TargetSettings::Iam(_) | TargetSettings::Acm(_)) => {}
+            Some(_) => {
+                return problem(
+                    &field("target"),
+                    &format!("target: {}", rollout.target),
+                    format!(
+                        "{:?} is not an iam or acm target (consumers reference IAM or ACM certificates)",
+                        rollout.target
+                    ),
+                );
+            }
+            None => {
+                return problem(
+                    &field("target"),
+                    &format!("target: {}", rollout.target),
+                    format!(
+                        "unknown target {:?} (defined: {})",
+                        rollout.target,
+                        s.target_names().join(", ")
+                    ),
+                );
+            }
+        }
+        if rollout.steps.is_empty() {
+            return problem(&field("steps"), &format!("{name}:"), "lists no consumer");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, step) in rollout.steps.iter().enumerate() {
+            let step_field = field(&format!("steps[{i}]"));
+            let line = rollout.step_lines.get(i).copied().unwrap_or(1);
+            let consumer = match step.consumer() {
+                Ok(c) => c,
+                Err(message) => return problem_at(&step_field, line, message),
+            };
+            if i == 0 && consumer == StepConsumer::Previous {
+                return problem_at(
+                    &step_field,
+                    line,
+                    "the canary (the first step) must be one consumer, not `previous`",
+                );
+            }
+            if i == 0 && step.verify.is_none() {
+                return problem_at(
+                    &step_field,
+                    line,
+                    "the canary (the first step) needs `verify:` (the endpoints that must serve the new certificate before the rest is switched)",
+                );
+            }
+            let named = format!("{consumer:?}");
+            if !seen.insert(named) {
+                return problem_at(&step_field, line, "this consumer is listed twice");
+            }
         }
     }
     Ok(())

@@ -449,6 +449,7 @@ mod tests {
                 waiting_until: None,
                 waiting_for: None,
                 renew_command: None,
+                rollout: None,
             }],
         }
     }

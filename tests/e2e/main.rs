@@ -27,6 +27,7 @@ mod publish_files;
 mod renewal;
 mod replicas;
 mod rfc2136;
+mod rollout;
 mod route53;
 mod seal;
 mod secrets;

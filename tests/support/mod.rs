@@ -6,6 +6,7 @@
 
 pub mod bind;
 pub mod dns;
+pub mod edge;
 pub mod fault;
 pub mod smtp;
 pub mod sshd;
@@ -25,7 +26,7 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+pub(crate) fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     while Instant::now() < deadline {

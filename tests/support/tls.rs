@@ -24,7 +24,14 @@ impl Drop for TlsServer {
     }
 }
 
-type Pair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+pub type Pair = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// What to serve on the next connection; `None` keeps the last.
+pub type Pick = std::sync::Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Pair>> + Send>>
+        + Send
+        + Sync,
+>;
 
 fn placeholder() -> (Pair, String) {
     let key = rcgen::KeyPair::generate().expect("key");
@@ -61,6 +68,16 @@ fn read_pair(cert: &PathBuf, key: &PathBuf, rollout: Duration) -> Option<Pair> {
 
 impl TlsServer {
     pub async fn start(cert: PathBuf, key: PathBuf, rollout: Duration) -> TlsServer {
+        Self::serve(std::sync::Arc::new(move || {
+            let (cert, key) = (cert.clone(), key.clone());
+            Box::pin(async move { read_pair(&cert, &key, rollout) })
+        }))
+        .await
+    }
+
+    /// Serves what `pick` says at each connection (the placeholder until
+    /// it says something).
+    pub async fn serve(pick: Pick) -> TlsServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -72,7 +89,7 @@ impl TlsServer {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
-                if let Some(pair) = read_pair(&cert, &key, rollout) {
+                if let Some(pair) = pick().await {
                     serving = pair;
                 }
                 let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
