@@ -396,6 +396,10 @@ fn rollout_statements(b: &mut Builder, cert: &str, rollout: &crate::settings::Ro
             Err(_) => {}
         }
     }
+    if list_distributions {
+        // `previous` may be any distribution; naming some adds nothing.
+        distributions = BTreeSet::from(["arn:aws:cloudfront::*:distribution/*".to_string()]);
+    }
     let id = &rollout.aws;
     let cert = sid(cert);
     if !distributions.is_empty() {

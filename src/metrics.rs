@@ -231,4 +231,62 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn rollout_alignment_is_a_gauge_per_certificate() {
+        let now = time::OffsetDateTime::now_utc();
+        let mut cert = crate::report::CertStatus {
+            name: "web".into(),
+            domains: vec![],
+            state: CertState::Ok,
+            not_after: Some(now + time::Duration::days(60)),
+            days_left: Some(60),
+            issued_at: None,
+            serial: None,
+            config_commit: None,
+            last_error: None,
+            failed_stage: None,
+            published: true,
+            retry_after: None,
+            targets: vec![],
+            verified: None,
+            verification: None,
+            waiting_until: None,
+            waiting_for: None,
+            renew_command: None,
+            rollout: None,
+        };
+        let consumer = |aligned| crate::report::ConsumerStatus {
+            consumer: "elb small:443".into(),
+            references: vec![],
+            aligned,
+        };
+        cert.rollout = Some(crate::report::RolloutStatus {
+            aligned: false,
+            result: "not aligned".into(),
+            consumers: vec![consumer(true), consumer(false), consumer(false)],
+        });
+        let status = Status {
+            started_at: now,
+            finished_at: now,
+            config_commit: None,
+            config: "ok".into(),
+            config_rejected: None,
+            error: None,
+            certificates: vec![cert],
+        };
+        let text = render(Some(&status), &[], now);
+        assert!(
+            text.contains("certkeeper_rollout_aligned{name=\"web\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("certkeeper_rollout_consumers{name=\"web\",aligned=\"true\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("certkeeper_rollout_consumers{name=\"web\",aligned=\"false\"} 2"),
+            "{text}"
+        );
+    }
 }

@@ -303,6 +303,40 @@ mod tests {
     }
 
     #[test]
+    fn a_rollout_behind_is_a_warning_naming_the_consumers() {
+        let t = Thresholds::default();
+        let consumer = |name: &str, aligned| crate::report::ConsumerStatus {
+            consumer: name.into(),
+            references: vec!["ASCAOLD".into()],
+            aligned,
+        };
+        let mut c = cert(60, CertState::Failed);
+        c.failed_stage = Some(FailedStage::Rollout);
+        c.last_error = Some("rollout: halted".into());
+        c.rollout = Some(crate::report::RolloutStatus {
+            aligned: false,
+            result: "halted since 2026-06-01T00:00:00Z".into(),
+            consumers: vec![
+                consumer("elb small:443", false),
+                consumer("cloudfront E1", true),
+            ],
+        });
+        let h = certificate(&c, &t, NOW);
+        assert_eq!(h.level, Level::Warning);
+        assert_eq!(
+            h.reason,
+            "rollout not aligned (1 of 2 consumers on an older certificate: elb small:443): halted since 2026-06-01T00:00:00Z"
+        );
+        let rollout = c.rollout.as_mut().unwrap();
+        rollout.aligned = true;
+        rollout.consumers[0].aligned = true;
+        c.state = CertState::Ok;
+        c.failed_stage = None;
+        c.last_error = None;
+        assert_eq!(certificate(&c, &t, NOW).level, Level::Ok);
+    }
+
+    #[test]
     fn stale_runs_are_critical() {
         let t = Thresholds::default();
         let fresh = status(

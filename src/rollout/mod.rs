@@ -227,6 +227,9 @@ fn write_halt(store: &Store, cert: &str, halt: Option<&Halt>) {
     }
 }
 
+/// Each step's consumers, by step index (`previous` looked up).
+type Planned = Vec<(usize, Vec<Arc<dyn Consumer>>)>;
+
 /// One certificate's rollout, with the clients it switches with.
 pub struct Rollout {
     cert: String,
@@ -247,7 +250,7 @@ struct Step {
 }
 
 struct Read {
-    consumer: Box<dyn Consumer>,
+    consumer: Arc<dyn Consumer>,
     refs: Vec<String>,
     wanted: CertCopy,
 }
@@ -329,8 +332,8 @@ impl Rollout {
         )
     }
 
-    fn distribution(&self, id: &str) -> Box<dyn Consumer> {
-        Box::new(cloudfront::Distribution {
+    fn distribution(&self, id: &str) -> Arc<dyn Consumer> {
+        Arc::new(cloudfront::Distribution {
             id: id.to_string(),
             client: self.cloudfront.clone(),
             deploy_timeout: self.settings.deploy_timeout,
@@ -338,10 +341,7 @@ impl Rollout {
     }
 
     /// The consumers of every step; `previous` is looked up now.
-    async fn consumers(
-        &self,
-        copies: &Copies,
-    ) -> Result<Vec<(usize, Vec<Box<dyn Consumer>>)>, RolloutError> {
+    async fn consumers(&self, copies: &Copies) -> Result<Planned, RolloutError> {
         let explicit: BTreeSet<&str> = self
             .settings
             .steps
@@ -354,7 +354,7 @@ impl Rollout {
             let Ok(consumer) = step.consumer() else {
                 continue;
             };
-            let consumers: Vec<Box<dyn Consumer>> = match consumer {
+            let consumers: Vec<Arc<dyn Consumer>> = match consumer {
                 StepConsumer::Distribution(id) => vec![self.distribution(id)],
                 StepConsumer::Previous => {
                     let all = cloudfront::list(&self.cloudfront).await.map_err(|source| {
@@ -370,7 +370,7 @@ impl Rollout {
                         .map(|id| self.distribution(&id))
                         .collect()
                 }
-                StepConsumer::Elb { name, port } => vec![Box::new(elb::Classic {
+                StepConsumer::Elb { name, port } => vec![Arc::new(elb::Classic {
                     name: name.to_string(),
                     port,
                     region: self.region.clone(),
@@ -381,7 +381,7 @@ impl Rollout {
                     let Some(client) = self.elbv2.get(region) else {
                         continue;
                     };
-                    vec![Box::new(elb::Listener {
+                    vec![Arc::new(elb::Listener {
                         arn: arn.to_string(),
                         role,
                         client: client.clone(),
@@ -395,11 +395,18 @@ impl Rollout {
 
     /// Reads every consumer; the first that cannot be read or has no copy
     /// it can use stops the rollout before anything is switched.
-    async fn preflight(&self, copies: &Copies, target: &str) -> Result<Vec<Step>, RolloutError> {
+    async fn preflight(
+        &self,
+        planned: &Planned,
+        copies: &Copies,
+        target: &str,
+    ) -> Result<Vec<Step>, RolloutError> {
         let mut steps = Vec::new();
-        for (index, consumers) in self.consumers(copies).await? {
+        for (index, consumers) in planned {
+            let index = *index;
             let mut read = Vec::new();
             for consumer in consumers {
+                let consumer = consumer.clone();
                 let refs = consumer
                     .read()
                     .await
@@ -480,7 +487,26 @@ impl Rollout {
             .ok_or_else(|| RolloutError::NotPublished {
                 target: target.name().to_string(),
             })?;
-        let steps = self.preflight(&copies, target.name()).await?;
+        let planned = self.consumers(&copies).await?;
+        self.roll_planned(&planned, &copies, target, item, store, cancel, now, read)
+            .await
+    }
+
+    /// The rollout over consumers already built: read, switch, check,
+    /// read again, prune.
+    #[allow(clippy::too_many_arguments)]
+    async fn roll_planned(
+        &self,
+        planned: &Planned,
+        copies: &Copies,
+        target: &dyn Target,
+        item: &Item<'_>,
+        store: &Store,
+        cancel: &CancellationToken,
+        now: OffsetDateTime,
+        read: &mut Vec<(String, Vec<String>, Standing)>,
+    ) -> Result<(), RolloutError> {
+        let steps = self.preflight(planned, copies, target.name()).await?;
         let record = |steps: &[Step], read: &mut Vec<(String, Vec<String>, Standing)>| {
             *read = steps
                 .iter()
@@ -517,7 +543,11 @@ impl Rollout {
                 // The canary is checked even when already switched, before
                 // anything else moves.
                 if let Err(e) = self.roll_step(step, n == 0, &previous, item, cancel).await {
-                    if let RolloutError::NotServed { step, findings, .. } = &e {
+                    // A shutdown cut the check short: not a verdict on
+                    // the certificate, so nothing is halted.
+                    if let RolloutError::NotServed { step, findings, .. } = &e
+                        && !cancel.is_cancelled()
+                    {
                         write_halt(
                             store,
                             &self.cert,
@@ -530,7 +560,7 @@ impl Rollout {
                         );
                     }
                     // What the consumers reference now.
-                    let after = self.preflight(&copies, target.name()).await;
+                    let after = self.preflight(planned, copies, target.name()).await;
                     if let Ok(after) = after {
                         record(&after, read);
                     }
@@ -538,7 +568,7 @@ impl Rollout {
                 }
             }
             write_halt(store, &self.cert, None);
-            let after = self.preflight(&copies, target.name()).await?;
+            let after = self.preflight(planned, copies, target.name()).await?;
             record(&after, read);
         }
         let misaligned: Vec<&str> = read

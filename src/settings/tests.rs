@@ -111,6 +111,10 @@ fn settings_reference_parses_with_every_field() {
     );
     assert!(s.aws.endpoint_url.is_some() && s.aws.region.is_some());
     assert_eq!(s.dns.nameservers.len(), 2);
+    let rollout = &s.rollouts["wildcard"];
+    assert_eq!(rollout.steps.len(), 4);
+    assert_eq!(rollout.steps[1].role, ListenerRole::Default);
+    assert!(rollout.aws.region.is_some());
     let s3 = s.s3.as_ref().unwrap();
     assert_eq!(s3.sse, Sse::Kms);
     assert!(s3.kms_key_id.is_some());
