@@ -236,25 +236,9 @@ mod tests {
     fn rollout_alignment_is_a_gauge_per_certificate() {
         let now = time::OffsetDateTime::now_utc();
         let mut cert = crate::report::CertStatus {
-            name: "web".into(),
-            domains: vec![],
-            state: CertState::Ok,
             not_after: Some(now + time::Duration::days(60)),
-            days_left: Some(60),
-            issued_at: None,
-            serial: None,
-            config_commit: None,
-            last_error: None,
-            failed_stage: None,
             published: true,
-            retry_after: None,
-            targets: vec![],
-            verified: None,
-            verification: None,
-            waiting_until: None,
-            waiting_for: None,
-            renew_command: None,
-            rollout: None,
+            ..crate::report::CertStatus::new("web", vec![], CertState::Ok)
         };
         let consumer = |aligned| crate::report::ConsumerStatus {
             consumer: "elb small:443".into(),

@@ -214,25 +214,12 @@ mod tests {
 
     fn cert(days: i64, state: CertState) -> CertStatus {
         CertStatus {
-            name: "web".into(),
-            domains: vec![],
-            state,
             not_after: Some(NOW + time::Duration::days(days)),
             days_left: Some(days),
-            issued_at: None,
-            serial: None,
-            config_commit: None,
             last_error: (state == CertState::Failed).then(|| "boom".into()),
             failed_stage: (state == CertState::Failed).then_some(FailedStage::Renewal),
             published: true,
-            retry_after: None,
-            targets: Vec::new(),
-            verified: None,
-            verification: None,
-            waiting_until: None,
-            waiting_for: None,
-            renew_command: None,
-            rollout: None,
+            ..CertStatus::new("web", vec![], state)
         }
     }
 

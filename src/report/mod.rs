@@ -218,6 +218,34 @@ pub struct CertStatus {
     pub rollout: Option<RolloutStatus>,
 }
 
+impl CertStatus {
+    /// A status line with nothing known yet beyond its name, domains and
+    /// state; the rest is filled in with struct update syntax.
+    pub fn new(name: &str, domains: Vec<String>, state: CertState) -> CertStatus {
+        CertStatus {
+            name: name.to_string(),
+            domains,
+            state,
+            not_after: None,
+            days_left: None,
+            issued_at: None,
+            serial: None,
+            config_commit: None,
+            last_error: None,
+            failed_stage: None,
+            published: false,
+            retry_after: None,
+            targets: Vec::new(),
+            verified: None,
+            verification: None,
+            waiting_until: None,
+            waiting_for: None,
+            renew_command: None,
+            rollout: None,
+        }
+    }
+}
+
 /// A certificate's rollout: which consumers reference its current copy.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RolloutStatus {
@@ -338,25 +366,9 @@ mod tests {
 
     fn cert(state: CertState, published: bool) -> CertStatus {
         CertStatus {
-            name: "web".into(),
-            domains: vec![],
-            state,
             not_after: Some(datetime!(2027-01-01 0:00 UTC)),
-            days_left: None,
-            issued_at: None,
-            serial: None,
-            config_commit: None,
-            last_error: None,
-            failed_stage: None,
             published,
-            retry_after: None,
-            targets: Vec::new(),
-            verified: None,
-            verification: None,
-            waiting_until: None,
-            waiting_for: None,
-            renew_command: None,
-            rollout: None,
+            ..CertStatus::new("web", vec![], state)
         }
     }
 

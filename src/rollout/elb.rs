@@ -175,32 +175,32 @@ impl Listener {
         Ok(())
     }
 
-    async fn add(&self, arns: &[&str]) -> Result<(), ConsumerError> {
+    /// Adds `arns` to the listener's certificates, or removes them.
+    async fn additional(&self, add: bool, arns: &[&str]) -> Result<(), ConsumerError> {
         if arns.is_empty() {
             return Ok(());
         }
-        self.client
-            .add_listener_certificates()
-            .listener_arn(&self.arn)
-            .set_certificates(Some(arns.iter().map(|a| Self::cert(a)).collect()))
-            .send()
-            .await
-            .map_err(|e| ConsumerError::Api(aws_message(&e)))?;
-        Ok(())
-    }
-
-    async fn remove(&self, arns: &[&str]) -> Result<(), ConsumerError> {
-        if arns.is_empty() {
-            return Ok(());
-        }
-        self.client
-            .remove_listener_certificates()
-            .listener_arn(&self.arn)
-            .set_certificates(Some(arns.iter().map(|a| Self::cert(a)).collect()))
-            .send()
-            .await
-            .map_err(|e| ConsumerError::Api(aws_message(&e)))?;
-        Ok(())
+        let certs = Some(arns.iter().map(|a| Self::cert(a)).collect());
+        let sent = if add {
+            self.client
+                .add_listener_certificates()
+                .listener_arn(&self.arn)
+                .set_certificates(certs)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_message(&e))
+        } else {
+            self.client
+                .remove_listener_certificates()
+                .listener_arn(&self.arn)
+                .set_certificates(certs)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| aws_message(&e))
+        };
+        sent.map_err(ConsumerError::Api)
     }
 }
 
@@ -241,13 +241,13 @@ impl Consumer for Listener {
         match self.role {
             ListenerRole::Default => self.set_default(&to.arn).await,
             ListenerRole::Additional => {
-                self.add(&[to.arn.as_str()]).await?;
+                self.additional(true, &[to.arn.as_str()]).await?;
                 let old: Vec<&str> = replace
                     .iter()
                     .map(String::as_str)
                     .filter(|a| *a != to.arn)
                     .collect();
-                self.remove(&old).await
+                self.additional(false, &old).await
             }
         }
     }
@@ -260,9 +260,9 @@ impl Consumer for Listener {
             },
             ListenerRole::Additional => {
                 let back: Vec<&str> = before.iter().map(String::as_str).collect();
-                self.add(&back).await?;
+                self.additional(true, &back).await?;
                 if !before.contains(&to.arn) {
-                    self.remove(&[to.arn.as_str()]).await?;
+                    self.additional(false, &[to.arn.as_str()]).await?;
                 }
                 Ok(())
             }

@@ -261,6 +261,16 @@ impl Read {
     }
 }
 
+/// What one rollout works on: the target holding the copies, the live
+/// set, the state dir (for a halt), the run's cancellation, and now.
+pub struct Context<'a> {
+    pub target: &'a dyn Target,
+    pub item: &'a Item<'a>,
+    pub store: &'a Store,
+    pub cancel: &'a CancellationToken,
+    pub now: OffsetDateTime,
+}
+
 /// What a rollout leaves: the status to show, and why it failed.
 pub struct Outcome {
     pub status: RolloutStatus,
@@ -447,19 +457,9 @@ impl Rollout {
 
     /// Brings every consumer to the copy of `item`'s set that `target`
     /// holds, then lets the target delete what no consumer references.
-    pub async fn run(
-        &self,
-        target: &dyn Target,
-        item: &Item<'_>,
-        store: &Store,
-        cancel: &CancellationToken,
-        now: OffsetDateTime,
-    ) -> Outcome {
+    pub async fn run(&self, cx: &Context<'_>) -> Outcome {
         let mut read = Vec::new();
-        let error = self
-            .roll(target, item, store, cancel, now, &mut read)
-            .await
-            .err();
+        let error = self.roll(cx, &mut read).await.err();
         let result = match &error {
             None if read.iter().any(|(_, _, s)| *s == Standing::Behind) => "not aligned".into(),
             None => "aligned".into(),
@@ -473,39 +473,37 @@ impl Rollout {
 
     async fn roll(
         &self,
-        target: &dyn Target,
-        item: &Item<'_>,
-        store: &Store,
-        cancel: &CancellationToken,
-        now: OffsetDateTime,
+        cx: &Context<'_>,
         read: &mut Vec<(String, Vec<String>, Standing)>,
     ) -> Result<(), RolloutError> {
-        let copies = target
-            .copies(item)
+        let copies = cx
+            .target
+            .copies(cx.item)
             .await?
             .filter(|c| !c.current.is_empty())
             .ok_or_else(|| RolloutError::NotPublished {
-                target: target.name().to_string(),
+                target: cx.target.name().to_string(),
             })?;
         let planned = self.consumers(&copies).await?;
-        self.roll_planned(&planned, &copies, target, item, store, cancel, now, read)
-            .await
+        self.roll_planned(&planned, &copies, cx, read).await
     }
 
     /// The rollout over consumers already built: read, switch, check,
     /// read again, prune.
-    #[allow(clippy::too_many_arguments)]
     async fn roll_planned(
         &self,
         planned: &Planned,
         copies: &Copies,
-        target: &dyn Target,
-        item: &Item<'_>,
-        store: &Store,
-        cancel: &CancellationToken,
-        now: OffsetDateTime,
+        cx: &Context<'_>,
         read: &mut Vec<(String, Vec<String>, Standing)>,
     ) -> Result<(), RolloutError> {
+        let Context {
+            target,
+            item,
+            store,
+            cancel,
+            now,
+        } = *cx;
         let steps = self.preflight(planned, copies, target.name()).await?;
         let record = |steps: &[Step], read: &mut Vec<(String, Vec<String>, Standing)>| {
             *read = steps

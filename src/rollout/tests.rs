@@ -302,17 +302,15 @@ impl World {
         };
         let item = Item::new(&self.meta, &[], &BTreeMap::new(), &self.store);
         let mut read = Vec::new();
+        let cx = Context {
+            target: &self.target,
+            item: &item,
+            store: &self.store,
+            cancel,
+            now: NOW,
+        };
         let result = rollout
-            .roll_planned(
-                &self.planned,
-                &copies,
-                &self.target,
-                &item,
-                &self.store,
-                cancel,
-                NOW,
-                &mut read,
-            )
+            .roll_planned(&self.planned, &copies, &cx, &mut read)
             .await;
         (result, read)
     }

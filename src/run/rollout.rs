@@ -67,13 +67,13 @@ pub(super) async fn roll_out(
     let item = publish::Item::new(meta, &files, vars, &task.store);
     let started = std::time::Instant::now();
     let outcome = rollout
-        .run(
-            target.as_ref(),
-            &item,
-            &task.store,
-            &task.cancel,
-            OffsetDateTime::now_utc(),
-        )
+        .run(&crate::rollout::Context {
+            target: target.as_ref(),
+            item: &item,
+            store: &task.store,
+            cancel: &task.cancel,
+            now: OffsetDateTime::now_utc(),
+        })
         .await;
     let aligned = outcome
         .status

@@ -6,25 +6,9 @@ use super::*;
 
 pub(super) fn panicked_status(cert: &Certificate) -> CertStatus {
     CertStatus {
-        name: cert.name().to_string(),
-        domains: cert.spec.domains.clone(),
-        state: CertState::Failed,
-        not_after: None,
-        days_left: None,
-        issued_at: None,
-        serial: None,
-        config_commit: None,
         last_error: Some("internal error: task panicked (see logs)".into()),
         failed_stage: Some(crate::report::FailedStage::Renewal),
-        published: false,
-        retry_after: None,
-        targets: Vec::new(),
-        verified: None,
-        verification: None,
-        waiting_until: None,
-        waiting_for: None,
-        renew_command: None,
-        rollout: None,
+        ..CertStatus::new(cert.name(), cert.spec.domains.clone(), CertState::Failed)
     }
 }
 

@@ -430,26 +430,13 @@ mod tests {
             config_rejected: None,
             error: None,
             certificates: vec![CertStatus {
-                name: "web".into(),
-                domains: vec![],
-                state,
                 not_after: Some(now + time::Duration::days(days) + time::Duration::hours(1)),
                 days_left: Some(days),
-                issued_at: None,
-                serial: None,
-                config_commit: None,
                 last_error: (state == CertState::Failed).then(|| "CA down".into()),
                 failed_stage: (state == CertState::Failed)
                     .then_some(crate::report::FailedStage::Renewal),
                 published: true,
-                retry_after: None,
-                targets: vec![],
-                verified: None,
-                verification: None,
-                waiting_until: None,
-                waiting_for: None,
-                renew_command: None,
-                rollout: None,
+                ..CertStatus::new("web", vec![], state)
             }],
         }
     }

@@ -30,17 +30,16 @@ LOG_FILE gets one line per CloudFront request: `<unix time> <status>
 <method> <path>`. Binds 127.0.0.1 only.
 """
 import hashlib
-import http.client
-import http.server
 import re
-import socketserver
 import sys
 import threading
 import time
 import urllib.parse
 
+from http_front import Handler, Upstream, serve
+
 PORT = int(sys.argv[1])
-UPSTREAM = urllib.parse.urlparse(sys.argv[2])
+UPSTREAM = Upstream(sys.argv[2])
 LOG = open(sys.argv[3], "a", buffering=1)
 DEPLOY = float(sys.argv[4]) if len(sys.argv) > 4 else 2.0
 CONFLICT_FILE = sys.argv[5] if len(sys.argv) > 5 else None
@@ -50,35 +49,13 @@ lock = threading.Lock()
 versions = {}  # distribution id -> version
 deploying = {}  # distribution id -> monotonic time the last update deploys
 uploaded = {}  # IAM ARN -> upload time (ISO 8601)
-local = threading.local()
 
 CF = re.compile(r"^/20\d\d-\d\d-\d\d/distribution(?:/([^/?]+))?(/config)?/?$")
 CF_NS = "http://cloudfront.amazonaws.com/doc/2020-05-31/"
 
 
-def upstream():
-    conn = getattr(local, "conn", None)
-    if conn is None:
-        conn = http.client.HTTPConnection(UPSTREAM.hostname, UPSTREAM.port, timeout=120)
-        local.conn = conn
-    return conn
-
-
 def call(method, path, data=b"", headers=None):
-    headers = dict(headers or {})
-    if data or method in ("PUT", "POST"):
-        headers["Content-Length"] = str(len(data))
-    for attempt in range(2):
-        conn = upstream()
-        try:
-            conn.request(method, path, body=data, headers=headers)
-            resp = conn.getresponse()
-            return resp.status, resp.getheaders(), resp.read()
-        except (http.client.HTTPException, OSError):
-            conn.close()
-            local.conn = None
-            if attempt:
-                raise
+    return UPSTREAM.call(method, path, data, headers)
 
 
 def etag(dist_id):
@@ -158,47 +135,11 @@ def with_viewer_certificates(payload, headers):
     return re.sub(r"<DistributionSummary>.*?</DistributionSummary>", summary, text, flags=re.S).encode()
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def body(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return out
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def send(self, status, headers, data):
-        self.send_response(status)
-        length = str(len(data))
-        for name, value in headers:
-            if name.lower() == "content-length" and self.command == "HEAD":
-                length = value
-            elif name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", length)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
+class EdgeHandler(Handler):
     def handle_any(self):
         data = self.body()
         path = urllib.parse.urlparse(self.path).path
-        headers = {
-            k: v
-            for k, v in self.headers.items()
-            if k.lower() not in ("transfer-encoding", "connection", "content-length")
-        }
+        headers = self.passed_headers()
         cf = CF.match(path)
         scope = self.headers.get("Authorization", "")
         if cf:
@@ -254,10 +195,4 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-
-Server(("127.0.0.1", PORT), Handler).serve_forever()
+serve(PORT, EdgeHandler)

@@ -32,20 +32,19 @@ per question. It serves a value as soon as moto holds it, which is earlier
 than real Route53's nameservers would; certkeeper's own propagation check is
 what waits for them. Binds 127.0.0.1 only.
 """
-import http.client
-import http.server
 import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
-import socketserver
 import sys
 import threading
 import time
 import urllib.parse
 
+from http_front import Handler, Upstream, serve
+
 PORT = int(sys.argv[1])
-MOTO = urllib.parse.urlparse(sys.argv[2])
+MOTO = Upstream(sys.argv[2])
 INSYNC = float(sys.argv[3])
 LOG = open(sys.argv[4], "a", buffering=1)
 RATE = float(sys.argv[5]) if len(sys.argv) > 5 else 5.0
@@ -60,7 +59,6 @@ changes = {}  # change id -> submitted at (monotonic)
 ids = itertools.count(1)
 tokens = RATE
 refilled = time.monotonic()
-local = threading.local()
 
 CHANGE_PATH = re.compile(r"^/2013-04-01/hostedzone/[^/]+/rrset/?$")
 GET_CHANGE = re.compile(r"^/2013-04-01/change/([^/?]+)")
@@ -77,14 +75,6 @@ def take_token():
             tokens -= 1
             return True
         return False
-
-
-def moto():
-    conn = getattr(local, "conn", None)
-    if conn is None:
-        conn = http.client.HTTPConnection(MOTO.hostname, MOTO.port, timeout=120)
-        local.conn = conn
-    return conn
 
 
 def journal(zone, request):
@@ -128,59 +118,9 @@ def change_xml(change_id, status, submitted):
     ).encode()
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def body(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return out
-                out += self.rfile.read(size)
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def send(self, status, headers, data):
-        self.send_response(status)
-        length = str(len(data))
-        for name, value in headers:
-            if name.lower() == "content-length" and self.command == "HEAD":
-                length = value  # what a GET would return
-            elif name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", length)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
+class Route53Handler(Handler):
     def forward(self, data):
-        headers = {
-            k: v
-            for k, v in self.headers.items()
-            if k.lower() not in ("transfer-encoding", "connection", "content-length")
-        }
-        if data or self.command in ("PUT", "POST"):
-            headers["Content-Length"] = str(len(data))
-        for attempt in range(2):
-            conn = moto()
-            try:
-                conn.request(self.command, self.path, body=data, headers=headers)
-                resp = conn.getresponse()
-                payload = resp.read()
-                return resp.status, resp.getheaders(), payload
-            except (http.client.HTTPException, OSError):
-                conn.close()
-                local.conn = None
-                if attempt:
-                    raise
+        return MOTO.call(self.command, self.path, data, self.passed_headers())
 
     def handle_any(self):
         data = self.body()
@@ -247,10 +187,4 @@ class Handler(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-
-Server(("127.0.0.1", PORT), Handler).serve_forever()
+serve(PORT, Route53Handler)
