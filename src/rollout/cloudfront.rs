@@ -46,11 +46,21 @@ pub fn referenced(vc: Option<&ViewerCertificate>) -> Vec<String> {
 }
 
 /// `vc` referencing `reference` (an ACM ARN or an IAM id; none for
-/// CloudFront's default certificate), the TLS settings kept.
+/// CloudFront's default certificate), the TLS settings kept. A
+/// distribution on CloudFront's own certificate has none, and CloudFront
+/// requires them with a certificate of ours: SNI and TLS 1.2, its
+/// recommended ones.
 fn pointing_at(vc: Option<&ViewerCertificate>, reference: Option<&str>) -> ViewerCertificate {
+    use aws_sdk_cloudfront::types::{MinimumProtocolVersion, SslSupportMethod};
+    let mut method = vc.and_then(|v| v.ssl_support_method().cloned());
+    let mut minimum = vc.and_then(|v| v.minimum_protocol_version().cloned());
+    if reference.is_some() {
+        method.get_or_insert(SslSupportMethod::SniOnly);
+        minimum.get_or_insert(MinimumProtocolVersion::TlSv122021);
+    }
     let mut b = ViewerCertificate::builder()
-        .set_ssl_support_method(vc.and_then(|v| v.ssl_support_method().cloned()))
-        .set_minimum_protocol_version(vc.and_then(|v| v.minimum_protocol_version().cloned()));
+        .set_ssl_support_method(method)
+        .set_minimum_protocol_version(minimum);
     b = match reference {
         Some(r) if r.starts_with("arn:") => b
             .acm_certificate_arn(r)
@@ -194,4 +204,48 @@ pub async fn list(client: &Client) -> Result<Vec<(String, Vec<String>)>, Consume
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_cloudfront::types::{MinimumProtocolVersion, SslSupportMethod};
+
+    #[test]
+    fn a_distribution_on_cloudfronts_own_certificate_gets_sni_and_tls_1_2() {
+        let own = ViewerCertificate::builder()
+            .cloud_front_default_certificate(true)
+            .build();
+        let ours = pointing_at(Some(&own), Some("ASCAEXAMPLE"));
+        assert_eq!(ours.iam_certificate_id(), Some("ASCAEXAMPLE"));
+        assert_eq!(ours.cloud_front_default_certificate(), Some(false));
+        assert_eq!(ours.ssl_support_method(), Some(&SslSupportMethod::SniOnly));
+        assert_eq!(
+            ours.minimum_protocol_version(),
+            Some(&MinimumProtocolVersion::TlSv122021)
+        );
+        assert_eq!(referenced(Some(&ours)), ["ASCAEXAMPLE"]);
+        // Switched back: CloudFront's own certificate again.
+        let back = pointing_at(Some(&ours), None);
+        assert_eq!(back.cloud_front_default_certificate(), Some(true));
+        assert!(referenced(Some(&back)).is_empty());
+    }
+
+    #[test]
+    fn the_tls_settings_in_place_are_kept_and_acm_is_referenced_by_arn() {
+        let vip = ViewerCertificate::builder()
+            .iam_certificate_id("ASCAOLD")
+            .ssl_support_method(SslSupportMethod::Vip)
+            .minimum_protocol_version(MinimumProtocolVersion::TlSv122019)
+            .build();
+        let arn = "arn:aws:acm:us-east-1:123456789012:certificate/abc";
+        let ours = pointing_at(Some(&vip), Some(arn));
+        assert_eq!(ours.acm_certificate_arn(), Some(arn));
+        assert_eq!(ours.iam_certificate_id(), None);
+        assert_eq!(ours.ssl_support_method(), Some(&SslSupportMethod::Vip));
+        assert_eq!(
+            ours.minimum_protocol_version(),
+            Some(&MinimumProtocolVersion::TlSv122019)
+        );
+    }
 }
