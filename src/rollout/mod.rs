@@ -269,6 +269,9 @@ pub struct Context<'a> {
     pub store: &'a Store,
     pub cancel: &'a CancellationToken,
     pub now: OffsetDateTime,
+    /// `false`: only read the consumers and report the alignment (a
+    /// replica without the certificate's lease).
+    pub switch: bool,
 }
 
 /// What a rollout leaves: the status to show, and why it failed.
@@ -461,7 +464,9 @@ impl Rollout {
         let mut read = Vec::new();
         let error = self.roll(cx, &mut read).await.err();
         let result = match &error {
-            None if read.iter().any(|(_, _, s)| *s == Standing::Behind) => "not aligned".into(),
+            None if read.iter().any(|(_, _, s)| *s == Standing::Behind) => {
+                "not aligned (not switched here)".into()
+            }
             None => "aligned".into(),
             Some(e) => e.to_string(),
         };
@@ -503,6 +508,7 @@ impl Rollout {
             store,
             cancel,
             now,
+            switch,
         } = *cx;
         let steps = self.preflight(planned, copies, target.name()).await?;
         let record = |steps: &[Step], read: &mut Vec<(String, Vec<String>, Standing)>| {
@@ -517,6 +523,9 @@ impl Rollout {
             .iter()
             .flat_map(|s| &s.consumers)
             .any(|r| r.standing() == Standing::Behind);
+        if behind && !switch {
+            return Ok(());
+        }
         if behind {
             let halt = read_halt(store, &self.cert);
             if let (Some(until), Some(halt)) = (

@@ -308,6 +308,7 @@ impl World {
             store: &self.store,
             cancel,
             now: NOW,
+            switch: true,
         };
         let result = rollout
             .roll_planned(&self.planned, &copies, &cx, &mut read)

@@ -22,6 +22,8 @@ pub(super) enum RolloutFailure {
     NotPublished(String),
     #[error("rollout: {0}")]
     Rollout(#[from] RolloutError),
+    #[error("rollout: the certificate's lease: {0}")]
+    Lease(#[from] crate::replica::LeaseError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
 }
@@ -66,15 +68,47 @@ pub(super) async fn roll_out(
     };
     let item = publish::Item::new(meta, &files, vars, &task.store);
     let started = std::time::Instant::now();
-    let outcome = rollout
-        .run(&crate::rollout::Context {
-            target: target.as_ref(),
-            item: &item,
-            store: &task.store,
-            cancel: &task.cancel,
-            now: OffsetDateTime::now_utc(),
-        })
-        .await;
+    let cx = |switch| crate::rollout::Context {
+        target: target.as_ref(),
+        item: &item,
+        store: &task.store,
+        cancel: &task.cancel,
+        now: OffsetDateTime::now_utc(),
+        switch,
+    };
+    // Replicas: only the holder of the certificate's lease switches. One
+    // that renewed it in this run holds it; another looks first, and takes
+    // the lease only when something is behind.
+    let held_here = task.lease.lock().expect("lease lock").is_some();
+    let outcome = match &task.coordinator {
+        Some(c) if !held_here => {
+            let look = rollout.run(&cx(false)).await;
+            if look.error.is_some() || look.status.aligned {
+                look
+            } else {
+                match c.acquire(&meta.name).await {
+                    Ok(crate::replica::Acquired::Taken(lease)) => {
+                        let outcome = rollout.run(&cx(true)).await;
+                        c.release(&lease).await;
+                        outcome
+                    }
+                    Ok(crate::replica::Acquired::Held { holder, until }) => {
+                        tracing::info!(event = "rollout.left_to_holder", cert = %meta.name, holder = %holder);
+                        let mut look = look;
+                        look.status.result = format!(
+                            "not aligned; {holder} holds the certificate's lease until {} and rolls it out",
+                            until
+                                .format(&time::format_description::well_known::Rfc3339)
+                                .unwrap_or_default()
+                        );
+                        look
+                    }
+                    Err(e) => return (Some(look.status), Err(e.into())),
+                }
+            }
+        }
+        _ => rollout.run(&cx(true)).await,
+    };
     let aligned = outcome
         .status
         .consumers

@@ -482,3 +482,121 @@ async fn acm_reimports_keep_the_arn_and_the_alignment_lists_who_uses_it() {
         arn.as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_replicas_only_the_holder_of_the_lease_switches() {
+    let e = edge().await;
+    // In the bucket too, so the second replica pulls it instead of issuing.
+    e.env
+        .repo
+        .commit_certificates(&WEB.replace("[cdn]", "[s3, cdn]"), "web in s3 too");
+    let small = e
+        .front
+        .serving(
+            Follow::Elb {
+                name: "small".into(),
+                port: 443,
+            },
+            &e.env.root.join("state-0"),
+        )
+        .await;
+    e.settings(&format!(
+        "    steps:\n      - elb: small:443\n        verify: {{endpoints: [{}], window: 20s, interval: 1s}}\n      - cloudfront: {}\n",
+        endpoint(&small),
+        e.d_web
+    ));
+    let first = e.env.replica_settings(0, "60s", "");
+    let second = e.env.replica_settings(1, "60s", "");
+    let status_of = |i: usize| {
+        let text = std::fs::read_to_string(e.env.root.join(format!("state-{i}/status.json")))
+            .expect("status.json");
+        cert_status(&serde_json::from_str(&text).unwrap(), "web")
+    };
+    let web_leases = |out: &support::RunOutput| {
+        out.events_named("lease.taken")
+            .into_iter()
+            .filter(|l| l["cert"] == "web")
+            .count()
+    };
+
+    // The first replica renews it and rolls it out under that lease.
+    let out = e.env.certkeeper_line("run --once", &first).await;
+    assert_ok(&out);
+    assert_eq!(
+        out.events_named("rollout.switch").len(),
+        2,
+        "{}",
+        out.stdout
+    );
+    let new_arn = e.front.show()["elb"]["small:443"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_arn, e.old.0);
+
+    // The second pulls it, finds every consumer aligned: no lease, no switch.
+    let out = e.env.certkeeper_line("run --once", &second).await;
+    assert_ok(&out);
+    assert!(
+        out.events_named("rollout.switch").is_empty(),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(web_leases(&out), 0, "{}", out.stdout);
+    assert_eq!(status_of(1)["rollout"]["aligned"], true);
+
+    // Switched back by hand: the second takes the lease and brings it in line.
+    e.front.fixture(&["elb-set", "small", "443", &e.old.0]);
+    let out = e.env.certkeeper_line("run --once", &second).await;
+    assert_ok(&out);
+    assert_eq!(web_leases(&out), 1, "{}", out.stdout);
+    assert_eq!(
+        out.events_named("rollout.switch").len(),
+        1,
+        "{}",
+        out.stdout
+    );
+    assert_eq!(e.front.show()["elb"]["small:443"], new_arn.as_str());
+
+    // While the first holds the lease, the second only reports.
+    e.front.fixture(&["elb-set", "small", "443", &e.old.0]);
+    let until = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let lease = serde_json::json!({
+        "cert": "web",
+        "holder": "replica-0",
+        "generation": 9,
+        "expires_at": until.format(&time::format_description::well_known::Rfc3339).unwrap(),
+    });
+    e.env
+        .moto
+        .s3()
+        .await
+        .put_object()
+        .bucket(&e.env.bucket)
+        .key("certs/.leases/web")
+        .body(serde_json::to_vec(&lease).unwrap().into())
+        .send()
+        .await
+        .expect("lease");
+    let out = e.env.certkeeper_line("run --once", &second).await;
+    assert_ok(&out);
+    assert!(
+        out.events_named("rollout.switch").is_empty(),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.events_named("rollout.left_to_holder").len(),
+        1,
+        "{}",
+        out.stdout
+    );
+    let status = status_of(1);
+    assert_eq!(status["rollout"]["aligned"], false, "{status}");
+    let result = status["rollout"]["result"].as_str().unwrap();
+    assert!(
+        result.contains("replica-0 holds the certificate's lease"),
+        "{result}"
+    );
+    assert_eq!(e.front.show()["elb"]["small:443"], e.old.0.as_str());
+}

@@ -7,6 +7,7 @@ Usage: edge_fixtures.py ENDPOINT COMMAND ARGS...
                                    under PATH; prints `ARN ID`
   elb NAME PORT CERT_ARN           a classic load balancer with an HTTPS
                                    listener on PORT
+  elb-set NAME PORT CERT_ARN       switch that listener by hand
   alb NAME CERT_ARN [EXTRA_ARN]    an ALB (its VPC and subnets) with an
                                    HTTPS listener on 443 (EXTRA_ARN as an
                                    additional certificate); prints its ARN
@@ -85,6 +86,11 @@ def main():
                 "SSLCertificateId": arn,
             }],
             AvailabilityZones=["us-east-1a"],
+        )
+    elif command == "elb-set":
+        name, port, arn = args
+        client("elb").set_load_balancer_listener_ssl_certificate(
+            LoadBalancerName=name, LoadBalancerPort=int(port), SSLCertificateId=arn
         )
     elif command == "alb":
         name, arn, extra = args[0], args[1], args[2:]
