@@ -172,7 +172,11 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
             .certificates
             .iter()
             .any(|c| crate::config::resolve::targets_for(settings, &c.spec).contains(name));
-        if !used {
+        // An s3 target no certificate publishes to is there for `seal
+        // --publish` (sealed bundles to a backup bucket): it may write and
+        // read under its key template, nothing more.
+        let sealing = !used && matches!(target, TargetSettings::S3(_));
+        if !used && !sealing {
             continue;
         }
         match target {
@@ -184,7 +188,7 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                     s3.bucket,
                     keys.trim_start_matches('/')
                 )];
-                if s3.manifest {
+                if s3.manifest && !sealing {
                     let index = if prefix.is_empty() {
                         "index.json".to_string()
                     } else {
@@ -195,7 +199,7 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                 b.add(
                     &s3.aws,
                     json!({
-                        "Sid": format!("S3Publish{}", sid(name)),
+                        "Sid": format!("{}{}", if sealing { "S3Seal" } else { "S3Publish" }, sid(name)),
                         "Effect": "Allow",
                         // GetObject also covers HeadObject.
                         "Action": ["s3:PutObject", "s3:GetObject"],
@@ -210,10 +214,11 @@ pub fn policies(settings: &Settings, config: &Config) -> BTreeMap<String, Value>
                 }
                 // Replicas: leases under <prefix>/.leases/ (never deleted),
                 // and one listing of the prefix per run.
-                if settings
-                    .replicas
-                    .as_ref()
-                    .is_some_and(|r| r.target == *name)
+                if !sealing
+                    && settings
+                        .replicas
+                        .as_ref()
+                        .is_some_and(|r| r.target == *name)
                 {
                     let leases = if prefix.is_empty() {
                         ".leases/*".to_string()
@@ -718,6 +723,31 @@ mod tests {
         assert!(
             registry.contains("arn:aws:ssm:*:*:parameter/registrations/prod/*"),
             "{registry}"
+        );
+    }
+
+    /// `seal --publish backup`: an s3 target no certificate publishes to may
+    /// take sealed bundles under its key template, and nothing else (no
+    /// manifest, no leases); a target of another type nobody uses grants
+    /// nothing.
+    #[test]
+    fn an_s3_target_only_for_sealed_bundles_may_be_written_under_its_keys() {
+        let s = settings(
+            "targets:\n  backup: {type: s3, bucket: backups, prefix: mesh, sse: aws:kms, kms_key_id: alias/backup}\n  spare: {type: ecs, cluster: c, services: [svc]}\nreplicas: {lease_ttl: 60s, target: backup}\n",
+        );
+        let c = config("certificates:\n  - name: web\n    domains: [web.example.test]\n");
+        let text = policies(&s, &c)["default"].to_string();
+        assert!(text.contains("\"Sid\":\"S3SealBackup\""), "{text}");
+        assert!(text.contains("arn:aws:s3:::backups/mesh/*/*"), "{text}");
+        assert!(text.contains("kms:GenerateDataKey"), "{text}");
+        assert!(!text.contains("backups/mesh/index.json"), "{text}");
+        assert!(!text.contains("backups/mesh/.leases"), "{text}");
+        assert!(!text.contains("service/c/svc"), "{text}");
+        // The target the certificate uses is granted as before.
+        assert!(text.contains("\"Sid\":\"S3PublishS3\""), "{text}");
+        assert!(
+            text.contains("arn:aws:s3:::certs/prod/index.json"),
+            "{text}"
         );
     }
 
