@@ -47,35 +47,6 @@ fn issued_names(out: &support::RunOutput) -> Vec<String> {
     names
 }
 
-fn assert_no_secrets(env: &LocalEnv, out: &support::RunOutput) {
-    let status = std::fs::read_to_string(env.state_dir().join("status.json")).unwrap_or_default();
-    for (what, text) in [
-        ("stdout", &out.stdout),
-        ("stderr", &out.stderr),
-        ("status", &status),
-    ] {
-        assert!(
-            !text.contains("PRIVATE KEY"),
-            "private key material in {what}"
-        );
-        assert!(!text.contains(&env.aws_secret), "AWS secret key in {what}");
-    }
-    // Every private key actually written must not appear either (e.g. base64 body).
-    for entry in std::fs::read_dir(env.state_dir().join("live"))
-        .unwrap()
-        .flatten()
-    {
-        if let Ok(key) = std::fs::read_to_string(entry.path().join("privkey.pem")) {
-            let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
-            let probe = &body[..40.min(body.len())];
-            assert!(
-                !out.stdout.contains(probe) && !status.contains(probe),
-                "key body leaked"
-            );
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn issues_renews_only_what_changed_and_publishes() {
     // Pebble's default 5% nonce rejection stays on: real CAs reject nonces.
@@ -167,7 +138,7 @@ async fn issues_renews_only_what_changed_and_publishes() {
         assert_eq!(cert["published"], true, "{cert}");
         assert!(cert["days_left"].as_i64().unwrap() > 0);
     }
-    assert_no_secrets(&env, &out);
+    support::assert_no_secrets(&env, &out);
     let www_serial = status["certificates"][0]["serial"].clone();
 
     // Second run: nothing due, nothing issued, nothing uploaded.
@@ -232,5 +203,5 @@ async fn issues_renews_only_what_changed_and_publishes() {
     assert_eq!(remote, env.live_file("www", "cert.pem"));
     verify_chain(&env, "www", &root);
     assert_eq!(env.moto.challenge_records().await, Vec::<String>::new());
-    assert_no_secrets(&env, &out);
+    support::assert_no_secrets(&env, &out);
 }

@@ -174,7 +174,7 @@ async fn canary_first_then_every_consumer_and_the_old_copy_goes() {
     ));
     let out = e.env.run().await;
     assert_ok(&out);
-    assert!(!out.stdout.contains(&e.env.aws_secret) && !out.stderr.contains(&e.env.aws_secret));
+    support::assert_no_secrets(&e.env, &out);
 
     let show = e.front.show();
     let ours = e.ours(&show);
@@ -301,6 +301,7 @@ async fn a_canary_that_does_not_serve_it_is_switched_back_and_the_rest_untouched
     ));
     let out = e.env.run().await;
     assert_ne!(out.code, 0, "the run fails loudly: {}", out.stdout);
+    support::assert_no_secrets(&e.env, &out);
     let status = cert_status(&e.env.status(), "web");
     assert_eq!(status["state"], "failed", "{status}");
     assert_eq!(status["failed_stage"], "rollout", "{status}");

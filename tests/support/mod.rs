@@ -843,6 +843,39 @@ pub fn cert_status(status: &serde_json::Value, name: &str) -> serde_json::Value 
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// No private key (PEM marker or the body of any live key), and not the
+/// AWS secret key, in a run's stdout, stderr or status file.
+pub fn assert_no_secrets(env: &LocalEnv, out: &RunOutput) {
+    let status = std::fs::read_to_string(env.state_dir().join("status.json")).unwrap_or_default();
+    for (what, text) in [
+        ("stdout", &out.stdout),
+        ("stderr", &out.stderr),
+        ("status", &status),
+    ] {
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "private key material in {what}"
+        );
+        assert!(!text.contains(&env.aws_secret), "AWS secret key in {what}");
+    }
+    // Every private key actually written must not appear either (e.g. base64 body).
+    for entry in std::fs::read_dir(env.state_dir().join("live"))
+        .unwrap()
+        .flatten()
+    {
+        if let Ok(key) = std::fs::read_to_string(entry.path().join("privkey.pem")) {
+            let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+            let probe = &body[..40.min(body.len())];
+            assert!(
+                !out.stdout.contains(probe)
+                    && !out.stderr.contains(probe)
+                    && !status.contains(probe),
+                "key body leaked"
+            );
+        }
+    }
+}
+
 /// A fresh unencrypted ed25519 key pair made by ssh-keygen; returns the
 /// private key path (the public key is next to it, `.pub`).
 pub fn ssh_keygen(dir: &Path, name: &str) -> PathBuf {
