@@ -85,6 +85,9 @@ shutdown_container() { # poweroff | reboot
   leader=
 }
 fresh_rootfs() {
+  # One unpacked rootfs at a time: the previous one is gone (its container
+  # is powered off) before the next is unpacked.
+  [ -z "$rootfs" ] || rm -rf "$rootfs"
   rootfs="$work/rootfs-$1"
   mkdir -p "$rootfs"
   tar -C "$rootfs" -xf "$tarball"
