@@ -126,6 +126,9 @@ fn stop_the_demo(signal: libc::c_int) -> (Option<i32>, Vec<(i32, String)>, Vec<i
     let mut child = Command::new(&example)
         .arg(PathBuf::from(dir.path()).join("demo"))
         .env("CERTKEEPER_BIN", support::certkeeper_bin())
+        // The servers' scratch dirs go under the test's own: a SIGKILLed demo
+        // cannot remove them, and they must not pile up in /tmp run after run.
+        .env("TMPDIR", dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .tied()
